@@ -1,0 +1,135 @@
+"""Run one composed config: prepare the state folder and stack, run its pipeline, write the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from rcatune import constants
+from rcatune.config.schema import PipelineName, RunConfig
+from rcatune.errors import RcatuneError
+from rcatune.runinfo import RunSummary, git_state
+from rcatune.stacks import ensure_stack, ensure_zenml_repository, load_definition
+from rcatune.state import configure_environment, mlflow_artifact_root, mlflow_tracking_uri
+
+log = logging.getLogger("rcatune")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pipeline(name: PipelineName):
+    if name is PipelineName.prepare:
+        from pipelines.prepare import prepare_pipeline
+        return prepare_pipeline
+    from pipelines.fine_tuning import fine_tuning_pipeline
+    return fine_tuning_pipeline
+
+
+def _output(run: Any, step_name: str, artifact: str) -> Any:
+    return run.steps[step_name].outputs[artifact][0].load()
+
+
+class _NoTracebackForUserErrors(logging.Filter):
+    """A step that fails on bad input gets its message printed, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], RcatuneError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_logs() -> None:
+    """One line per message: ZenML prints its own, MLflow's start-up chatter stays out."""
+    logging.getLogger("zenml").propagate = False
+    logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_NoTracebackForUserErrors())
+    logging.getLogger("zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker").setLevel(
+        logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def launch(cfg: RunConfig, resolved: dict[str, Any], choices: dict[str, Any], overrides: list[str],
+           run_dir: Path) -> RunSummary:
+    """Run the configured pipeline on the configured stack; always leave run_summary.json behind."""
+    started = time.perf_counter()
+    state = configure_environment()
+    quiet_logs()
+    git = git_state(PROJECT_ROOT)
+    name = cfg.pipeline.name.value
+    summary = RunSummary(pipeline=name, run_dir=str(run_dir), choices=choices, overrides=overrides, git=git)
+    try:
+        _run(cfg, resolved, git, state, run_dir, summary)
+        summary.status = "succeeded"
+    except RcatuneError as error:
+        summary.status, summary.error = "failed", str(error)
+        raise
+    except Exception as error:  # a step failed: ZenML re-raises the step's exception
+        summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 2)
+        _add_report(run_dir, summary)
+        summary.write(run_dir)
+    return summary
+
+
+def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: Path, run_dir: Path,
+         summary: RunSummary) -> None:
+    from rcatune.tracking import ensure_experiment
+
+    if cfg.stack.remote:
+        raise RcatuneError(f"stack={cfg.stack.name} is remote and needs a deployed ZenML server; see stacks/README.md")
+    ensure_zenml_repository(state)
+    definition = load_definition(PROJECT_ROOT / "stacks" / cfg.stack.definition, state)
+    ensure_stack(definition)
+    experiment = cfg.experiment_name or cfg.pipeline.name.value
+    ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
+    pipeline = _pipeline(cfg.pipeline.name).with_options(
+        enable_cache=cfg.pipeline.enable_cache,
+        settings={"experiment_tracker": {"experiment_name": experiment}},
+    )
+    try:
+        run = pipeline(config=resolved, git=git, data=cfg.data, formats=cfg.formats, output_dir=str(run_dir),
+                       progress=cfg.progress)
+    except RuntimeError as error:
+        raise _step_failure(pipeline.name) or error from None
+    summary.zenml_run = run.name
+    tracking = _output(run, "track_run_config", constants.RUN_TRACKING)
+    summary.mlflow = {"experiment": experiment, "experiment_id": tracking.experiment_id, "run_id": tracking.run_id,
+                      "tracking_uri": tracking.tracking_uri}
+    dataset_meta = run.steps["load_data"].outputs[constants.VALIDATED_DATASET][0].run_metadata
+    summary.data_hash = dataset_meta.get("data_hash")
+    bundle = _output(run, "export_data", constants.TRAINING_FORMATS)
+    summary.counts["splits"] = bundle.counts
+    summary.artifacts.update({f"format_{k}": v for k, v in bundle.paths.items()})
+
+
+def _step_failure(pipeline_name: str) -> RcatuneError | None:
+    """The failed step's own error: its message for rcatune errors, with the traceback for bugs."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline(pipeline_name).last_run
+    for step in run.steps.values():
+        info = step.exception_info
+        if info is None:
+            continue
+        if info.source.startswith("rcatune.errors."):
+            return RcatuneError(f"step {step.name}: {info.message}")
+        return RcatuneError(f"step {step.name} failed with {info.source}: {info.message}\n{info.traceback}")
+    return None
+
+
+def _add_report(run_dir: Path, summary: RunSummary) -> None:
+    """Validation counts come from the report file, so a run that failed on bad data still has them."""
+    report_file = run_dir / constants.VALIDATION_REPORT_FILE
+    if report_file.exists():
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        summary.counts["data"] = {k: report[k] for k in ("read", "accepted", "rejected", "by_reason")}
+        if report.get("quarantine_path"):
+            summary.artifacts["quarantine"] = report["quarantine_path"]
+        summary.artifacts["validation_report"] = str(report_file)
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if config_file.exists():
+        summary.artifacts["resolved_config"] = str(config_file)

@@ -1,0 +1,27 @@
+"""`pipeline=prepare`: load -> validate -> split -> format. Wiring only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zenml import pipeline
+
+from rcatune.config.schema import DataConfig, FormatsConfig
+from steps.data import export_data, load_data, split_data
+from steps.tracking import track_run_config
+
+
+def prepare_data(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
+                 output_dir: str, progress: bool):
+    """The data steps every pipeline starts with; returns the splits artifact."""
+    track_run_config(config, git)
+    dataset, _report = load_data(data.source_spec(), data.max_rejected_fraction, output_dir, progress)
+    splits = split_data(dataset, data.split)
+    export_data(splits, formats, output_dir)
+    return splits
+
+
+@pipeline(enable_cache=False)
+def prepare_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
+                     output_dir: str, progress: bool = True) -> None:
+    prepare_data(config, git, data, formats, output_dir, progress)

@@ -1,0 +1,3 @@
+"""rcatune: turn incident-diagnosis sessions into fine-tuned root-cause models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The OpenTelemetry Demo: facts, fault scenarios and the sample-session generator."""

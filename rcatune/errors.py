@@ -1,0 +1,13 @@
+"""Errors that reach the user as a message, never as a traceback."""
+
+
+class RcatuneError(Exception):
+    """Base class: the message says what was wrong, where, and what to do."""
+
+
+class ConfigError(RcatuneError):
+    """A configuration value that cannot work."""
+
+
+class DataError(RcatuneError):
+    """Input data that cannot be used (empty source, too many rejects, bad header...)."""

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""rcatune's one entry point: compose the config (Hydra), validate it, run its pipeline (ZenML).
+
+    python run.py                                   # the default fine-tuning pipeline on sample data
+    python run.py pipeline=prepare data=jsonl data.path=sessions.jsonl
+    python run.py -m data.size=100,200              # a sweep: one ZenML run and one MLflow run each
+    python run.py --help                            # groups, options and examples
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+os.environ.setdefault("RCATUNE_HOME", str(ROOT / ".rcatune"))
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException  # noqa: E402
+
+from rcatune.config import register_configs  # noqa: E402
+from rcatune.errors import RcatuneError  # noqa: E402
+from rcatune.state import state_dir  # noqa: E402
+
+log = logging.getLogger("rcatune")
+OmegaConf.register_new_resolver("rcatune_state", lambda: str(state_dir()), replace=True)
+register_configs()
+
+
+def _fail(message: str) -> None:
+    print(f"rcatune: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _config_error(error: Exception) -> str:
+    cause = error
+    while cause.__cause__ is not None and not isinstance(cause, RcatuneError):
+        cause = cause.__cause__
+    key = getattr(cause, "full_key", None)
+    if isinstance(cause, MissingMandatoryValue) and key:
+        return f"{key}: required value missing; set it on the command line ({key}=...)"
+    return str(cause).split("\n    full_key")[0]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_cfg = OmegaConf.to_object(cfg)
+    except (RcatuneError, OmegaConfBaseException, ValueError) as error:
+        _fail(f"invalid configuration: {_config_error(error)}")
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+
+    from pipelines.launch import launch
+    from rcatune.report import print_summary
+
+    try:
+        summary = launch(run_cfg, OmegaConf.to_container(cfg, resolve=True), dict(hydra_cfg.runtime.choices),
+                         list(hydra_cfg.overrides.task), run_dir)
+    except RcatuneError as error:
+        print_summary_if_any(run_dir)
+        _fail(str(error))
+    print_summary(summary)
+
+
+def print_summary_if_any(run_dir: Path) -> None:
+    from rcatune.report import print_summary_file
+
+    print_summary_file(run_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Every format round-trips from one renderer; OpenAI rules hold; LLaMA-Factory mapping reads every row."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from rcatune.demo.generator import generate_sessions
+from rcatune.formats import Format, export_formats
+from rcatune.formats.openai_chat import check_openai_chat_file
+from rcatune.prompts import DEFAULT_SYSTEM_PROMPT, parse_answer, render, to_messages
+from rcatune.schema import TrainingExample
+from rcatune.split import SplitSpec, split_examples
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    examples = [TrainingExample.model_validate(r) for r in generate_sessions(120, seed=8)]
+    splits = split_examples(examples, SplitSpec())
+    out = tmp_path_factory.mktemp("formats")
+    bundle = export_formats(splits, out, list(Format), DEFAULT_SYSTEM_PROMPT)
+    prompts = {name: [render(e) for e in members] for name, members in splits.items()}
+    return splits, bundle, prompts
+
+
+def test_answer_round_trips_through_the_renderer():
+    for record in generate_sessions(50, seed=9):
+        example = TrainingExample.model_validate(record)
+        answer = parse_answer(render(example).output)
+        assert answer.root_cause == example.root_cause
+        assert answer.diagnostic_query == example.diagnostic_query
+        assert answer.critical_paths == example.critical_paths
+        assert answer.remediation_steps == example.remediation_steps
+
+
+def test_parse_answer_tolerates_partial_text():
+    answer = parse_answer("Root Cause: payment fails\nsome rambling")
+    assert answer.root_cause.startswith("payment fails")
+    assert answer.diagnostic_query == "" and answer.critical_paths == []
+
+
+def test_dataset_jsonl_reloads_to_the_same_examples(exported):
+    splits, bundle, _ = exported
+    for name, members in splits.items():
+        lines = open(f"{bundle.paths['dataset']}/{name}.jsonl", encoding="utf-8").read().splitlines()
+        assert [TrainingExample.model_validate_json(line) for line in lines] == members
+
+
+def test_openai_files_follow_openai_rules_and_round_trip(exported):
+    splits, bundle, prompts = exported
+    for name in ("train", "val", "test"):
+        path = f"{bundle.paths['openai']}/{name}.jsonl"
+        assert check_openai_chat_file(__import__("pathlib").Path(path), training=name == "train") == []
+        rows = [json.loads(line) for line in open(path, encoding="utf-8")]
+        assert [row["messages"] for row in rows] == [to_messages(p) for p in prompts[name]]
+
+
+def test_openai_checker_catches_each_rule(tmp_path):
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    cases = {
+        "no valid role": {"messages": [{"role": "bot", "content": "x"}, {"role": "assistant", "content": "a"}]},
+        "empty content": {"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": "a"}]},
+        "no assistant message": {"messages": [{"role": "user", "content": "q"}]},
+        "no 'messages' list": {"prompt": "q"},
+        "may exceed 50 tokens": {"messages": [{"role": "user", "content": "x" * 60},
+                                              {"role": "assistant", "content": "a"}]},
+    }
+    for expected, bad in cases.items():
+        path = tmp_path / "f.jsonl"
+        path.write_text("\n".join(json.dumps(x) for x in [good] * 10 + [bad]) + "\n")
+        problems = check_openai_chat_file(path, max_tokens=50)
+        assert len(problems) == 1 and expected in problems[0] and problems[0].startswith("line 11"), problems
+    path.write_text(json.dumps(good) + "\n")
+    assert "at least 10" in check_openai_chat_file(path)[0]
+
+
+def test_hf_dataset_dict_reloads(exported):
+    from datasets import load_from_disk
+
+    splits, bundle, prompts = exported
+    loaded = load_from_disk(bundle.paths["hf"])
+    assert set(loaded) == {"train", "validation", "test"}
+    assert loaded["validation"]["output"] == [p.output for p in prompts["val"]]
+    assert loaded["train"]["id"] == [e.id for e in splits.train]
+    assert loaded["test"][0]["messages"] == to_messages(prompts["test"][0])
+
+
+def _read_llama_factory(folder, name):
+    """Read a dataset the way LLaMA-Factory's loader does: via dataset_info.json's column mapping."""
+    info = json.load(open(f"{folder}/dataset_info.json"))[name]
+    rows = json.load(open(f"{folder}/{info['file_name']}"))
+    columns = info["columns"]
+    if info.get("formatting") == "sharegpt":
+        tags = info["tags"]
+        out = []
+        for row in rows:
+            turns = row[columns["messages"]]
+            assert [t[tags["role_tag"]] for t in turns] == [tags["user_tag"], tags["assistant_tag"]]
+            out.append((row[columns["system"]], turns[0][tags["content_tag"]], turns[1][tags["content_tag"]]))
+        return out
+    return [(row[columns["system"]], row[columns["prompt"]] + "\n\n" + row[columns["query"]], row[columns["response"]])
+            for row in rows]
+
+
+def test_llama_factory_column_mapping_reads_every_row(exported):
+    _, bundle, prompts = exported
+    folder = bundle.paths["llama_factory"]
+    for split in ("train", "val", "test"):
+        expected = [(p.system, p.user_message(), p.output) for p in prompts[split]]
+        assert _read_llama_factory(folder, f"rcatune_{split}_alpaca") == expected
+        assert _read_llama_factory(folder, f"rcatune_{split}_sharegpt") == expected
+
+
+def test_csv_round_trips(exported):
+    _, bundle, prompts = exported
+    with open(bundle.paths["csv"], newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == sum(len(v) for v in prompts.values())
+    val = [r for r in rows if r["split"] == "val"]
+    assert [(r["instruction"], r["input"], r["output"]) for r in val] == [
+        (p.instruction, p.input, p.output) for p in prompts["val"]]

@@ -1,0 +1,125 @@
+"""End to end through `python run.py`: real ZenML store and MLflow tracking under the test state folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def run_py(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def mlflow_run(run_id: str):
+    from mlflow.tracking import MlflowClient
+
+    from rcatune.state import mlflow_tracking_uri
+
+    return MlflowClient(tracking_uri=mlflow_tracking_uri()).get_run(run_id)
+
+
+@pytest.fixture(scope="module")
+def mixed_file(sample_records, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mixed") / "sessions.jsonl"
+    lines = [json.dumps(r) for r in sample_records[:40]]
+    lines.insert(5, '{"id": "broken", ')
+    lines.insert(12, json.dumps(dict(sample_records[50], confidence_score=3)))
+    lines.insert(20, json.dumps(sample_records[0]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_prepare_on_a_mixed_file_reports_counts_that_add_up(mixed_file, tmp_path, state_home):
+    run_dir = tmp_path / "run"
+    result = run_py("pipeline=prepare", "data=jsonl", f"data.path={mixed_file}", f"hydra.run.dir={run_dir}")
+    assert "read 43, accepted 40, rejected 3" in result.stdout
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "succeeded" and summary["pipeline"] == "prepare"
+    data = summary["counts"]["data"]
+    assert (data["read"], data["accepted"], data["rejected"]) == (43, 40, 3)
+    assert data["by_reason"] == {"malformed_json": 1, "out_of_range": 1, "duplicate_id": 1}
+    assert sum(summary["counts"]["splits"].values()) == 40
+    quarantine = [json.loads(line) for line in Path(summary["artifacts"]["quarantine"]).read_text().splitlines()]
+    assert [(q["location"], q["category"]) for q in quarantine] == [
+        ("line 6", "malformed_json"), ("line 13", "out_of_range"), ("line 21", "duplicate_id")]
+    assert quarantine[1]["field"] == "confidence_score"
+    for fmt in ("dataset", "openai", "hf", "llama_factory", "csv"):
+        assert Path(summary["artifacts"][f"format_{fmt}"]).exists()
+    assert summary["choices"]["data"] == "jsonl" and summary["git"]["commit"]
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+
+    tracked = mlflow_run(summary["mlflow"]["run_id"])
+    assert tracked.data.params["data.path"] == str(mixed_file)
+    assert tracked.data.params["pipeline.name"] == "prepare"
+    assert tracked.data.metrics["data_rejected"] == 3 and tracked.data.metrics["data_accepted"] == 40
+    assert tracked.data.tags["data_hash"] == summary["data_hash"]
+    assert Path(tracked.info.artifact_uri.removeprefix("file://")).is_relative_to(state_home)
+
+    from zenml.client import Client
+
+    zen_run = Client().get_pipeline_run(summary["zenml_run"])
+    artifact = zen_run.steps["load_data"].outputs["validated_dataset"][0]
+    assert artifact.run_metadata["rejected"] == 3 and artifact.run_metadata["data_hash"] == summary["data_hash"]
+    assert len(artifact.load().examples) == 40
+    assert not (ROOT / "mlruns").exists() and not (ROOT / "mlflow.db").exists()
+
+
+def test_too_many_rejects_fail_with_a_message_not_a_traceback(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": \n[1]\n{"id": "x"}\n')
+    run_dir = tmp_path / "run"
+    result = run_py("pipeline=prepare", "data=jsonl", f"data.path={bad}", f"hydra.run.dir={run_dir}", check=False)
+    assert result.returncode == 2
+    assert "3 of 3 records (100%) were rejected" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "failed" and summary["counts"]["data"]["rejected"] == 3
+
+
+def test_bad_config_fails_before_running(tmp_path):
+    result = run_py("trainer.learning_rate=-1", f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert "trainer.learning_rate: must be positive" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_multirun_gives_one_zenml_and_one_mlflow_run_each(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_py("-m", "pipeline=prepare", "data.size=40,60", "data.split.min_examples=10", f"hydra.sweep.dir={sweep}")
+    summaries = [json.loads((sweep / str(i) / "run_summary.json").read_text()) for i in (0, 1)]
+    assert [s["counts"]["data"]["accepted"] for s in summaries] == [40, 60]
+    assert len({s["zenml_run"] for s in summaries}) == 2
+    assert len({s["mlflow"]["run_id"] for s in summaries}) == 2
+    assert [mlflow_run(s["mlflow"]["run_id"]).data.params["data.size"] for s in summaries] == ["40", "60"]
+
+
+def test_default_pipeline_and_reproduction_from_the_summary(tmp_path):
+    first = tmp_path / "first"
+    run_py("data.size=50", "data.split.min_examples=10", f"hydra.run.dir={first}")
+    summary = json.loads((first / "run_summary.json").read_text())
+    assert summary["pipeline"] == "fine_tuning" and summary["choices"]["data"] == "sample"
+    again = tmp_path / "again"
+    run_py(*summary["overrides"], f"hydra.run.dir={again}")
+    assert json.loads((again / "run_summary.json").read_text())["data_hash"] == summary["data_hash"]
+
+
+def test_help_and_cfg_job():
+    help_text = run_py("--help").stdout
+    for group in ("pipeline", "data", "model", "method", "trainer", "evaluation", "stack", "experiment", "debug"):
+        assert f"{group}:" in help_text
+    assert "python run.py -m data.size=100,200" in help_text
+    job = run_py("--cfg", "job", "data=sample", "data.size=77").stdout
+    assert "size: 77" in job and "_target_: rcatune.sources.SampleSource" in job

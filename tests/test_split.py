@@ -1,0 +1,63 @@
+"""Splits: deterministic, incident-grouped, stratified, with a clear minimum."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from rcatune.demo.generator import generate_sessions
+from rcatune.errors import DataError
+from rcatune.schema import TrainingExample
+from rcatune.split import SplitSpec, incident_groups, split_examples
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return [TrainingExample.model_validate(r) for r in generate_sessions(400, seed=21)]
+
+
+def test_split_is_deterministic_and_near_the_fractions(examples):
+    a = split_examples(examples, SplitSpec())
+    b = split_examples(examples, SplitSpec())
+    assert a == b
+    counts = a.counts()
+    assert sum(counts.values()) == len(examples)
+    assert abs(counts["train"] / len(examples) - 0.7) < 0.05
+    assert abs(counts["test"] / len(examples) - 0.15) < 0.05
+    assert split_examples(examples, SplitSpec(seed=99)) != a
+
+
+def test_no_incident_straddles_splits(examples):
+    splits = split_examples(examples, SplitSpec())
+    seen = {}
+    for name, members in splits.items():
+        for example in members:
+            assert seen.setdefault(example.incident_id, name) == name
+
+
+def test_overlapping_sessions_on_a_shared_service_group_without_ids(examples):
+    base = examples[0]
+    twin = base.model_copy(update={"id": "twin", "incident_id": None,
+                                   "time_range": (base.time_range[0] + timedelta(minutes=5),
+                                                  base.time_range[1] + timedelta(minutes=5))})
+    far = base.model_copy(update={"id": "far", "incident_id": None,
+                                  "time_range": (base.time_range[0] + timedelta(days=30),
+                                                 base.time_range[1] + timedelta(days=30))})
+    groups = incident_groups([base, twin, far])
+    assert sorted(map(sorted, groups)) == [[0, 1], [2]]
+
+
+def test_every_scenario_reaches_every_split(examples):
+    splits = split_examples(examples, SplitSpec())
+    scenarios = Counter(e.scenario for e in examples)
+    for name, members in splits.items():
+        assert {e.scenario for e in members} == set(scenarios), name
+
+
+def test_min_examples_and_empty_split_are_clear_errors(examples):
+    with pytest.raises(DataError, match="fewer than data.split.min_examples=20"):
+        split_examples(examples[:5], SplitSpec())
+    with pytest.raises(DataError, match="split is empty"):
+        split_examples(examples[:2], SplitSpec(min_examples=1))
