@@ -58,21 +58,15 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
 
     from pipelines.launch import launch
-    from rcatune.report import print_summary
+    from rcatune.report import print_summary, print_summary_file
 
     try:
         summary = launch(run_cfg, OmegaConf.to_container(cfg, resolve=True), dict(hydra_cfg.runtime.choices),
                          list(hydra_cfg.overrides.task), run_dir)
     except RcatuneError as error:
-        print_summary_if_any(run_dir)
+        print_summary_file(run_dir)
         _fail(str(error))
     print_summary(summary)
-
-
-def print_summary_if_any(run_dir: Path) -> None:
-    from rcatune.report import print_summary_file
-
-    print_summary_file(run_dir)
 
 
 if __name__ == "__main__":

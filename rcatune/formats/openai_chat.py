@@ -34,29 +34,30 @@ def token_upper_bound(messages: list[dict]) -> int:
 def check_openai_chat_file(path: Path, max_tokens: int = 65_536, training: bool = True) -> list[str]:
     """Every rule the file breaks, as 'line N: problem'; empty when the file is valid."""
     problems: list[str] = []
-    count = 0
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        count += 1
-        try:
-            example = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"line {number}: not JSON ({error.msg})")
-            continue
-        messages = example.get("messages") if isinstance(example, dict) else None
-        if not isinstance(messages, list) or not messages:
-            problems.append(f"line {number}: no 'messages' list")
-            continue
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ROLES:
-                problems.append(f"line {number}: message {index} has no valid role (one of {sorted(ROLES)})")
-            elif not isinstance(message.get("content"), str) or not message["content"].strip():
-                problems.append(f"line {number}: message {index} ({message['role']}) has empty content")
-        if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
-            problems.append(f"line {number}: no assistant message")
-        elif not problems or not problems[-1].startswith(f"line {number}:"):
-            bound = token_upper_bound(messages)
-            if bound > max_tokens:
-                problems.append(f"line {number}: may exceed {max_tokens} tokens (upper bound {bound})")
-    if training and count < MIN_TRAINING_EXAMPLES:
-        problems.append(f"{count} examples; OpenAI needs at least {MIN_TRAINING_EXAMPLES} in a training file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        problems += [f"line {number}: {problem}" for problem in _example_problems(line, max_tokens)]
+    if training and len(lines) < MIN_TRAINING_EXAMPLES:
+        problems.append(f"{len(lines)} examples; OpenAI needs at least {MIN_TRAINING_EXAMPLES} in a training file")
+    return problems
+
+
+def _example_problems(line: str, max_tokens: int) -> list[str]:
+    try:
+        example = json.loads(line)
+    except json.JSONDecodeError as error:
+        return [f"not JSON ({error.msg})"]
+    messages = example.get("messages") if isinstance(example, dict) else None
+    if not isinstance(messages, list) or not messages:
+        return ["no 'messages' list"]
+    problems = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            problems.append(f"message {index} has no valid role (one of {sorted(ROLES)})")
+        elif not isinstance(message.get("content"), str) or not message["content"].strip():
+            problems.append(f"message {index} ({message['role']}) has empty content")
+    if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+        problems.append("no assistant message")
+    if not problems and (bound := token_upper_bound(messages)) > max_tokens:
+        problems.append(f"may exceed {max_tokens} tokens (upper bound {bound})")
     return problems
