@@ -1,4 +1,4 @@
-"""`pipeline=fine_tuning` (the default): the prepare steps, then training (next: train, evaluate, register)."""
+"""`pipeline=fine_tuning` (the default): the prepare steps, then train. Wiring only."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 from zenml import pipeline
 
 from pipelines.prepare import prepare_data
-from rcatune.config.schema import DataConfig, FormatsConfig
+from rcatune.config.schema import DataConfig, FormatsConfig, TrainerConfig
+from steps.training import train_model
 
 
 @pipeline(enable_cache=False)
 def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
-                         output_dir: str, progress: bool = True) -> None:
-    prepare_data(config, git, data, formats, output_dir, progress)
+                         output_dir: str, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
+                         progress: bool = True) -> None:
+    splits = prepare_data(config, git, data, formats, output_dir, progress)
+    train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)

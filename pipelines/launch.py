@@ -77,6 +77,7 @@ def launch(cfg: RunConfig, resolved: dict[str, Any], choices: dict[str, Any], ov
 
 def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: Path, run_dir: Path,
          summary: RunSummary) -> None:
+    from rcatune.config import to_spec
     from rcatune.tracking import ensure_experiment
 
     if cfg.stack.remote:
@@ -90,9 +91,12 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
         enable_cache=cfg.pipeline.enable_cache,
         settings={"experiment_tracker": {"experiment_name": experiment}},
     )
+    params: dict[str, Any] = {"config": resolved, "git": git, "data": cfg.data, "formats": cfg.formats,
+                              "output_dir": str(run_dir), "progress": cfg.progress}
+    if cfg.pipeline.name is PipelineName.fine_tuning:
+        params.update(model=to_spec(cfg.model), method=to_spec(cfg.method), trainer=cfg.trainer)
     try:
-        run = pipeline(config=resolved, git=git, data=cfg.data, formats=cfg.formats, output_dir=str(run_dir),
-                       progress=cfg.progress)
+        run = pipeline(**params)
     except RuntimeError as error:
         raise _step_failure(pipeline.name) or error from None
     summary.zenml_run = run.name
@@ -104,6 +108,13 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
     bundle = _output(run, "export_data", constants.TRAINING_FORMATS)
     summary.counts["splits"] = bundle.counts
     summary.artifacts.update({f"format_{k}": v for k, v in bundle.paths.items()})
+    if "train_model" in run.steps:
+        trained = _output(run, "train_model", constants.TRAINED_MODEL)
+        summary.metrics.update({k: trained.metrics[k] for k in ("train_loss", "eval_loss", "train_seconds",
+                                                                  "train_tokens_per_second", "peak_memory_mb")})
+        summary.artifacts["model"] = trained.model_dir
+        if trained.resumed_from:
+            summary.decisions["resumed_from"] = trained.resumed_from
 
 
 def _step_failure(pipeline_name: str) -> RcatuneError | None:

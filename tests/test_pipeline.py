@@ -13,6 +13,8 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
+TINY_OVERRIDES = ["model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
+                  "data.split.min_examples=10", "progress=false"]
 
 
 def run_py(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -108,9 +110,10 @@ def test_multirun_gives_one_zenml_and_one_mlflow_run_each(tmp_path):
 
 def test_default_pipeline_and_reproduction_from_the_summary(tmp_path):
     first = tmp_path / "first"
-    run_py("data.size=50", "data.split.min_examples=10", f"hydra.run.dir={first}")
+    run_py("data.size=50", "trainer.epochs=1", *TINY_OVERRIDES, f"hydra.run.dir={first}")
     summary = json.loads((first / "run_summary.json").read_text())
     assert summary["pipeline"] == "fine_tuning" and summary["choices"]["data"] == "sample"
+    assert summary["metrics"]["train_tokens_per_second"] > 0 and Path(summary["artifacts"]["model"]).is_dir()
     again = tmp_path / "again"
     run_py(*summary["overrides"], f"hydra.run.dir={again}")
     assert json.loads((again / "run_summary.json").read_text())["data_hash"] == summary["data_hash"]
@@ -123,3 +126,33 @@ def test_help_and_cfg_job():
     assert "python run.py -m data.size=100,200" in help_text
     job = run_py("--cfg", "job", "data=sample", "data.size=77").stdout
     assert "size: 77" in job and "_target_: rcatune.sources.SampleSource" in job
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "run.py", "data.size=40", "trainer.epochs=2", "trainer.batch_size=4",
+            "trainer.save_steps=1", "trainer.save_total_limit=20", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}"]
+    checkpoints = run_dir / "training" / "checkpoints"
+    process = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (checkpoints / "checkpoint-3" / "trainer_state.json").exists():
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "training" / "model").exists()
+
+    run_py("data.size=40", "trainer.epochs=2", "trainer.batch_size=4", "trainer.save_steps=1",
+           "trainer.save_total_limit=20", "trainer.resume_from=latest", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}")
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    resumed = summary["decisions"]["resumed_from"]
+    assert int(resumed.rsplit("-", 1)[1]) >= 3
+    steps = 2 * -(-summary["counts"]["splits"]["train"] // 4)  # 2 epochs of ceil(train / batch 4) steps
+    state = json.loads((Path(resumed).parent / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps and state["epoch"] == 2
+    assert (run_dir / "training" / "model" / "adapter_config.json").exists()

@@ -240,9 +240,13 @@ class TrainerConfig:
     gradient_accumulation_steps: int = 4
     max_length: int = 2048
     gradient_checkpointing: bool = True
-    packing: bool = False
+    weight_decay: float = 0.0
+    group_by_length: bool = True  # batches of similar lengths: less padding
     seed: int = 42
     logging_steps: int = 10
+    save_steps: Optional[int] = None  # None: a checkpoint each epoch
+    save_total_limit: int = 2
+    resume_from: Optional[str] = None  # 'latest' (this run folder), a run folder, or a checkpoint folder
 
     def __post_init__(self) -> None:
         _require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -252,6 +256,8 @@ class TrainerConfig:
         _require(self.batch_size > 0, "trainer.batch_size", f"must be positive, got {self.batch_size}")
         _require(self.gradient_accumulation_steps > 0, "trainer.gradient_accumulation_steps", "must be positive")
         _require(self.max_length > 0, "trainer.max_length", "must be positive")
+        _require(self.weight_decay >= 0, "trainer.weight_decay", "must be >= 0")
+        _require(self.save_steps is None or self.save_steps > 0, "trainer.save_steps", "must be positive or null")
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -322,6 +328,9 @@ class RunConfig:
         for key, kind in expected.items():
             value = getattr(self, key)
             _require(isinstance(value, kind), key, f"expected a {kind.__name__} option, got {type(value).__name__}")
+        _require(self.trainer.max_length <= self.model.context_length, "trainer.max_length",
+                 f"{self.trainer.max_length} is above the model's context length ({self.model.context_length}, "
+                 f"model.context_length of {self.model.name_or_path})")
 
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {

@@ -1,0 +1,1 @@
+"""Fine-tuning: tokenisation with assistant-only labels, methods (LoRA, QLoRA, full, freeze), trainers."""

@@ -1,0 +1,66 @@
+"""Tokenise examples into input ids with labels on the answer tokens only; batch with dynamic padding."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from rcatune.prompts import render, to_messages
+from rcatune.schema import TrainingExample
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+@dataclass
+class TokenizedSet:
+    features: list[dict[str, list[int]]]
+    truncated: int
+    tokens: int  # real (non-padding) tokens
+
+    @property
+    def answer_tokens(self) -> int:
+        return sum(sum(1 for label in f["labels"] if label != IGNORE) for f in self.features)
+
+
+def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max_length: int) -> TokenizedSet:
+    """Chat-template each example; labels are the assistant tokens (the `{% generation %}` block)."""
+    features, truncated = [], 0
+    for example in examples:
+        encoded = tokenizer.apply_chat_template(
+            to_messages(render(example, system_prompt)), tokenize=True, return_dict=True,
+            return_assistant_tokens_mask=True)
+        ids, mask = list(encoded["input_ids"]), list(encoded["assistant_masks"])
+        if not any(mask):
+            raise ValueError("the chat template marks no assistant tokens: it needs {% generation %} blocks "
+                             "(set model.chat_template to one of rcatune.models.templates.TEMPLATES)")
+        if len(ids) > max_length:
+            truncated += 1
+            ids, mask = ids[:max_length], mask[:max_length]
+        labels = [token if keep else IGNORE for token, keep in zip(ids, mask, strict=True)]
+        features.append({"input_ids": ids, "labels": labels})
+    if truncated:
+        log.warning("%d of %d examples were longer than trainer.max_length=%d and were cut", truncated,
+                    len(examples), max_length)
+    return TokenizedSet(features, truncated, sum(len(f["input_ids"]) for f in features))
+
+
+class PadCollator:
+    """Pad each batch to its own longest sequence (not to max_length)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[dict]) -> dict:
+        import torch
+
+        width = max(len(item["input_ids"]) for item in batch)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, item in enumerate(batch):
+            length = len(item["input_ids"])
+            ids[row, :length] = torch.tensor(item["input_ids"])
+            labels[row, :length] = torch.tensor(item["labels"])
+            attention[row, :length] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": attention}

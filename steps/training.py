@@ -1,0 +1,32 @@
+"""The training step: one call into the configured trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from zenml import log_metadata, step
+from zenml.artifacts.artifact_config import ArtifactConfig
+
+from rcatune import constants
+from rcatune.config import from_spec
+from rcatune.config.schema import TrainerConfig
+from rcatune.split import DatasetSplits
+from rcatune.training.hf import TrainResult, train
+
+
+@step(experiment_tracker=True, enable_cache=False)
+def train_model(splits: DatasetSplits, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
+                system_prompt: str, output_dir: str, progress: bool = True) -> Annotated[
+    TrainResult, ArtifactConfig(name=constants.TRAINED_MODEL)
+]:
+    """Fine-tune the base model on the train split, validating each epoch."""
+    import mlflow
+
+    result = train(splits.train, splits.val, from_spec(model), from_spec(method), trainer,
+                   Path(output_dir) / constants.TRAINING_DIR, system_prompt, progress)
+    mlflow.log_metrics({k: v for k, v in result.metrics.items() if k != "train_loss_step"})
+    mlflow.log_artifact(str(Path(result.output_dir) / "train_metrics.json"), artifact_path=constants.TRAINING_DIR)
+    log_metadata(metadata={"metrics": result.metrics, "base_model": result.base_model, "method": result.method,
+                           "model_dir": result.model_dir}, infer_artifact=True)
+    return result

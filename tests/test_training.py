@@ -1,0 +1,138 @@
+"""Training on the tiny model: masks, every method, failures before training, metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rcatune.config.schema import (
+    FreezeMethodConfig,
+    FullMethodConfig,
+    LoraMethodConfig,
+    ModelConfig,
+    QloraMethodConfig,
+    TinyModelConfig,
+    TrainerConfig,
+)
+from rcatune.demo.generator import generate_sessions
+from rcatune.errors import ConfigError
+from rcatune.models.loading import load_model, load_tokenizer, resolve_model_path
+from rcatune.models.templates import TEMPLATES
+from rcatune.prompts import DEFAULT_SYSTEM_PROMPT, render, to_messages
+from rcatune.schema import TrainingExample
+from rcatune.training.data import IGNORE, tokenize
+from rcatune.training.hf import train
+
+TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return [TrainingExample.model_validate(r) for r in generate_sessions(24, seed=31)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(TINY, resolve_model_path(TINY))
+
+
+def _trainer(**changes) -> TrainerConfig:
+    values = dict(learning_rate=2e-3, epochs=1, batch_size=4, gradient_accumulation_steps=1, max_length=1024,
+                  gradient_checkpointing=False, logging_steps=1, warmup_ratio=0.0)
+    values.update(changes)
+    return TrainerConfig(**values)
+
+
+def test_tiny_model_loads_through_from_pretrained(tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(TINY)
+    assert resolve_model_path(TINY) == path, "built once, cached by content"
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert model.config.vocab_size == len(tokenizer) and model.config.hidden_size == 64
+    assert tokenizer.model_max_length == TINY.context_length
+
+
+@pytest.mark.parametrize("name", sorted(TEMPLATES))
+def test_every_chat_template_masks_exactly_the_answer(name, tokenizer, examples):
+    tokenizer = load_tokenizer(ModelConfig(name_or_path="x", family="llama", chat_template=name,
+                                           lora_target_modules=["q_proj"]), resolve_model_path(TINY))
+    [features] = tokenize(examples[:1], tokenizer, DEFAULT_SYSTEM_PROMPT, 4096).features
+    answer = [t for t in features["labels"] if t != IGNORE]
+    text = tokenizer.decode(answer, skip_special_tokens=True)
+    for marker in ("<|eot_id|>", "<|end|>"):  # special tokens in those families' own tokenizers, text in ours
+        text = text.replace(marker, "")
+    assert text.strip() == render(examples[0]).output.strip()
+    prompt = tokenizer.apply_chat_template(to_messages(render(examples[0]), with_answer=False), tokenize=False,
+                                           add_generation_prompt=True)
+    assert render(examples[0]).output not in prompt and DEFAULT_SYSTEM_PROMPT in prompt
+
+
+def test_truncation_is_counted(tokenizer, examples):
+    result = tokenize(examples[:3], tokenizer, DEFAULT_SYSTEM_PROMPT, max_length=100)
+    assert result.truncated == 3 and all(len(f["input_ids"]) == 100 for f in result.features)
+
+
+def test_lora_trains_and_reports_real_token_throughput(examples, tmp_path):
+    result = train(examples[:16], examples[16:20], TINY, LoraMethodConfig(rank=4, alpha=8), _trainer(epochs=2),
+                   tmp_path, DEFAULT_SYSTEM_PROMPT, progress=False)
+    assert result.is_adapter and (Path(result.model_dir) / "adapter_config.json").exists()
+    assert (Path(result.model_dir) / "tokenizer.json").exists()
+    metrics = result.metrics
+    assert math.isfinite(metrics["eval_loss"]) and metrics["epochs"] == 2
+    assert metrics["trainable_parameters"] < metrics["total_parameters"] / 5
+    real_tokens = sum(len(f["input_ids"]) for f in tokenize(examples[:16], load_tokenizer(TINY, result.base_model),
+                                                            DEFAULT_SYSTEM_PROMPT, 1024).features)
+    assert metrics["train_real_tokens"] == 2 * real_tokens
+    assert metrics["train_tokens_per_second"] == pytest.approx(2 * real_tokens / metrics["train_seconds"], rel=0.01)
+    assert metrics["peak_memory_mb"] > 50
+    assert sum(1 for h in result.history if "eval_loss" in h) >= 2
+    assert json.loads((tmp_path / "train_metrics.json").read_text())["metrics"] == metrics
+
+
+def test_full_fine_tuning_learns(examples, tmp_path):
+    result = train(examples[:16], examples[16:20], TINY, FullMethodConfig(), _trainer(epochs=4, learning_rate=3e-3),
+                   tmp_path, DEFAULT_SYSTEM_PROMPT, progress=False)
+    evals = [h["eval_loss"] for h in result.history if "eval_loss" in h]
+    assert not result.is_adapter and (Path(result.model_dir) / "config.json").exists()
+    assert result.metrics["trainable_parameters"] == result.metrics["total_parameters"]
+    assert all(b <= a for a, b in zip(evals, evals[1:], strict=False)) and evals[-1] < evals[0] - 0.4, evals
+
+
+def test_qlora_trains_4bit_on_cpu(examples, tmp_path):
+    result = train(examples[:8], examples[8:10], TINY, QloraMethodConfig(rank=4, alpha=8), _trainer(),
+                   tmp_path, DEFAULT_SYSTEM_PROMPT, progress=False)
+    assert result.is_adapter and math.isfinite(result.metrics["eval_loss"])
+    model = load_model(TINY, QloraMethodConfig(), result.base_model, on_gpu=False)
+    assert any(type(m).__name__ == "Linear4bit" for m in model.modules())
+
+
+def test_freeze_trains_only_the_last_layers(examples, tmp_path):
+    from rcatune.training.methods import apply_method
+
+    model = load_model(TINY, FreezeMethodConfig(trainable_layers=1), resolve_model_path(TINY), on_gpu=False)
+    model = apply_method(model, TINY, FreezeMethodConfig(trainable_layers=1))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("layers.1." in n for n in trainable)
+    with pytest.raises(ConfigError, match="trainable_layers=5 but the model has 2 layers"):
+        apply_method(model, TINY, FreezeMethodConfig(trainable_layers=5))
+
+
+def test_bad_method_settings_fail_before_training(examples, tmp_path):
+    with pytest.raises(ConfigError, match=r"LoRA target modules \['c_attn'\] do not exist.*q_proj"):
+        train(examples[:4], examples[4:6], TINY, LoraMethodConfig(target_modules=["c_attn"]), _trainer(), tmp_path,
+              DEFAULT_SYSTEM_PROMPT, progress=False)
+    odd = TinyModelConfig(hidden_size=72, intermediate_size=128, num_layers=1, num_heads=4, vocab_size=1024)
+    with pytest.raises(ConfigError, match="hidden_size=72 is not a multiple of 32"):
+        load_model(odd, QloraMethodConfig(), "unused", on_gpu=False)
+
+
+def test_a_model_that_cannot_be_loaded_says_how_to_point_at_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    llama = ModelConfig(name_or_path="meta-llama/Meta-Llama-3-8B-Instruct", family="llama",
+                        lora_target_modules=["q_proj"])
+    with pytest.raises(ConfigError, match="model.name_or_path=/path/to/checkout"):
+        load_tokenizer(llama, llama.name_or_path)
