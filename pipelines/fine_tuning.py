@@ -1,4 +1,4 @@
-"""`pipeline=fine_tuning` (the default): the prepare steps, then train. Wiring only."""
+"""`pipeline=fine_tuning` (the default): prepare, train, evaluate base vs tuned, gate, register. Wiring only."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ from typing import Any
 from zenml import pipeline
 
 from pipelines.prepare import prepare_data
-from rcatune.config.schema import DataConfig, FormatsConfig, TrainerConfig
+from rcatune.config.schema import DataConfig, EvaluationConfig, ExportConfig, FormatsConfig, TrainerConfig
+from steps.evaluation import evaluate_model, gate_model
+from steps.export import export_trained
+from steps.register import register_model
 from steps.training import train_model
 
 
 @pipeline(enable_cache=False)
 def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
                          output_dir: str, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
+                         evaluation: EvaluationConfig, export: ExportConfig, facts: dict[str, Any],
                          progress: bool = True) -> None:
     splits = prepare_data(config, git, data, formats, output_dir, progress)
-    train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)
+    trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)
+    result, _report = evaluate_model(splits, trained, model, evaluation, formats.system_prompt, trainer.max_length,
+                                     output_dir, progress)
+    decision = gate_model(result)
+    promotion = register_model(trained, result, decision, model)
+    export_trained(trained, result, promotion, model, export, facts, output_dir)

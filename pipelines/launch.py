@@ -23,8 +23,27 @@ def _pipeline(name: PipelineName):
     if name is PipelineName.prepare:
         from pipelines.prepare import prepare_pipeline
         return prepare_pipeline
+    if name is PipelineName.evaluate:
+        from pipelines.evaluate import evaluate_pipeline
+        return evaluate_pipeline
     from pipelines.fine_tuning import fine_tuning_pipeline
     return fine_tuning_pipeline
+
+
+def _parameters(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """The pipeline's inputs; polymorphic configs travel as typed specs."""
+    from rcatune.config import to_spec
+
+    params: dict[str, Any] = {"config": resolved, "git": git, "data": cfg.data, "formats": cfg.formats,
+                              "output_dir": str(run_dir), "progress": cfg.progress}
+    if cfg.pipeline.name is PipelineName.fine_tuning:
+        params.update(model=to_spec(cfg.model), method=to_spec(cfg.method), trainer=cfg.trainer,
+                      evaluation=cfg.evaluation, export=cfg.export,
+                      facts={"git_commit": git.get("commit"), "data_source": cfg.data._target_})
+    elif cfg.pipeline.name is PipelineName.evaluate:
+        params.update(pipeline_cfg=to_spec(cfg.pipeline), model=to_spec(cfg.model), evaluation=cfg.evaluation,
+                      model_registry_name=cfg.model_registry_name, max_length=cfg.trainer.max_length)
+    return params
 
 
 def _output(run: Any, step_name: str, artifact: str) -> Any:
@@ -77,7 +96,6 @@ def launch(cfg: RunConfig, resolved: dict[str, Any], choices: dict[str, Any], ov
 
 def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: Path, run_dir: Path,
          summary: RunSummary) -> None:
-    from rcatune.config import to_spec
     from rcatune.tracking import ensure_experiment
 
     if cfg.stack.remote:
@@ -87,27 +105,33 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
     ensure_stack(definition)
     experiment = cfg.experiment_name or cfg.pipeline.name.value
     ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
-    pipeline = _pipeline(cfg.pipeline.name).with_options(
-        enable_cache=cfg.pipeline.enable_cache,
-        settings={"experiment_tracker": {"experiment_name": experiment}},
-    )
-    params: dict[str, Any] = {"config": resolved, "git": git, "data": cfg.data, "formats": cfg.formats,
-                              "output_dir": str(run_dir), "progress": cfg.progress}
+    options: dict[str, Any] = {"enable_cache": cfg.pipeline.enable_cache,
+                               "settings": {"experiment_tracker": {"experiment_name": experiment}}}
     if cfg.pipeline.name is PipelineName.fine_tuning:
-        params.update(model=to_spec(cfg.model), method=to_spec(cfg.method), trainer=cfg.trainer)
+        from zenml import Model
+
+        options["model"] = Model(name=cfg.model_registry_name, description="rcatune root-cause model",
+                                 tags=[cfg.model.name_or_path.split("/")[-1], cfg.method.name])
+    pipeline = _pipeline(cfg.pipeline.name).with_options(**options)
     try:
-        run = pipeline(**params)
+        run = pipeline(**_parameters(cfg, resolved, git, run_dir))
     except RuntimeError as error:
         raise _step_failure(pipeline.name) or error from None
+    _collect(run, experiment, summary)
+
+
+def _collect(run: Any, experiment: str, summary: RunSummary) -> None:
+    """Copy what the steps produced into the run summary."""
     summary.zenml_run = run.name
     tracking = _output(run, "track_run_config", constants.RUN_TRACKING)
     summary.mlflow = {"experiment": experiment, "experiment_id": tracking.experiment_id, "run_id": tracking.run_id,
                       "tracking_uri": tracking.tracking_uri}
     dataset_meta = run.steps["load_data"].outputs[constants.VALIDATED_DATASET][0].run_metadata
     summary.data_hash = dataset_meta.get("data_hash")
-    bundle = _output(run, "export_data", constants.TRAINING_FORMATS)
-    summary.counts["splits"] = bundle.counts
-    summary.artifacts.update({f"format_{k}": v for k, v in bundle.paths.items()})
+    if "export_data" in run.steps:
+        bundle = _output(run, "export_data", constants.TRAINING_FORMATS)
+        summary.counts["splits"] = bundle.counts
+        summary.artifacts.update({f"format_{k}": v for k, v in bundle.paths.items()})
     if "train_model" in run.steps:
         trained = _output(run, "train_model", constants.TRAINED_MODEL)
         summary.metrics.update({k: trained.metrics[k] for k in ("train_loss", "eval_loss", "train_seconds",
@@ -115,6 +139,25 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
         summary.artifacts["model"] = trained.model_dir
         if trained.resumed_from:
             summary.decisions["resumed_from"] = trained.resumed_from
+    evaluating = next((s for s in ("evaluate_model", "evaluate_candidate_model") if s in run.steps), None)
+    if evaluating:
+        evaluation = _output(run, evaluating, constants.EVALUATION)
+        summary.evaluation = {"tuned": evaluation.tuned.metrics,
+                              "base": evaluation.base.metrics if evaluation.base else None}
+        summary.artifacts["evaluation_report"] = evaluation.report_path
+        decision = evaluation.decision
+        summary.decisions["gate"] = "passed" if decision.passed else "failed"
+        summary.decisions["gate_reasons"] = decision.reasons
+    if "register_model" in run.steps:
+        promotion = _output(run, "register_model", constants.PROMOTION)
+        summary.decisions["stage"] = promotion.stage or "none"
+        summary.decisions["stage_reason"] = promotion.reason
+        summary.decisions["zenml_model_version"] = f"{promotion.zenml_model} v{promotion.zenml_version}"
+        summary.decisions["mlflow_model_version"] = f"{promotion.mlflow_model} v{promotion.mlflow_version}"
+    if "export_trained" in run.steps:
+        exported = _output(run, "export_trained", constants.EXPORT)
+        summary.artifacts["export"] = exported.root
+        summary.artifacts["export_merged"] = exported.merged
 
 
 def _step_failure(pipeline_name: str) -> RcatuneError | None:

@@ -21,6 +21,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"  data hash   {summary.data_hash[:16]}")
     for key, value in summary.metrics.items():
         lines.append(f"  {key:<11} {value:.4g}")
+    lines += _evaluation_lines(summary.evaluation)
     for key, value in summary.decisions.items():
         lines.append(f"  {key:<11} {value}")
     if summary.error:
@@ -34,6 +35,22 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"              UI: .venv/bin/mlflow ui --backend-store-uri {summary.mlflow['tracking_uri']}")
     if summary.zenml_run:
         lines.append(f"  ZenML       run {summary.zenml_run}  (make zenml-runs lists the runs)")
+    return lines
+
+
+KEY_METRICS = ("rca_accuracy", "rca_semantic", "query_valid", "critical_path_f1", "bleu", "rouge_l", "perplexity",
+               "latency_p95_ms")
+
+
+def _evaluation_lines(evaluation: dict) -> list[str]:
+    tuned, base = evaluation.get("tuned"), evaluation.get("base")
+    if not tuned:
+        return []
+    lines = ["  evaluation            base      tuned"]
+    for key in KEY_METRICS:
+        if key in tuned:
+            before = f"{base[key]:>9.3f}" if base and key in base else " " * 9
+            lines.append(f"    {key:<18}{before}  {tuned[key]:>9.3f}")
     return lines
 
 

@@ -41,6 +41,7 @@ class RunSummary(BaseModel):
     counts: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, str] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
+    evaluation: dict[str, Any] = Field(default_factory=dict)
     decisions: dict[str, Any] = Field(default_factory=dict)
     seconds: float | None = None
 

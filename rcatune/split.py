@@ -82,15 +82,6 @@ def incident_groups(examples: list[TrainingExample]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _allocate(total: int, fractions: tuple[float, ...]) -> list[int]:
-    """Largest-remainder counts that add up to `total`."""
-    raw = [total * f for f in fractions]
-    counts = [int(r) for r in raw]
-    for index in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True)[: total - sum(counts)]:
-        counts[index] += 1
-    return counts
-
-
 def split_examples(examples: list[TrainingExample], spec: SplitSpec) -> DatasetSplits:
     """Split by incident group, stratified by scenario, deterministic for a seed."""
     if len(examples) < spec.min_examples:
@@ -102,20 +93,20 @@ def split_examples(examples: list[TrainingExample], spec: SplitSpec) -> DatasetS
         strata[examples[group[0]].scenario or ""].append(group)
     rng = random.Random(spec.seed)
     assigned: dict[str, list[int]] = {name: [] for name in SPLITS}
-    # Walk strata in a fixed order; give each group to the split furthest below its target share
-    # of this stratum, so small strata still reach val and test.
+    # Systematic stratified allocation: strata (each shuffled) follow one another, and each group goes
+    # to the split furthest below its global target so far. Totals match the fractions; every
+    # stratum is spread over the splits in proportion, even when it holds only a few incidents.
+    ordered: list[list[int]] = []
     for key in sorted(strata):
-        stratum = strata[key]
-        rng.shuffle(stratum)
-        size = sum(len(g) for g in stratum)
-        want = _allocate(size, spec.fractions)
-        have = [0, 0, 0]
-        for group in stratum:
-            deficits = [(want[i] - have[i]) / max(want[i], 1) if spec.fractions[i] > 0 else float("-inf")
-                        for i in range(3)]
-            choice = max(range(3), key=lambda i: (deficits[i], -i))
-            have[choice] += len(group)
-            assigned[SPLITS[choice]].extend(group)
+        rng.shuffle(strata[key])
+        ordered.extend(strata[key])
+    have, seen = [0, 0, 0], 0
+    for group in ordered:
+        seen += len(group)
+        deficits = [spec.fractions[i] * seen - have[i] if spec.fractions[i] > 0 else float("-inf") for i in range(3)]
+        choice = max(range(3), key=lambda i: (deficits[i], -i))
+        have[choice] += len(group)
+        assigned[SPLITS[choice]].extend(group)
     splits = {name: [examples[i] for i in sorted(idx)] for name, idx in assigned.items()}
     for name, fraction in zip(SPLITS, spec.fractions, strict=True):
         if fraction > 0 and not splits[name]:

@@ -33,6 +33,7 @@ def _overrides(group: str, option: str, tmp_path: Path) -> list[str]:
         "data/jsonl": [f"data.path={tmp_path / 'x.jsonl'}"],
         "data/csv": [f"data.path={tmp_path / 'x.csv'}"],
         "data/clickhouse": [f"data.database_path={tmp_path}"],
+        "trainer/hf": ["model=llama3_8b"],  # its max_length (2048) is above the tiny model's context
     }
     (tmp_path / "x.jsonl").write_text("{}\n")
     (tmp_path / "x.csv").write_text("id\n")
@@ -96,7 +97,9 @@ def test_defaults_are_the_documented_ones():
     assert isinstance(cfg.data, SampleDataConfig)
     assert cfg.data.split.fractions == (0.7, 0.15, 0.15)
     assert cfg.stack.name == "rcatune-local"
-    assert (cfg.evaluation.min_accuracy, cfg.evaluation.max_perplexity, cfg.evaluation.min_bleu) == (0.75, 10.0, 0.3)
+    assert cfg.model.name_or_path == "tiny-llama"
+    default = _compose(["evaluation=default"]).evaluation
+    assert (default.min_accuracy, default.max_perplexity, default.min_bleu) == (0.75, 10.0, 0.3)
 
 
 @pytest.mark.parametrize("override,key", [
@@ -142,6 +145,19 @@ def test_missing_and_nonexistent_paths_fail(tmp_path):
 def test_clickhouse_url_must_not_carry_credentials():
     with pytest.raises(Exception, match="must not carry credentials"):
         _compose(["data=clickhouse", "data.url=http://user:secret@host:8123"])
+
+
+def test_max_length_above_the_model_context_fails():
+    with pytest.raises(Exception, match="trainer.max_length: 2048 is above the model's context length"):
+        _compose(["trainer=hf"])
+
+
+def test_tiny_model_brings_its_own_method_trainer_and_thresholds():
+    tiny = _compose([])
+    assert (tiny.method.name, tiny.trainer.epochs, tiny.evaluation.min_accuracy) == ("full", 12, 0.3)
+    real = _compose(["model=llama3_8b"])
+    assert (real.method.name, real.trainer.learning_rate, real.evaluation.min_accuracy) == ("lora", 2e-4, 0.75)
+    assert _compose(["method=lora"]).method.name == "lora"
 
 
 def test_real_model_configs_are_complete():

@@ -14,7 +14,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 TINY_OVERRIDES = ["model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
-                  "data.split.min_examples=10", "progress=false"]
+                  "data.split.min_examples=10", "progress=false", "evaluation.max_new_tokens=48",
+                  "evaluation.max_examples=4"]
 
 
 def run_py(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -108,15 +109,58 @@ def test_multirun_gives_one_zenml_and_one_mlflow_run_each(tmp_path):
     assert [mlflow_run(s["mlflow"]["run_id"]).data.params["data.size"] for s in summaries] == ["40", "60"]
 
 
-def test_default_pipeline_and_reproduction_from_the_summary(tmp_path):
+def test_reproduction_from_the_summary_gives_the_same_data(tmp_path):
+    first = tmp_path / "first"
+    run_py("pipeline=prepare", "data.size=50", "data.seed=3", "data.split.min_examples=10", f"hydra.run.dir={first}")
+    summary = json.loads((first / "run_summary.json").read_text())
+    again = tmp_path / "again"
+    run_py(*summary["overrides"], f"hydra.run.dir={again}")
+    assert json.loads((again / "run_summary.json").read_text())["data_hash"] == summary["data_hash"]
+
+
+def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_again(tmp_path):
     first = tmp_path / "first"
     run_py("data.size=50", "trainer.epochs=1", *TINY_OVERRIDES, f"hydra.run.dir={first}")
     summary = json.loads((first / "run_summary.json").read_text())
     assert summary["pipeline"] == "fine_tuning" and summary["choices"]["data"] == "sample"
+    assert summary["choices"]["method"] == "full" and summary["choices"]["evaluation"] == "tiny"
     assert summary["metrics"]["train_tokens_per_second"] > 0 and Path(summary["artifacts"]["model"]).is_dir()
-    again = tmp_path / "again"
-    run_py(*summary["overrides"], f"hydra.run.dir={again}")
-    assert json.loads((again / "run_summary.json").read_text())["data_hash"] == summary["data_hash"]
+    assert summary["evaluation"]["tuned"]["examples"] == 4 and "rca_accuracy" in summary["evaluation"]["base"]
+    assert summary["decisions"]["gate"] in ("passed", "failed") and summary["decisions"]["gate_reasons"]
+    assert Path(summary["artifacts"]["evaluation_report"]).read_text().startswith("# rcatune evaluation")
+    assert (Path(summary["artifacts"]["evaluation_report"]).parent / "metrics.png").exists()
+    assert (Path(summary["artifacts"]["export_merged"]) / "config.json").exists()
+
+    from mlflow.tracking import MlflowClient
+    from zenml.client import Client
+
+    from rcatune.state import mlflow_tracking_uri
+
+    name, number = summary["decisions"]["zenml_model_version"].split(" v")
+    version = Client().get_model_version(name, int(number))
+    assert version.run_metadata["rca_accuracy"] == summary["evaluation"]["tuned"]["rca_accuracy"]
+    assert version.run_metadata["stage_reason"] == summary["decisions"]["stage_reason"]
+    mlflow_name, mlflow_number = summary["decisions"]["mlflow_model_version"].split(" v")
+    registered = MlflowClient(tracking_uri=mlflow_tracking_uri()).get_model_version(mlflow_name, mlflow_number)
+    assert registered.run_id == summary["mlflow"]["run_id"] and registered.tags["zenml_version"] == number
+
+    # score that registered version, and then its export folder, on new incidents from a file
+    incidents = Path(summary["artifacts"]["format_dataset"]) / "test.jsonl"
+    by_version = tmp_path / "by_version"
+    run_py("pipeline=evaluate", f"pipeline.model_version={number}", "data=jsonl", f"data.path={incidents}",
+           *TINY_OVERRIDES, f"hydra.run.dir={by_version}")
+    scored = json.loads((by_version / "run_summary.json").read_text())
+    assert scored["pipeline"] == "evaluate" and scored["evaluation"]["base"] is not None
+    assert scored["counts"]["data"]["accepted"] == summary["counts"]["splits"]["test"]
+    assert scored["decisions"]["gate"] in ("passed", "failed")
+    by_folder = tmp_path / "by_folder"
+    run_py("pipeline=evaluate", f"pipeline.model_dir={summary['artifacts']['export_merged']}", "data=jsonl",
+           f"data.path={incidents}", "evaluation.require_improvement=false", *TINY_OVERRIDES,
+           f"hydra.run.dir={by_folder}")
+    scored_folder = json.loads((by_folder / "run_summary.json").read_text())
+    assert scored_folder["evaluation"]["base"] is None
+    assert scored_folder["evaluation"]["tuned"]["perplexity"] == pytest.approx(
+        scored["evaluation"]["tuned"]["perplexity"], rel=1e-3), "export scores like the model it came from"
 
 
 def test_help_and_cfg_job():
@@ -155,4 +199,4 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
     steps = 2 * -(-summary["counts"]["splits"]["train"] // 4)  # 2 epochs of ceil(train / batch 4) steps
     state = json.loads((Path(resumed).parent / f"checkpoint-{steps}" / "trainer_state.json").read_text())
     assert state["global_step"] == steps and state["epoch"] == 2
-    assert (run_dir / "training" / "model" / "adapter_config.json").exists()
+    assert (run_dir / "training" / "model" / "config.json").exists()  # model=tiny trains full weights

@@ -61,3 +61,9 @@ def test_min_examples_and_empty_split_are_clear_errors(examples):
         split_examples(examples[:5], SplitSpec())
     with pytest.raises(DataError, match="split is empty"):
         split_examples(examples[:2], SplitSpec(min_examples=1))
+
+
+def test_small_data_still_fills_every_split_in_proportion():
+    small = [TrainingExample.model_validate(r) for r in generate_sessions(50, seed=7)]
+    counts = split_examples(small, SplitSpec(min_examples=10)).counts()
+    assert counts["train"] in range(33, 38) and counts["val"] in range(5, 10) and counts["test"] in range(5, 10), counts

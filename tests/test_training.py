@@ -136,3 +136,42 @@ def test_a_model_that_cannot_be_loaded_says_how_to_point_at_a_local_copy(monkeyp
                         lora_target_modules=["q_proj"])
     with pytest.raises(ConfigError, match="model.name_or_path=/path/to/checkout"):
         load_tokenizer(llama, llama.name_or_path)
+
+
+def test_export_merges_the_adapter_and_reloads_with_plain_transformers(examples, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rcatune.config.schema import Quantisation
+    from rcatune.export import export_model
+
+    trained = train(examples[:8], examples[8:10], TINY, LoraMethodConfig(rank=4, alpha=8), _trainer(),
+                    tmp_path / "train", DEFAULT_SYSTEM_PROMPT, progress=False)
+    result = export_model(TINY, trained.model_dir, True, tmp_path / "export", Quantisation.int8,
+                          {"name": "rca", "base_model": trained.base_model, "method": "lora",
+                           "metrics": {"rca_accuracy": 0.5}})
+    assert (Path(result.adapter) / "adapter_config.json").exists()
+    assert not (Path(result.merged) / "adapter_config.json").exists()
+    assert "rca_accuracy | 0.5" in (Path(result.merged) / "README.md").read_text()
+    model = AutoModelForCausalLM.from_pretrained(result.merged)
+    tokenizer = AutoTokenizer.from_pretrained(result.merged)
+    inputs = tokenizer.apply_chat_template(to_messages(render(examples[0]), with_answer=False),
+                                           add_generation_prompt=True, return_dict=True, return_tensors="pt")
+    output = model.generate(**inputs, max_new_tokens=5)
+    assert output.shape[1] == inputs["input_ids"].shape[1] + 5 or output[0, -1] == tokenizer.eos_token_id
+
+    # the merged weights reproduce the adapter model's logits
+    import torch
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(trained.base_model)
+    adapted = PeftModel.from_pretrained(base, trained.model_dir).eval()
+    with torch.no_grad():
+        assert torch.allclose(adapted(**inputs).logits, model(**inputs).logits, atol=1e-4)
+    assert 0 < result.size_reduction < 1 and result.quantised_bytes < result.merged_bytes
+
+
+def test_packed_training_covers_the_same_tokens_in_fewer_rows(examples, tmp_path):
+    result = train(examples[:16], examples[16:20], TINY, FullMethodConfig(),
+                   _trainer(packing=True, max_length=2048, epochs=1), tmp_path, DEFAULT_SYSTEM_PROMPT, progress=False)
+    assert result.metrics["train_rows"] < result.metrics["train_examples"]
+    assert math.isfinite(result.metrics["eval_loss"])

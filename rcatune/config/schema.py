@@ -242,6 +242,7 @@ class TrainerConfig:
     gradient_checkpointing: bool = True
     weight_decay: float = 0.0
     group_by_length: bool = True  # batches of similar lengths: less padding
+    packing: bool = False  # several examples per row, without attention across them
     seed: int = 42
     logging_steps: int = 10
     save_steps: Optional[int] = None  # None: a checkpoint each epoch
@@ -268,7 +269,8 @@ class EvaluationConfig:
     min_bleu: float = 0.3
     require_improvement: bool = True
     max_new_tokens: int = 384
-    max_examples: Optional[int] = None
+    max_examples: Optional[int] = None  # evaluate on the first N test examples (None: all)
+    compare_with_base: bool = True
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.min_accuracy <= 1.0, "evaluation.min_accuracy", "must be within [0, 1]")
@@ -287,12 +289,30 @@ class StackConfig:
 class PipelineName(str, enum.Enum):
     prepare = "prepare"
     fine_tuning = "fine_tuning"
+    evaluate = "evaluate"
 
 
 @dataclass
 class PipelineConfig:
     name: PipelineName = MISSING
     enable_cache: bool = False
+
+
+@dataclass
+class EvaluatePipelineConfig(PipelineConfig):
+    """Score a candidate on every valid example of the data source, without training."""
+
+    name: PipelineName = PipelineName.evaluate
+    model_version: str = "production"  # a stage (production, staging, latest) or a version number
+    model_dir: Optional[str] = None  # or a model folder (export/merged, training/model): wins when set
+
+    def __post_init__(self) -> None:
+        if self.model_dir is not None:
+            from pathlib import Path
+
+            _require((Path(self.model_dir) / "config.json").exists()
+                     or (Path(self.model_dir) / "adapter_config.json").exists(),
+                     "pipeline.model_dir", f"{self.model_dir!r} holds no model (no config.json)")
 
 
 @dataclass
@@ -307,6 +327,11 @@ class FormatsConfig:
 
 
 @dataclass
+class ExportConfig:
+    quantisation: Quantisation = Quantisation.none  # int8 | nf4 | fp4: also write a quantised copy
+
+
+@dataclass
 class RunConfig:
     """The root: one option of each group plus run-wide settings."""
 
@@ -318,9 +343,11 @@ class RunConfig:
     evaluation: Any = MISSING
     stack: Any = MISSING
     formats: FormatsConfig = field(default_factory=FormatsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 42
     progress: bool = True
     experiment_name: Optional[str] = None  # MLflow experiment; default: the pipeline name
+    model_registry_name: str = "rcatune-rca"  # ZenML Model and MLflow registered model
 
     def __post_init__(self) -> None:
         expected = {"pipeline": PipelineConfig, "data": DataConfig, "model": ModelConfig, "method": MethodConfig,
@@ -334,7 +361,7 @@ class RunConfig:
 
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
-    "pipeline": {"base": PipelineConfig},
+    "pipeline": {"base": PipelineConfig, "evaluate": EvaluatePipelineConfig},
     "data": {"sample": SampleDataConfig, "jsonl": JsonlDataConfig, "csv": CsvDataConfig,
              "clickhouse": ClickHouseDataConfig},
     "model": {"base": ModelConfig, "tiny": TinyModelConfig},

@@ -23,6 +23,7 @@ from rcatune.models.loading import load_model, load_tokenizer, resolve_model_pat
 from rcatune.schema import TrainingExample
 from rcatune.training.data import PadCollator, tokenize
 from rcatune.training.methods import apply_method, parameter_counts
+from rcatune.training.packing import PackedCollator, pack
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -95,12 +96,16 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     if trainer_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = apply_method(model, model_cfg, method, trainer_cfg.gradient_checkpointing)
+    model.config.use_cache = False  # no KV cache in training; packed rows need it off for their mask
     trainable, total = parameter_counts(model)
 
     train_tokens = tokenize(train_set, tokenizer, system_prompt, trainer_cfg.max_length)
     val_tokens = tokenize(val_set, tokenizer, system_prompt, trainer_cfg.max_length)
     resume = find_checkpoint(trainer_cfg.resume_from, output_dir) if trainer_cfg.resume_from else None
-    steps_per_epoch = math.ceil(len(train_set) / (trainer_cfg.batch_size * trainer_cfg.gradient_accumulation_steps))
+    train_features = pack(train_tokens.features, trainer_cfg.max_length) if trainer_cfg.packing \
+        else train_tokens.features
+    rows_per_step = trainer_cfg.batch_size * trainer_cfg.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(len(train_features) / rows_per_step)
     args = TrainingArguments(
         output_dir=str(output_dir / CHECKPOINTS),
         num_train_epochs=trainer_cfg.epochs,
@@ -124,10 +129,12 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length and not trainer_cfg.packing
+        else "random",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train_tokens.features, eval_dataset=val_tokens.features,
-                      data_collator=PadCollator(tokenizer.pad_token_id), callbacks=[_mlflow_callback()])
+    collator = PackedCollator(tokenizer.pad_token_id) if trainer_cfg.packing else PadCollator(tokenizer.pad_token_id)
+    trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=val_tokens.features,
+                      data_collator=collator, callbacks=[_mlflow_callback()])
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -149,6 +156,7 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
         "train_tokens_per_second": round(real_tokens / wall, 1) if wall > 0 else 0.0,
         "train_real_tokens": float(real_tokens),
         "train_examples": float(len(train_set)),
+        "train_rows": float(len(train_features)),
         "train_truncated": float(train_tokens.truncated),
         "trainable_parameters": float(trainable),
         "total_parameters": float(total),

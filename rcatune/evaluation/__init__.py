@@ -1,0 +1,1 @@
+"""Base vs tuned on held-out incidents: generate, score, report, gate."""

@@ -1,0 +1,129 @@
+"""Generate answers for held-out incidents and score them: one model at a time, base and tuned alike."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+from tqdm.auto import tqdm
+
+from rcatune.config.schema import EvaluationConfig, ModelConfig
+from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, first_label, semantic_similarity
+from rcatune.models.loading import load_model, load_tokenizer, resolve_model_path
+from rcatune.prompts import parse_answer, render, to_messages
+from rcatune.schema import TrainingExample
+from rcatune.training.data import IGNORE, tokenize
+
+PRIMARY_METRIC = "rca_accuracy"
+
+
+class ModelScores(BaseModel):
+    """Aggregate metrics of one model, and its answers."""
+
+    name: str
+    metrics: dict[str, float]
+    answers: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def load_for_evaluation(model_cfg: ModelConfig, model_dir: Optional[str] = None, is_adapter: bool = False):
+    """The base model, or a tuned one (full weights, or the base in full precision plus an adapter)."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    base_path = resolve_model_path(model_cfg)
+    if model_dir is None:
+        return load_model(model_cfg, None, base_path, on_gpu).eval(), load_tokenizer(model_cfg, base_path)
+    tokenizer = load_tokenizer(model_cfg, model_dir)
+    if is_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(load_model(model_cfg, None, base_path, on_gpu), model_dir)
+    else:
+        model = load_model(model_cfg, None, model_dir, on_gpu)
+    return model.eval(), tokenizer
+
+
+def perplexity(model, tokenizer, examples: list[TrainingExample], system_prompt: str, max_length: int) -> float:
+    """exp(mean negative log-likelihood of the reference answer tokens)."""
+    import torch
+
+    total, count = 0.0, 0
+    features = tokenize(examples, tokenizer, system_prompt, max_length).features
+    with torch.no_grad():
+        for feature in features:
+            ids = torch.tensor([feature["input_ids"]], device=model.device)
+            labels = torch.tensor([feature["labels"]], device=model.device)
+            tokens = int((labels[:, 1:] != IGNORE).sum())
+            if tokens == 0:
+                continue
+            total += float(model(input_ids=ids, labels=labels).loss) * tokens
+            count += tokens
+    return math.exp(total / count) if count else float("inf")
+
+
+def generate(model, tokenizer, example: TrainingExample, system_prompt: str,
+             max_new_tokens: int) -> tuple[str, float, int]:
+    """Greedy answer, its latency in seconds and the number of tokens generated."""
+    import torch
+
+    messages = to_messages(render(example, system_prompt), with_answer=False)
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True,
+                                           return_tensors="pt").to(model.device)
+    started = time.perf_counter()
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    latency = time.perf_counter() - started
+    new_tokens = output[0][inputs["input_ids"].shape[1]:]
+    return tokenizer.decode(new_tokens, skip_special_tokens=True), latency, int(len(new_tokens))
+
+
+def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cfg: EvaluationConfig,
+                system_prompt: str, max_length: int, progress: bool = True) -> ModelScores:
+    """Generate for every example and compute every metric."""
+    labels = sorted({e.scenario for e in examples if e.scenario})
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        checker = QueryChecker(folder)
+        try:
+            for example in tqdm(examples, desc=f"evaluate {name}", disable=not progress):
+                text, latency, new_tokens = generate(model, tokenizer, example, system_prompt, cfg.max_new_tokens)
+                predicted, reference = parse_answer(text), parse_answer(render(example, system_prompt).output)
+                row = {"id": example.id, "scenario": example.scenario, "answer": text, "latency_s": latency,
+                       "new_tokens": new_tokens, **answer_scores(predicted, reference, checker)}
+                if example.scenario:
+                    row["predicted_scenario"] = first_label(predicted.root_cause, labels)
+                    row["rca_correct"] = float(row["predicted_scenario"] == example.scenario)
+                rows.append(row)
+        finally:
+            checker.close()
+    predicted_causes = [parse_answer(r["answer"]).root_cause for r in rows]
+    similarity = semantic_similarity(predicted_causes, [e.root_cause for e in examples])
+    for row, value in zip(rows, similarity, strict=True):
+        row["rca_semantic"] = value
+    latencies = sorted(r["latency_s"] for r in rows)
+    metrics = {key: statistics.fmean(r[key] for r in rows) for key in
+               ("query_parses", "query_valid", "critical_path_f1", "remediation_f1", "root_cause_f1", "rouge_l",
+                "rca_semantic")}
+    scored = [r["rca_correct"] for r in rows if "rca_correct" in r]
+    if scored:
+        metrics[PRIMARY_METRIC] = statistics.fmean(scored)
+    metrics["bleu"] = corpus_bleu([r["answer"] for r in rows], [render(e, system_prompt).output for e in examples])
+    metrics["perplexity"] = perplexity(model, tokenizer, examples, system_prompt, max_length)
+    metrics["latency_p50_ms"] = 1000 * _quantile(latencies, 0.5)
+    metrics["latency_p95_ms"] = 1000 * _quantile(latencies, 0.95)
+    metrics["generation_tokens_per_second"] = sum(r["new_tokens"] for r in rows) / max(sum(latencies), 1e-9)
+    metrics["examples"] = float(len(rows))
+    return ModelScores(name=name, metrics=metrics, answers=rows)
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    position = q * (len(sorted_values) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)

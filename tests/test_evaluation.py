@@ -1,0 +1,108 @@
+"""Scoring, the gate and the report, on known answers (no model needed), plus one real model pass."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rcatune.config.schema import EvaluationConfig, TinyModelConfig
+from rcatune.demo.generator import generate_sessions
+from rcatune.evaluation.gate import decide
+from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, first_label, path_f1, token_f1
+from rcatune.prompts import parse_answer, render
+from rcatune.schema import TrainingExample
+
+
+@pytest.fixture(scope="module")
+def example():
+    records = generate_sessions(30, seed=4)
+    return TrainingExample.model_validate(next(r for r in records if r["scenario"] == "paymentFailure"))
+
+
+@pytest.fixture
+def checker(tmp_path):
+    # chdb serves one database folder per process at a time: close before the next one opens
+    checker = QueryChecker(str(tmp_path / "chdb"))
+    yield checker
+    checker.close()
+
+
+def test_first_label_is_the_earliest_mention():
+    labels = ["paymentFailure", "paymentUnreachable", "adFailure"]
+    assert first_label("checkout dials badAddress (paymentUnreachable), not paymentFailure", labels) == \
+        "paymentUnreachable"
+    assert first_label("nothing relevant", labels) is None
+
+
+def test_f1_scores():
+    assert token_f1("payment fails", "payment fails") == 1.0 and token_f1("a b", "c d") == 0.0
+    assert path_f1([["a", "b", "c"]], [["a", "b", "c"]]) == 1.0
+    assert path_f1([["a", "b"]], [["a", "b", "c"]]) == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert path_f1([], [["a", "b"]]) == 0.0
+
+
+def test_a_perfect_answer_scores_perfectly(example, checker):
+    reference = parse_answer(render(example).output)
+    scores = answer_scores(reference, reference, checker)
+    assert scores == {"query_parses": 1.0, "query_valid": 1.0, "critical_path_f1": 1.0, "remediation_f1": 1.0,
+                      "root_cause_f1": 1.0, "rouge_l": 1.0}
+    assert corpus_bleu([render(example).output], [render(example).output]) == pytest.approx(1.0)
+
+
+def test_broken_queries_are_invalid(checker):
+    assert not checker.parses("SELEC * FRM")
+    assert checker.parses("SELECT NoSuchColumn FROM otel_traces") and not checker.runs(
+        "SELECT NoSuchColumn FROM otel_traces")
+    assert checker.runs("SELECT ServiceName, count() FROM otel_traces GROUP BY ServiceName")
+
+
+def test_semantic_similarity_ranks_paraphrases_above_unrelated():
+    from rcatune.evaluation.scoring import semantic_similarity
+
+    same, other = semantic_similarity(
+        ["payment service rejects charges with an invalid token", "the kafka consumer lags behind"],
+        ["Charge requests to payment fail: Invalid token", "Charge requests to payment fail: Invalid token"])
+    assert same > other + 0.2
+
+
+def test_gate_records_every_reason():
+    cfg = EvaluationConfig(min_accuracy=0.75, max_perplexity=10, min_bleu=0.3)
+    good = {"rca_accuracy": 0.8, "perplexity": 3.0, "bleu": 0.5}
+    assert decide(good, {"rca_accuracy": 0.1}, cfg).passed
+    decision = decide({"rca_accuracy": 0.5, "perplexity": 30.0, "bleu": 0.1}, {"rca_accuracy": 0.6}, cfg)
+    assert not decision.passed
+    assert [r.split(":")[0] for r in decision.reasons] == ["failed"] * 4
+    no_base = decide(good, None, cfg)
+    assert not no_base.passed and "could not be measured" in no_base.reasons[-1]
+
+
+def test_scoring_a_real_model_end_to_end(tmp_path):
+    from rcatune.evaluation.evaluate import load_for_evaluation, score_model
+
+    tiny = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
+    examples = [TrainingExample.model_validate(r) for r in generate_sessions(3, seed=5)]
+    model, tokenizer = load_for_evaluation(tiny)
+    scores = score_model("base", model, tokenizer, examples, EvaluationConfig(max_new_tokens=16), "sys", 1024,
+                         progress=False)
+    metrics = scores.metrics
+    assert metrics["examples"] == 3 and metrics["rca_accuracy"] == 0.0  # random weights name no fault
+    assert math.isfinite(metrics["perplexity"]) and metrics["perplexity"] > 100
+    assert metrics["latency_p95_ms"] >= metrics["latency_p50_ms"] > 0
+    assert all(row["new_tokens"] <= 16 for row in scores.answers)
+
+
+def test_promotion_rules():
+    from rcatune.evaluation.gate import GateDecision
+    from rcatune.registry import decide_stage
+
+    def gate(passed, value):
+        return GateDecision(passed=passed, reasons=["ok: x"] if passed else ["failed: rca_accuracy 0.1 vs 0.75"],
+                            primary_metric="rca_accuracy", primary_value=value, base_value=0.0)
+
+    assert decide_stage(gate(False, 0.1), None) == (None, "gate failed: rca_accuracy 0.1 vs 0.75")
+    stage, reason = decide_stage(gate(True, 0.8), None)
+    assert stage == "production" and "no production version" in reason
+    assert decide_stage(gate(True, 0.8), 0.7)[0] == "production"
+    stage, reason = decide_stage(gate(True, 0.8), 0.9)
+    assert stage == "staging" and "does not beat production's 0.900" in reason
