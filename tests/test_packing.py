@@ -9,8 +9,8 @@ from rcatune.demo.generator import generate_sessions
 from rcatune.models.loading import load_tokenizer, resolve_model_path
 from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
 from rcatune.schema import TrainingExample
-from rcatune.training.data import IGNORE, tokenize
-from rcatune.training.packing import PackedCollator, pack
+from rcatune.training.data import IGNORE, PadCollator, tokenize
+from rcatune.training.packing import pack
 
 TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
 
@@ -41,7 +41,7 @@ def test_packed_logits_equal_unpacked_logits(features):
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(TINY)).eval()
     model.config.use_cache = False
     first, second = items[0], items[1]
-    batch = PackedCollator(tokenizer.pad_token_id)([
+    batch = PadCollator(tokenizer.pad_token_id, packed=True)([
         {"input_ids": first["input_ids"] + second["input_ids"], "labels": first["labels"] + second["labels"],
          "position_ids": list(range(len(first["input_ids"]))) + list(range(len(second["input_ids"])))},
         {"input_ids": second["input_ids"], "labels": second["labels"]},  # shorter row: padded

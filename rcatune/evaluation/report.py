@@ -27,12 +27,17 @@ def metrics_table(tuned: ModelScores, base: Optional[ModelScores]) -> str:
     return "\n".join(lines)
 
 
-def plot_metrics(tuned: ModelScores, base: Optional[ModelScores], path: Path) -> Path:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_metrics(tuned: ModelScores, base: Optional[ModelScores], path: Path) -> Path:
+    plt = _pyplot()
     keys = [k for k in SHOWN if k in tuned.metrics and k not in LOWER_IS_BETTER]
     figure, axis = plt.subplots(figsize=(9, 4))
     width = 0.4
@@ -55,11 +60,7 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> Optional[Path]:
     evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
     if not train and not evals:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     if train:
         axis.plot(*zip(*train, strict=True), label="train loss")

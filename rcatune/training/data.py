@@ -46,10 +46,15 @@ def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max
 
 
 class PadCollator:
-    """Pad each batch to its own longest sequence (not to max_length)."""
+    """Pad each batch to its own longest row (not to max_length).
 
-    def __init__(self, pad_token_id: int) -> None:
+    Unpacked rows get an attention mask. Packed rows (`packed=True`, see `training.packing`) get
+    position ids that restart per example instead, and their padding forms a segment of its own.
+    """
+
+    def __init__(self, pad_token_id: int, packed: bool = False) -> None:
         self.pad_token_id = pad_token_id
+        self.packed = packed
 
     def __call__(self, batch: list[dict]) -> dict:
         import torch
@@ -57,10 +62,14 @@ class PadCollator:
         width = max(len(item["input_ids"]) for item in batch)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        extra = torch.zeros((len(batch), width), dtype=torch.long)  # attention mask, or position ids
         for row, item in enumerate(batch):
             length = len(item["input_ids"])
             ids[row, :length] = torch.tensor(item["input_ids"])
             labels[row, :length] = torch.tensor(item["labels"])
-            attention[row, :length] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": attention}
+            if self.packed:
+                extra[row, :length] = torch.tensor(item.get("position_ids") or list(range(length)))
+                extra[row, length:] = torch.arange(width - length)
+            else:
+                extra[row, :length] = 1
+        return {"input_ids": ids, "labels": labels, ("position_ids" if self.packed else "attention_mask"): extra}

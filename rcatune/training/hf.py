@@ -23,7 +23,7 @@ from rcatune.models.loading import load_model, load_tokenizer, resolve_model_pat
 from rcatune.schema import TrainingExample
 from rcatune.training.data import PadCollator, tokenize
 from rcatune.training.methods import apply_method, parameter_counts
-from rcatune.training.packing import PackedCollator, pack
+from rcatune.training.packing import pack
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -132,7 +132,7 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
         train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length and not trainer_cfg.packing
         else "random",
     )
-    collator = PackedCollator(tokenizer.pad_token_id) if trainer_cfg.packing else PadCollator(tokenizer.pad_token_id)
+    collator = PadCollator(tokenizer.pad_token_id, packed=trainer_cfg.packing)
     trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=val_tokens.features,
                       data_collator=collator, callbacks=[_mlflow_callback()])
     if on_gpu:

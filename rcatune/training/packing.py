@@ -8,8 +8,6 @@ and SDPA attention alike): no token attends across examples. Each example starts
 
 from __future__ import annotations
 
-from rcatune.training.data import IGNORE
-
 
 def pack(features: list[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
     """First-fit-decreasing packing of examples into rows of at most `max_length` tokens."""
@@ -31,25 +29,3 @@ def pack(features: list[dict[str, list[int]]], max_length: int) -> list[dict[str
         free[slot] -= length
     return rows
 
-
-class PackedCollator:
-    """Pad rows to the batch's longest; padding gets its own positions, hence its own segment."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, batch: list[dict]) -> dict:
-        import torch
-
-        width = max(len(item["input_ids"]) for item in batch)
-        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-        positions = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, item in enumerate(batch):
-            length = len(item["input_ids"])
-            ids[row, :length] = torch.tensor(item["input_ids"])
-            labels[row, :length] = torch.tensor(item["labels"])
-            own = item.get("position_ids") or list(range(length))
-            positions[row, :length] = torch.tensor(own)
-            positions[row, length:] = torch.arange(width - length)
-        return {"input_ids": ids, "labels": labels, "position_ids": positions}
