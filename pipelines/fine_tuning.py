@@ -19,10 +19,10 @@ def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Data
                          output_dir: str, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
                          evaluation: EvaluationConfig, export: ExportConfig, facts: dict[str, Any],
                          progress: bool = True) -> None:
-    splits = prepare_data(config, git, data, formats, output_dir, progress)
+    dataset, splits = prepare_data(config, git, data, formats, output_dir, progress)
     trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)
     result, _report = evaluate_model(splits, trained, model, evaluation, formats.system_prompt, trainer.max_length,
                                      output_dir, progress)
     decision = gate_model(result)
-    promotion = register_model(trained, result, decision, model)
+    promotion = register_model(dataset, trained, result, decision, model, {**facts, "config": config})
     export_trained(trained, result, promotion, model, export, facts, output_dir)

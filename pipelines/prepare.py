@@ -13,12 +13,12 @@ from steps.tracking import track_run_config
 
 def prepare_data(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
                  output_dir: str, progress: bool):
-    """The data steps every pipeline starts with; returns the splits artifact."""
+    """The data steps every pipeline starts with; returns the validated dataset and its splits."""
     track_run_config(config, git)
     dataset, _report = load_data(data.source_spec(), data.max_rejected_fraction, output_dir, progress)
     splits = split_data(dataset, data.split)
     export_data(splits, formats, output_dir)
-    return splits
+    return dataset, splits
 
 
 @pipeline(enable_cache=False)

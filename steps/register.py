@@ -11,6 +11,8 @@ from rcatune import constants
 from rcatune.evaluation.gate import GateDecision
 from rcatune.evaluation.run import Evaluation
 from rcatune.registry import Promotion, decide_stage, register_mlflow_version
+from rcatune.schema import TrainingDataset
+from rcatune.tracking import redact
 from rcatune.training.hf import TrainResult
 
 
@@ -27,8 +29,8 @@ def _production_value(model_name: str, metric: str) -> float | None:
 
 
 @step(experiment_tracker=True, enable_cache=False)
-def register_model(trained: TrainResult, evaluation: Evaluation, decision: GateDecision,
-                   model: dict[str, Any]) -> Annotated[
+def register_model(dataset: TrainingDataset, trained: TrainResult, evaluation: Evaluation, decision: GateDecision,
+                   model: dict[str, Any], facts: dict[str, Any]) -> Annotated[
     Promotion, ArtifactConfig(name=constants.PROMOTION)
 ]:
     """Record metrics on the model version, register it in MLflow, and set its stage with the reason."""
@@ -42,7 +44,8 @@ def register_model(trained: TrainResult, evaluation: Evaluation, decision: GateD
     log_metadata(metadata={**metrics, "training": trained.metrics, "gate_passed": decision.passed,
                            "gate_reasons": decision.reasons, "stage_decision": stage or "none",
                            "stage_reason": reason, "base_model": trained.base_model, "method": trained.method,
-                           "model_spec": model},
+                           "model_spec": model, "data_hash": dataset.metadata.get("data_hash", "unknown"),
+                           "git_commit": facts.get("git_commit") or "unknown", "config": redact(facts["config"])},
                  infer_model=True)
     run = mlflow.active_run()
     mlflow.log_artifacts(trained.model_dir, artifact_path=constants.MLFLOW_MODEL_PATH)

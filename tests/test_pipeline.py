@@ -140,6 +140,9 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
     version = Client().get_model_version(name, int(number))
     assert version.run_metadata["rca_accuracy"] == summary["evaluation"]["tuned"]["rca_accuracy"]
     assert version.run_metadata["stage_reason"] == summary["decisions"]["stage_reason"]
+    assert version.run_metadata["data_hash"] == summary["data_hash"]
+    assert version.run_metadata["git_commit"] == summary["git"]["commit"]
+    assert version.run_metadata["config"]["trainer"]["epochs"] == 1
     mlflow_name, mlflow_number = summary["decisions"]["mlflow_model_version"].split(" v")
     registered = MlflowClient(tracking_uri=mlflow_tracking_uri()).get_model_version(mlflow_name, mlflow_number)
     assert registered.run_id == summary["mlflow"]["run_id"] and registered.tags["zenml_version"] == number
