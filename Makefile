@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 # 1 thread (small models, a loaded machine: see FIELD-NOTES) unless OMP_NUM_THREADS is set.
 RUN_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help setup run test test-fast lint lock clean-state zenml-runs mlflow-ui
+.PHONY: help setup run test test-fast lint lock clean-state zenml-runs zenml-models mlflow-ui
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,11 @@ zenml-runs: setup  ## list ZenML pipeline runs in the project store
 	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; \
 	ZENML_CONFIG_PATH=$$RCATUNE_HOME/zenml/config ZENML_REPOSITORY_PATH=$$RCATUNE_HOME ZENML_ANALYTICS_OPT_IN=false \
 	$(VENV)/bin/zenml pipeline runs list
+
+zenml-models: setup  ## list registered model versions and their stages in the project store
+	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; \
+	ZENML_CONFIG_PATH=$$RCATUNE_HOME/zenml/config ZENML_REPOSITORY_PATH=$$RCATUNE_HOME ZENML_ANALYTICS_OPT_IN=false \
+	$(VENV)/bin/zenml model version list
 
 mlflow-ui: setup  ## MLflow UI on 127.0.0.1:5000 over the project store
 	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; MLFLOW_DISABLE_TELEMETRY=true \

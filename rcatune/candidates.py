@@ -47,7 +47,7 @@ def from_registry(model_name: str, version: str, trained_artifact: str) -> Candi
         model_version = Client().get_model_version(model_name, key)
     except (KeyError, ValueError) as error:
         raise ConfigError(f"pipeline.model_version={version}: no such version of model {model_name!r} ({error}). "
-                          "List versions with: .venv/bin/zenml model version list " + model_name) from None
+                          "List versions with: make zenml-models") from None
     spec: Optional[dict] = model_version.run_metadata.get("model_spec")
     artifact = model_version.get_artifact(trained_artifact)
     if spec is None or artifact is None:

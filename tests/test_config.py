@@ -147,6 +147,12 @@ def test_clickhouse_url_must_not_carry_credentials():
         _compose(["data=clickhouse", "data.url=http://user:secret@host:8123"])
 
 
+def test_evaluate_pipeline_needs_a_stage_or_a_number():
+    assert _compose(["pipeline=evaluate", "pipeline.model_version=3"]).pipeline.model_version == "3"
+    with pytest.raises(Exception, match="pipeline.model_version: 'prod' is neither a version number nor one of"):
+        _compose(["pipeline=evaluate", "pipeline.model_version=prod"])
+
+
 def test_max_length_above_the_model_context_fails():
     with pytest.raises(Exception, match="trainer.max_length: 2048 is above the model's context length"):
         _compose(["trainer=hf"])

@@ -307,6 +307,9 @@ class EvaluatePipelineConfig(PipelineConfig):
     model_dir: Optional[str] = None  # or a model folder (export/merged, training/model): wins when set
 
     def __post_init__(self) -> None:
+        stages = ("production", "staging", "latest", "archived")
+        _require(self.model_version.isdigit() or self.model_version in stages, "pipeline.model_version",
+                 f"{self.model_version!r} is neither a version number nor one of {list(stages)}")
         if self.model_dir is not None:
             from pathlib import Path
 

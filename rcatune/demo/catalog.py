@@ -689,9 +689,3 @@ RED_HERRINGS: tuple[tuple[str, str], ...] = (
     ("email", "email 'Order confirmation email sent' log volume follows the order rate"),
 )
 
-
-def scenario_by_flag(flag: str) -> Scenario:
-    for scenario in SCENARIOS:
-        if scenario.flag == flag:
-            return scenario
-    raise KeyError(f"unknown scenario {flag!r}; known: {', '.join(s.flag for s in SCENARIOS)}")

@@ -18,10 +18,6 @@ class TokenizedSet:
     truncated: int
     tokens: int  # real (non-padding) tokens
 
-    @property
-    def answer_tokens(self) -> int:
-        return sum(sum(1 for label in f["labels"] if label != IGNORE) for f in self.features)
-
 
 def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max_length: int) -> TokenizedSet:
     """Chat-template each example; labels are the assistant tokens (the `{% generation %}` block)."""
