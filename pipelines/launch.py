@@ -65,6 +65,8 @@ def quiet_logs() -> None:
     logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_NoTracebackForUserErrors())
     logging.getLogger("zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker").setLevel(
         logging.ERROR)
+    import mlflow  # noqa: F401  (importing mlflow resets its logger level: set ours after)
+
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
