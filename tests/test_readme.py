@@ -28,7 +28,7 @@ def test_readme_has_run_commands():
 def test_readme_command_composes(command):
     args = [a for a in shlex.split(command)[2:] if a not in ("-m", "--help") and not a.startswith("--cfg")]
     args = [a for a in args if a != "job"]
-    overrides = [re.sub(r"=(\w+),(\w+)$", r"=\1", a) for a in args]  # a sweep: compose its first point
+    overrides = [re.sub(r"=(\w+)(,\w+)+$", r"=\1", a) for a in args]  # a sweep: compose its first point
     OmegaConf.register_new_resolver("rcatune_state", lambda: "/tmp/x", replace=True)
     register_configs()
     GlobalHydra.instance().clear()
