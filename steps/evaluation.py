@@ -20,6 +20,20 @@ from rcatune.split import DatasetSplits
 from rcatune.training.hf import TrainResult
 
 
+def _track(result: Evaluation, **metadata: Any) -> MarkdownString:
+    """Metrics and the report folder to MLflow, metrics to the artifact; the report for ZenML's dashboard."""
+    import mlflow
+
+    mlflow.log_metrics({f"tuned_{k}": v for k, v in result.tuned.metrics.items()})
+    if result.base is not None:
+        mlflow.log_metrics({f"base_{k}": v for k, v in result.base.metrics.items()})
+    mlflow.log_artifacts(str(Path(result.report_path).parent), artifact_path=constants.EVALUATION_DIR)
+    log_metadata(metadata={**metadata, "tuned": result.tuned.metrics,
+                           "base": result.base.metrics if result.base else {}},
+                 artifact_name=constants.EVALUATION, infer_artifact=True)
+    return MarkdownString(Path(result.report_path).read_text(encoding="utf-8"))
+
+
 @step(experiment_tracker=True, enable_cache=False)
 def evaluate_model(splits: DatasetSplits, trained: TrainResult, model: dict[str, Any], evaluation: EvaluationConfig,
                    system_prompt: str, max_length: int, output_dir: str, progress: bool = True) -> tuple[
@@ -27,18 +41,10 @@ def evaluate_model(splits: DatasetSplits, trained: TrainResult, model: dict[str,
     Annotated[MarkdownString, ArtifactConfig(name=constants.EVALUATION_REPORT)],
 ]:
     """Base vs tuned on the test split: metrics, plots and a markdown report."""
-    import mlflow
-
     result = evaluate_candidate(splits.test, from_spec(model), trained.model_dir, trained.is_adapter, evaluation,
                                 system_prompt, max_length, Path(output_dir) / constants.EVALUATION_DIR,
                                 trained.history, progress)
-    mlflow.log_metrics({f"tuned_{k}": v for k, v in result.tuned.metrics.items()})
-    if result.base is not None:
-        mlflow.log_metrics({f"base_{k}": v for k, v in result.base.metrics.items()})
-    mlflow.log_artifacts(str(Path(result.report_path).parent), artifact_path=constants.EVALUATION_DIR)
-    log_metadata(metadata={"tuned": result.tuned.metrics, "base": result.base.metrics if result.base else {}},
-                 artifact_name=constants.EVALUATION, infer_artifact=True)
-    return result, MarkdownString(Path(result.report_path).read_text(encoding="utf-8"))
+    return result, _track(result)
 
 
 @step(experiment_tracker=True, enable_cache=False)
@@ -75,10 +81,4 @@ def evaluate_candidate_model(dataset: TrainingDataset, pipeline_cfg: dict[str, A
                                 Path(output_dir) / constants.EVALUATION_DIR, progress=progress,
                                 title=f"rcatune evaluation of {candidate.label}")
     mlflow.set_tag("candidate", candidate.label)
-    mlflow.log_metrics({f"tuned_{k}": v for k, v in result.tuned.metrics.items()})
-    if result.base is not None:
-        mlflow.log_metrics({f"base_{k}": v for k, v in result.base.metrics.items()})
-    mlflow.log_artifacts(str(Path(result.report_path).parent), artifact_path=constants.EVALUATION_DIR)
-    log_metadata(metadata={"candidate": candidate.label, "tuned": result.tuned.metrics}, infer_artifact=True,
-                 artifact_name=constants.EVALUATION)
-    return result, MarkdownString(Path(result.report_path).read_text(encoding="utf-8"))
+    return result, _track(result, candidate=candidate.label)

@@ -25,7 +25,7 @@ def train_model(splits: DatasetSplits, model: dict[str, Any], method: dict[str, 
 
     result = train(splits.train, splits.val, from_spec(model), from_spec(method), trainer,
                    Path(output_dir) / constants.TRAINING_DIR, system_prompt, progress)
-    mlflow.log_metrics({k: v for k, v in result.metrics.items() if k != "train_loss_step"})
+    mlflow.log_metrics(result.metrics)
     mlflow.log_artifact(str(Path(result.output_dir) / "train_metrics.json"), artifact_path=constants.TRAINING_DIR)
     log_metadata(metadata={"metrics": result.metrics, "base_model": result.base_model, "method": result.method,
                            "model_dir": result.model_dir}, infer_artifact=True)

@@ -86,13 +86,17 @@ def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cf
                 system_prompt: str, max_length: int, progress: bool = True) -> ModelScores:
     """Generate for every example and compute every metric."""
     labels = sorted({e.scenario for e in examples if e.scenario})
+    references = [render(e, system_prompt).output for e in examples]
     rows: list[dict[str, Any]] = []
+    predicted_causes: list[str] = []
     with tempfile.TemporaryDirectory() as folder:
         checker = QueryChecker(folder)
         try:
-            for example in tqdm(examples, desc=f"evaluate {name}", disable=not progress):
+            for example, reference_text in tqdm(zip(examples, references, strict=True), total=len(examples),
+                                                desc=f"evaluate {name}", disable=not progress):
                 text, latency, new_tokens = generate(model, tokenizer, example, system_prompt, cfg.max_new_tokens)
-                predicted, reference = parse_answer(text), parse_answer(render(example, system_prompt).output)
+                predicted, reference = parse_answer(text), parse_answer(reference_text)
+                predicted_causes.append(predicted.root_cause)
                 row = {"id": example.id, "scenario": example.scenario, "answer": text, "latency_s": latency,
                        "new_tokens": new_tokens, **answer_scores(predicted, reference, checker)}
                 if example.scenario:
@@ -101,7 +105,6 @@ def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cf
                 rows.append(row)
         finally:
             checker.close()
-    predicted_causes = [parse_answer(r["answer"]).root_cause for r in rows]
     similarity = semantic_similarity(predicted_causes, [e.root_cause for e in examples])
     for row, value in zip(rows, similarity, strict=True):
         row["rca_semantic"] = value
@@ -112,7 +115,7 @@ def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cf
     scored = [r["rca_correct"] for r in rows if "rca_correct" in r]
     if scored:
         metrics[PRIMARY_METRIC] = statistics.fmean(scored)
-    metrics["bleu"] = corpus_bleu([r["answer"] for r in rows], [render(e, system_prompt).output for e in examples])
+    metrics["bleu"] = corpus_bleu([r["answer"] for r in rows], references)
     metrics["perplexity"] = perplexity(model, tokenizer, examples, system_prompt, max_length)
     metrics["latency_p50_ms"] = 1000 * _quantile(latencies, 0.5)
     metrics["latency_p95_ms"] = 1000 * _quantile(latencies, 0.95)

@@ -85,7 +85,7 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
           trainer_cfg: TrainerConfig, output_dir: Path, system_prompt: str, progress: bool = True) -> TrainResult:
     """Fine-tune the base model on `train_set`; evaluate on `val_set` each epoch."""
     import torch
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
 
     set_seed(trainer_cfg.seed)
     on_gpu = torch.cuda.is_available()
@@ -104,34 +104,7 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     resume = find_checkpoint(trainer_cfg.resume_from, output_dir) if trainer_cfg.resume_from else None
     train_features = pack(train_tokens.features, trainer_cfg.max_length) if trainer_cfg.packing \
         else train_tokens.features
-    rows_per_step = trainer_cfg.batch_size * trainer_cfg.gradient_accumulation_steps
-    steps_per_epoch = math.ceil(len(train_features) / rows_per_step)
-    args = TrainingArguments(
-        output_dir=str(output_dir / CHECKPOINTS),
-        num_train_epochs=trainer_cfg.epochs,
-        per_device_train_batch_size=trainer_cfg.batch_size,
-        per_device_eval_batch_size=trainer_cfg.batch_size,
-        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps,
-        learning_rate=trainer_cfg.learning_rate,
-        lr_scheduler_type=trainer_cfg.lr_scheduler.value,
-        warmup_steps=math.ceil(trainer_cfg.warmup_ratio * steps_per_epoch * trainer_cfg.epochs),
-        weight_decay=trainer_cfg.weight_decay,
-        logging_steps=trainer_cfg.logging_steps,
-        eval_strategy="epoch",
-        save_strategy="steps" if trainer_cfg.save_steps else "epoch",
-        save_steps=trainer_cfg.save_steps or 500,
-        save_total_limit=trainer_cfg.save_total_limit,
-        seed=trainer_cfg.seed,
-        use_cpu=not on_gpu,
-        bf16=on_gpu and model_cfg.dtype.value == "bfloat16",
-        fp16=on_gpu and model_cfg.dtype.value == "float16",
-        report_to=[],
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length and not trainer_cfg.packing
-        else "random",
-    )
+    args = _arguments(trainer_cfg, model_cfg, output_dir, len(train_features), on_gpu, progress)
     collator = PadCollator(tokenizer.pad_token_id, packed=trainer_cfg.packing)
     trainer = Trainer(model=model, args=args, train_dataset=train_features, eval_dataset=val_tokens.features,
                       data_collator=collator, callbacks=[_mlflow_callback()])
@@ -170,6 +143,41 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     return TrainResult(base_model=path, method=getattr(method, "name", "?"), output_dir=str(output_dir),
                        model_dir=str(model_dir), is_adapter=hasattr(trainer.model, "peft_config"),
                        metrics=metrics, history=history, resumed_from=resume)
+
+
+def _arguments(trainer_cfg: TrainerConfig, model_cfg: ModelConfig, output_dir: Path, rows: int, on_gpu: bool,
+               progress: bool):
+    """The Trainer's settings from the typed config."""
+    from transformers import TrainingArguments
+
+    rows_per_step = trainer_cfg.batch_size * trainer_cfg.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(rows / rows_per_step)
+    return TrainingArguments(
+        output_dir=str(output_dir / CHECKPOINTS),
+        num_train_epochs=trainer_cfg.epochs,
+        per_device_train_batch_size=trainer_cfg.batch_size,
+        per_device_eval_batch_size=trainer_cfg.batch_size,
+        gradient_accumulation_steps=trainer_cfg.gradient_accumulation_steps,
+        learning_rate=trainer_cfg.learning_rate,
+        lr_scheduler_type=trainer_cfg.lr_scheduler.value,
+        warmup_steps=math.ceil(trainer_cfg.warmup_ratio * steps_per_epoch * trainer_cfg.epochs),
+        weight_decay=trainer_cfg.weight_decay,
+        logging_steps=trainer_cfg.logging_steps,
+        eval_strategy="epoch",
+        save_strategy="steps" if trainer_cfg.save_steps else "epoch",
+        save_steps=trainer_cfg.save_steps or 500,
+        save_total_limit=trainer_cfg.save_total_limit,
+        seed=trainer_cfg.seed,
+        use_cpu=not on_gpu,
+        bf16=on_gpu and model_cfg.dtype.value == "bfloat16",
+        fp16=on_gpu and model_cfg.dtype.value == "float16",
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length and not trainer_cfg.packing
+        else "random",
+    )
 
 
 def _epoch_of(checkpoint: Optional[str]) -> float:
