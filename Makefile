@@ -9,10 +9,14 @@ export TOKENIZERS_PARALLELISM := false
 # 1 thread (small models, a loaded machine: see FIELD-NOTES) unless OMP_NUM_THREADS is set.
 RUN_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help setup run test test-fast lint lock clean-state zenml-runs zenml-models mlflow-ui
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
+
+.PHONY: help setup run test test-fast lint lock clean-state zenml-runs zenml-models mlflow-ui \
+	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio
 
 help:  ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +30,8 @@ setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup  ## run the test suite (unit + integration with real local stores)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest
+test: setup labelstudio  ## run the test suite (unit + integration with real local stores and servers)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 $(PY) -m pytest
 
 test-fast: setup  ## unit tests only
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -m "not integration and not slow"
@@ -39,6 +43,27 @@ lock: setup  ## rewrite constraints.txt from the current .venv
 	{ echo "# Versions tested together (pip constraints). Regenerate: make lock"; \
 	  $(PY) -m pip freeze --exclude-editable | grep -v -i '^rcatune' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
 	  | grep -v -E '^(nvidia-|triton==)'; } > constraints.txt
+
+$(LS_STAMP): constraints-labelstudio.txt
+	@test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(LS_VENV)/bin/python -m pip install --quiet -c constraints-labelstudio.txt label-studio==1.23.2
+	@touch $(LS_STAMP)
+
+labelstudio: $(LS_STAMP)  ## install the Label Studio server in its own venv (its Django pins clash with ours)
+
+labelstudio-start: setup labelstudio  ## start Label Studio on 127.0.0.1:8200 (data and token under the state folder)
+	$(PY) -m rcatune.annotation.server start
+
+labelstudio-stop: setup  ## stop the Label Studio server started from this state folder
+	$(PY) -m rcatune.annotation.server stop
+
+labelstudio-status: setup  ## is it running, where, and where is its token
+	$(PY) -m rcatune.annotation.server status
+
+lock-labelstudio: labelstudio  ## rewrite constraints-labelstudio.txt from .venv-labelstudio
+	{ echo "# Label Studio server venv (.venv-labelstudio), versions tested together. Regenerate: make lock-labelstudio"; \
+	  $(LS_VENV)/bin/python -m pip freeze; } > constraints-labelstudio.txt
 
 zenml-runs: setup  ## list ZenML pipeline runs in the project store
 	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; \
@@ -54,5 +79,6 @@ mlflow-ui: setup  ## MLflow UI on 127.0.0.1:5000 over the project store
 	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; MLFLOW_DISABLE_TELEMETRY=true \
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///$$RCATUNE_HOME/mlflow/mlflow.db
 
-clean-state:  ## delete the state folder (runs, ZenML store, MLflow store)
+clean-state:  ## delete the state folder (runs, ZenML store, MLflow store, Label Studio data): stops the server first
+	@if [ -x $(PY) ]; then $(PY) -m rcatune.annotation.server stop || true; fi
 	rm -rf $${RCATUNE_HOME:-.rcatune}

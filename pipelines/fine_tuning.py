@@ -1,4 +1,5 @@
-"""`pipeline=fine_tuning` (the default): prepare, train, evaluate base vs tuned, gate, register. Wiring only."""
+"""`pipeline=fine_tuning` (the default): prepare (with review sync when annotation=label_studio), train,
+evaluate base vs tuned, gate, register, export. Wiring only."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from steps.training import train_model
 def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
                          output_dir: str, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
                          evaluation: EvaluationConfig, export: ExportConfig, facts: dict[str, Any],
-                         progress: bool = True) -> None:
-    dataset, splits = prepare_data(config, git, data, formats, output_dir, progress)
+                         progress: bool = True, annotation: dict[str, Any] | None = None) -> None:
+    dataset, splits = prepare_data(config, git, data, formats, output_dir, progress, annotation)
     trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)
     result, _report = evaluate_model(splits, trained, model, evaluation, formats.system_prompt, trainer.max_length,
                                      output_dir, progress)

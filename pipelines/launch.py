@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rcatune import constants
-from rcatune.config.schema import PipelineName, RunConfig
+from rcatune.config.schema import AnnotationAction, PipelineName, RunConfig
 from rcatune.errors import RcatuneError
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.stacks import ensure_stack, ensure_zenml_repository, load_definition
@@ -26,21 +26,41 @@ def _pipeline(name: PipelineName):
     if name is PipelineName.evaluate:
         from pipelines.evaluate import evaluate_pipeline
         return evaluate_pipeline
+    if name is PipelineName.annotation:
+        from pipelines.annotation import annotation_pipeline
+        return annotation_pipeline
     from pipelines.fine_tuning import fine_tuning_pipeline
     return fine_tuning_pipeline
+
+
+def _pipeline_name(cfg: RunConfig) -> PipelineName:
+    """fine_tuning with review: push (or status) runs the annotation pipeline and stops there, since
+    experts need time; sync (or wait=true) merges the reviews inside fine_tuning, then trains."""
+    name = cfg.pipeline.name
+    if name in (PipelineName.fine_tuning, PipelineName.prepare) and cfg.annotation.enabled \
+            and cfg.annotation.action is not AnnotationAction.sync and not cfg.annotation.wait:
+        return PipelineName.annotation
+    return name
 
 
 def _parameters(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """The pipeline's inputs; polymorphic configs travel as typed specs."""
     from rcatune.config import to_spec
 
-    params: dict[str, Any] = {"config": resolved, "git": git, "data": cfg.data, "formats": cfg.formats,
-                              "output_dir": str(run_dir), "progress": cfg.progress}
-    if cfg.pipeline.name is PipelineName.fine_tuning:
+    name = _pipeline_name(cfg)
+    params: dict[str, Any] = {"config": resolved, "git": git, "data": cfg.data, "output_dir": str(run_dir),
+                              "progress": cfg.progress}
+    review = to_spec(cfg.annotation) if cfg.annotation.enabled else None
+    if name is PipelineName.annotation:
+        return {**params, "annotation": review, "action": cfg.annotation.action.value}
+    params["formats"] = cfg.formats
+    if name is PipelineName.prepare:
+        params["annotation"] = review
+    if name is PipelineName.fine_tuning:
         params.update(model=to_spec(cfg.model), method=to_spec(cfg.method), trainer=cfg.trainer,
-                      evaluation=cfg.evaluation, export=cfg.export,
+                      evaluation=cfg.evaluation, export=cfg.export, annotation=review,
                       facts={"git_commit": git.get("commit"), "data_source": cfg.data._target_})
-    elif cfg.pipeline.name is PipelineName.evaluate:
+    elif name is PipelineName.evaluate:
         params.update(pipeline_cfg=to_spec(cfg.pipeline), model=to_spec(cfg.model), evaluation=cfg.evaluation,
                       model_registry_name=cfg.model_registry_name, max_length=cfg.trainer.max_length)
     return params
@@ -78,7 +98,7 @@ def launch(cfg: RunConfig, resolved: dict[str, Any], choices: dict[str, Any], ov
     state = configure_environment()
     quiet_logs()
     git = git_state(PROJECT_ROOT)
-    name = cfg.pipeline.name.value
+    name = _pipeline_name(cfg).value
     summary = RunSummary(pipeline=name, run_dir=str(run_dir), choices=choices, overrides=overrides, git=git)
     try:
         _run(cfg, resolved, git, state, run_dir, summary)
@@ -105,21 +125,42 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
     ensure_zenml_repository(state)
     definition = load_definition(PROJECT_ROOT / "stacks" / cfg.stack.definition, state)
     ensure_stack(definition)
-    experiment = cfg.experiment_name or cfg.pipeline.name.value
+    name = _pipeline_name(cfg)
+    experiment = cfg.experiment_name or name.value
     ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
     options: dict[str, Any] = {"enable_cache": cfg.pipeline.enable_cache,
                                "settings": {"experiment_tracker": {"experiment_name": experiment}}}
-    if cfg.pipeline.name is PipelineName.fine_tuning:
+    if name is PipelineName.fine_tuning:
         from zenml import Model
 
         options["model"] = Model(name=cfg.model_registry_name, description="rcatune root-cause model",
                                  tags=[cfg.model.name_or_path.split("/")[-1], cfg.method.name])
-    pipeline = _pipeline(cfg.pipeline.name).with_options(**options)
+    pipeline = _pipeline(name).with_options(**options)
     try:
         run = pipeline(**_parameters(cfg, resolved, git, run_dir))
     except RuntimeError as error:
         raise _step_failure(pipeline.name) or error from None
     _collect(run, experiment, summary)
+    if name is PipelineName.annotation and cfg.pipeline.name is not PipelineName.annotation:
+        summary.decisions["next"] = _after_push(cfg)
+        print(summary.decisions["next"])
+
+
+def _after_push(cfg: RunConfig) -> str:
+    return ("Training waits for the experts' reviews. When they are done (or to use what is there), run:\n"
+            f"  python run.py {' '.join(_cli_overrides())} annotation.action=sync\n"
+            "which merges the reviews and trains on the result in one run; or wait in one run next time with "
+            "annotation.wait=true.")
+
+
+def _cli_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # not under Hydra (tests calling launch directly)
+        overrides = ["annotation=label_studio"]
+    return [o for o in overrides if not o.startswith(("annotation.action=", "hydra."))]
 
 
 def _collect(run: Any, experiment: str, summary: RunSummary) -> None:
@@ -130,6 +171,21 @@ def _collect(run: Any, experiment: str, summary: RunSummary) -> None:
                       "tracking_uri": tracking.tracking_uri}
     dataset_meta = run.steps["load_data"].outputs[constants.VALIDATED_DATASET][0].run_metadata
     summary.data_hash = dataset_meta.get("data_hash")
+    for step_name in ("push_for_review", "review_status"):
+        if step_name in run.steps:
+            pushed = _output(run, step_name, constants.PUSH_REPORT)
+            summary.review["projects"] = [p.model_dump() for p in pushed.projects]
+    if "sync_reviews" in run.steps:
+        from steps.annotation import review_summary
+
+        report = _output(run, "sync_reviews", constants.REVIEW_REPORT)
+        summary.review.update(review_summary(report))
+        merged = run.steps["sync_reviews"].outputs[constants.ANNOTATED_DATASET][0]
+        summary.review["artifact"] = f"{constants.ANNOTATED_DATASET} v{merged.version}"
+        summary.data_hash = merged.run_metadata.get("data_hash", summary.data_hash)
+        review_dir = Path(summary.run_dir) / constants.ANNOTATION_DIR
+        summary.artifacts["review_report"] = str(review_dir / "review_report.json")
+        summary.artifacts["merged_dataset"] = str(review_dir / "merged.jsonl")
     if "export_data" in run.steps:
         bundle = _output(run, "export_data", constants.TRAINING_FORMATS)
         summary.counts["splits"] = bundle.counts

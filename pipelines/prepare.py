@@ -1,4 +1,4 @@
-"""`pipeline=prepare`: load -> validate -> split -> format. Wiring only."""
+"""`pipeline=prepare`: load -> validate -> [review sync] -> split -> format. Wiring only."""
 
 from __future__ import annotations
 
@@ -7,15 +7,21 @@ from typing import Any
 from zenml import pipeline
 
 from rcatune.config.schema import DataConfig, FormatsConfig
+from steps.annotation import sync_reviews
 from steps.data import export_data, load_data, split_data
 from steps.tracking import track_run_config
 
 
 def prepare_data(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
-                 output_dir: str, progress: bool):
-    """The data steps every pipeline starts with; returns the validated dataset and its splits."""
+                 output_dir: str, progress: bool, annotation: dict[str, Any] | None = None):
+    """The data steps every pipeline starts with; returns the (reviewed) dataset and its splits.
+
+    With `annotation` (a review config spec), expert reviews are merged in before the split.
+    """
     track_run_config(config, git)
     dataset, _report = load_data(data.source_spec(), data.max_rejected_fraction, output_dir, progress)
+    if annotation is not None:
+        dataset, _review = sync_reviews(dataset, annotation, output_dir, progress)
     splits = split_data(dataset, data.split)
     export_data(splits, formats, output_dir)
     return dataset, splits
@@ -23,5 +29,5 @@ def prepare_data(config: dict[str, Any], git: dict[str, Any], data: DataConfig, 
 
 @pipeline(enable_cache=False)
 def prepare_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
-                     output_dir: str, progress: bool = True) -> None:
-    prepare_data(config, git, data, formats, output_dir, progress)
+                     output_dir: str, progress: bool = True, annotation: dict[str, Any] | None = None) -> None:
+    prepare_data(config, git, data, formats, output_dir, progress, annotation)

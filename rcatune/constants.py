@@ -19,3 +19,7 @@ PROMOTION = "promotion"
 MLFLOW_MODEL_PATH = "model"
 EXPORT = "export"
 EXPORT_DIR = "export"
+ANNOTATED_DATASET = "annotated_dataset"  # the versioned dataset a review sync produces (data=annotated reads it)
+REVIEW_REPORT = "review_report"
+PUSH_REPORT = "review_push"
+ANNOTATION_DIR = "annotation"

@@ -21,6 +21,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"  data hash   {summary.data_hash[:16]}")
     for key, value in summary.metrics.items():
         lines.append(f"  {key:<11} {value:.4g}")
+    lines += _review_lines(summary.review)
     lines += _evaluation_lines(summary.evaluation)
     for key, value in summary.decisions.items():
         lines.append(f"  {key:<11} {value}")
@@ -35,6 +36,23 @@ def summary_lines(summary: RunSummary) -> list[str]:
         lines.append(f"              UI: .venv/bin/mlflow ui --backend-store-uri {summary.mlflow['tracking_uri']}")
     if summary.zenml_run:
         lines.append(f"  ZenML       run {summary.zenml_run}  (make zenml-runs lists the runs)")
+    return lines
+
+
+def _review_lines(review: dict) -> list[str]:
+    lines = []
+    for project in review.get("projects", []):
+        lines.append(f"  review      {project['template']}: {project['tasks']} tasks, {project['finished']} reviewed "
+                     f"- {project['url']}")
+    if "examples_out" in review:
+        lines.append(f"  review      {review['validated']} validated, {review['root_causes_corrected']} root causes "
+                     f"and {review['queries_improved']} queries corrected; {review['annotations_rejected']} of "
+                     f"{review['annotations_read']} annotations rejected -> {review['artifact']}")
+        headline = review.get("agreement", {}).get("root_cause", {}).get("validation", {})
+        if headline.get("percent_agreement") is not None:
+            alpha = headline.get("alpha")
+            lines.append(f"  agreement   {headline['percent_agreement']:.1%} on the validation choice over "
+                         f"{headline['units']} tasks (alpha {'n/a' if alpha is None else f'{alpha:.3f}'})")
     return lines
 
 

@@ -43,6 +43,7 @@ class RunSummary(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
     decisions: dict[str, Any] = Field(default_factory=dict)
+    review: dict[str, Any] = Field(default_factory=dict)  # review projects, merge counts, agreement
     seconds: float | None = None
 
     def write(self, run_dir: Path) -> Path:

@@ -50,6 +50,9 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 ServiceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
+OPTIONAL_LABELS = ("scenario", "incident_id", "quality_ratings", "query_issues")  # left out of the JSON when unset
+
+
 class TrainingExample(BaseModel):
     """One diagnostic session: the context a model sees and the answer it should give."""
 
@@ -88,6 +91,10 @@ class TrainingExample(BaseModel):
     # Labels beyond the original design: optional, never shown to the model.
     scenario: Optional[Text] = None
     incident_id: Optional[Text] = None
+    # Expert review (annotation sync): mean ratings (1-5) per question, and query issues flagged by
+    # at least half of the reviewers.
+    quality_ratings: Optional[dict[Text, float]] = None
+    query_issues: list[Text] = Field(default_factory=list)
 
     @field_validator("time_range", mode="before")
     @classmethod
@@ -115,10 +122,10 @@ class TrainingExample(BaseModel):
         return self
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The JSON form (ISO timestamps, lists), omitting unset label fields."""
+        """The JSON form (ISO timestamps, lists), omitting unset optional labels."""
         data = self.model_dump(mode="json")
-        for key in ("scenario", "incident_id"):
-            if data[key] is None:
+        for key in OPTIONAL_LABELS:
+            if not data[key]:
                 del data[key]
         return data
 

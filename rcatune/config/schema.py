@@ -125,6 +125,14 @@ class ClickHouseDataConfig(DataConfig):
                  "data.username_env / data.password_env")
 
 
+@dataclass
+class AnnotatedDataConfig(DataConfig):
+    """The reviewed dataset from `annotation.action=sync`: the latest version, or `version`."""
+
+    _target_: str = "rcatune.sources.AnnotatedSource"
+    version: Optional[str] = None
+
+
 # --------------------------------------------------------------------------------------------- model
 class Dtype(str, enum.Enum):
     float32 = "float32"
@@ -290,6 +298,7 @@ class PipelineName(str, enum.Enum):
     prepare = "prepare"
     fine_tuning = "fine_tuning"
     evaluate = "evaluate"
+    annotation = "annotation"
 
 
 @dataclass
@@ -316,6 +325,69 @@ class EvaluatePipelineConfig(PipelineConfig):
             _require((Path(self.model_dir) / "config.json").exists()
                      or (Path(self.model_dir) / "adapter_config.json").exists(),
                      "pipeline.model_dir", f"{self.model_dir!r} holds no model (no config.json)")
+
+
+# --------------------------------------------------------------------------------------------- annotation
+class AnnotationAction(str, enum.Enum):
+    push = "push"  # send examples for review (idempotent), print the URL and progress
+    sync = "sync"  # export reviews, check them, merge corrections, report agreement
+    status = "status"  # progress of the review only
+
+
+class Unreviewed(str, enum.Enum):
+    keep = "keep"  # examples nobody reviewed yet stay in the dataset, not human-validated
+    drop = "drop"  # train only on reviewed examples
+
+
+@dataclass
+class AnnotationConfig:
+    """`annotation=none`: no human review."""
+
+    enabled: bool = False
+
+
+@dataclass
+class LabelStudioAnnotationConfig(AnnotationConfig):
+    """Human review in Label Studio. The API token is never part of the config: it comes from
+    $LABEL_STUDIO_API_KEY or `token_file` (default: the one `make labelstudio-start` keeps)."""
+
+    enabled: bool = True
+    action: AnnotationAction = AnnotationAction.push
+    url: Optional[str] = None  # None: the server `make labelstudio-start` runs, else http://127.0.0.1:8200
+    token_file: Optional[str] = None  # None: <state>/labelstudio/token
+    project: str = "rcatune review"  # projects are '<project> / <template>'
+    templates: List[str] = field(default_factory=lambda: ["root_cause", "query_quality"])
+    pre_annotate: bool = True  # the AI's answer as an editable pre-annotation
+    model_version: str = "session-ai"  # the label shown on pre-annotations
+    batch_size: int = 200  # tasks per import request
+    timeout_s: float = 30.0
+    retries: int = 4
+    backoff_s: float = 0.5
+    wait: bool = False  # fine_tuning: push, wait for reviews, sync and train in one run
+    wait_timeout_s: float = 3600.0
+    poll_s: float = 15.0
+    min_annotations: int = 1  # reviews per task before a task counts as done (wait) and may merge
+    agreement_target: float = 0.9  # the original design's aim, reported against
+    task_agreement_min: float = 0.9  # a task whose annotators agree less goes to adjudication
+    rating_spread_max: int = 1  # ... or whose ratings differ by more than this
+    merge_flagged: bool = False  # merge the majority of a flagged task without waiting for adjudication
+    drop_rejected: bool = True  # 'incorrect' with no correction: the example leaves the training data
+    unreviewed: Unreviewed = Unreviewed.keep
+
+    def __post_init__(self) -> None:
+        from rcatune.annotation.templates import TEMPLATES
+
+        _require(bool(self.templates) and all(t in TEMPLATES for t in self.templates), "annotation.templates",
+                 f"choose one or more of {list(TEMPLATES)}, got {list(self.templates)}")
+        _require(len(self.project.strip()) >= 3, "annotation.project", "needs at least 3 characters")
+        _require(self.batch_size > 0, "annotation.batch_size", "must be positive")
+        _require(self.retries >= 0, "annotation.retries", "must be >= 0")
+        _require(self.min_annotations >= 1, "annotation.min_annotations", "must be at least 1")
+        for key in ("agreement_target", "task_agreement_min"):
+            value = getattr(self, key)
+            _require(0.0 <= value <= 1.0, f"annotation.{key}", f"must be within [0, 1], got {value}")
+        _require(self.url is None or self.url.startswith(("http://", "https://")), "annotation.url",
+                 f"must start with http:// or https://, got {self.url!r}")
 
 
 @dataclass
@@ -345,6 +417,7 @@ class RunConfig:
     trainer: Any = MISSING
     evaluation: Any = MISSING
     stack: Any = MISSING
+    annotation: Any = MISSING
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 42
@@ -354,25 +427,29 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         expected = {"pipeline": PipelineConfig, "data": DataConfig, "model": ModelConfig, "method": MethodConfig,
-                    "trainer": TrainerConfig, "evaluation": EvaluationConfig, "stack": StackConfig}
+                    "trainer": TrainerConfig, "evaluation": EvaluationConfig, "stack": StackConfig,
+                    "annotation": AnnotationConfig}
         for key, kind in expected.items():
             value = getattr(self, key)
             _require(isinstance(value, kind), key, f"expected a {kind.__name__} option, got {type(value).__name__}")
         _require(self.trainer.max_length <= self.model.context_length, "trainer.max_length",
                  f"{self.trainer.max_length} is above the model's context length ({self.model.context_length}, "
                  f"model.context_length of {self.model.name_or_path})")
+        _require(self.pipeline.name is not PipelineName.annotation or self.annotation.enabled, "annotation",
+                 "pipeline=annotation needs a review tool: add annotation=label_studio")
 
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "pipeline": {"base": PipelineConfig, "evaluate": EvaluatePipelineConfig},
     "data": {"sample": SampleDataConfig, "jsonl": JsonlDataConfig, "csv": CsvDataConfig,
-             "clickhouse": ClickHouseDataConfig},
+             "clickhouse": ClickHouseDataConfig, "annotated": AnnotatedDataConfig},
     "model": {"base": ModelConfig, "tiny": TinyModelConfig},
     "method": {"lora": LoraMethodConfig, "qlora": QloraMethodConfig, "full": FullMethodConfig,
                "freeze": FreezeMethodConfig},
     "trainer": {"hf": TrainerConfig},
     "evaluation": {"base": EvaluationConfig},
     "stack": {"base": StackConfig},
+    "annotation": {"none": AnnotationConfig, "label_studio": LabelStudioAnnotationConfig},
 }
 
 

@@ -15,6 +15,7 @@ from rcatune.schema import TrainingExample
 JSON_FIELDS = frozenset({
     "telemetry_context", "service_topology", "time_range", "symptoms", "affected_services",
     "error_signatures", "critical_paths", "remediation_steps", "corrections", "false_hypotheses",
+    "quality_ratings", "query_issues",
 })
 FLOAT_FIELDS = frozenset({"confidence_score", "time_to_identification"})
 INT_FIELDS = frozenset({"human_prompts_required"})

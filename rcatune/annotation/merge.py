@@ -1,0 +1,354 @@
+"""Reviews -> corrected examples, with agreement, adjudication flags and every refused annotation reported.
+
+Per task, the reviews that fit the labeling config decide; a reviewer-marked ground truth annotation
+(Label Studio's star, used for adjudication) overrides the others. Otherwise the majority decides,
+unless the task is flagged for adjudication (annotators agree less than `task_agreement_min`), in
+which case it is held back until someone adjudicates (or `merge_flagged=true`).
+
+Root-cause view: `correct` -> human_validated; `partially_correct`/`incorrect` with a correct root
+cause -> root_cause replaced, the original kept in corrections['root_cause'], human_validated;
+`incorrect` without one -> dropped from the training data (`drop_rejected`). Evidence -> expert_notes;
+ratings -> quality_ratings. Query view: an improved query that differs from the original and parses
+as ClickHouse SQL replaces diagnostic_query (original in corrections['diagnostic_query']); ratings ->
+quality_ratings['query_*']; issues ticked by at least half of the reviewers -> query_issues.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from rcatune.annotation.agreement import krippendorff_alpha, percent_agreement, unit_agreement
+from rcatune.annotation.templates import HASH_FIELD, KEY_FIELD, LabelSpec, answers, example_hash
+from rcatune.schema import TrainingExample
+
+# Questions whose agreement is reported: (control, Krippendorff level)
+AGREEMENT_QUESTIONS = {
+    "root_cause": [("validation", "nominal"), ("diagnostic_quality", "interval")],
+    "query_quality": [("relevance", "interval"), ("efficiency", "interval"), ("completeness", "interval")],
+}
+RATING_FIELDS = {"diagnostic_quality": "diagnostic_quality", "relevance": "query_relevance",
+                 "efficiency": "query_efficiency", "completeness": "query_completeness"}
+
+
+@dataclass(frozen=True)
+class MergeOptions:
+    min_annotations: int = 1
+    task_agreement_min: float = 0.9
+    rating_spread_max: int = 1
+    merge_flagged: bool = False
+    drop_rejected: bool = True
+    drop_unreviewed: bool = False
+    agreement_target: float = 0.9
+
+
+@dataclass
+class Review:
+    annotation_id: int
+    annotator: Any
+    ground_truth: bool
+    values: dict[str, Any]
+
+
+class Problem(BaseModel):
+    """An annotation (or task) that was read but not merged, and why."""
+
+    template: str
+    task_id: int | None = None
+    annotation_id: int | None = None
+    example_id: str | None = None
+    reason: str
+
+
+class Flag(BaseModel):
+    """A task to adjudicate: annotators disagree."""
+
+    template: str
+    task_id: int
+    example_id: str
+    reasons: list[str]
+    held: bool  # True: not merged until adjudicated
+
+
+class MergeReport(BaseModel):
+    examples_in: int = 0
+    examples_out: int = 0
+    annotations_read: int = 0
+    annotations_merged_from: int = 0  # valid reviews of known, current tasks
+    annotations_rejected: int = 0
+    annotations_skipped: int = 0  # cancelled (skipped) in Label Studio
+    reviewed: int = 0
+    validated: int = 0
+    root_causes_corrected: int = 0
+    queries_improved: int = 0
+    dropped: list[str] = Field(default_factory=list)  # judged incorrect, no correction
+    held: list[str] = Field(default_factory=list)  # waiting for adjudication
+    unreviewed: int = 0
+    unreviewed_dropped: int = 0
+    problems: list[Problem] = Field(default_factory=list)
+    flagged: list[Flag] = Field(default_factory=list)
+    agreement: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    agreement_target: float = 0.9
+
+    def headline(self) -> dict[str, Any]:
+        """The validation choice's agreement (the figure the original design's 90% aim is about)."""
+        return self.agreement.get("root_cause", {}).get("validation", {})
+
+    def lines(self) -> list[str]:
+        out = [f"reviews: {self.annotations_read} read = {self.annotations_merged_from} usable + "
+               f"{self.annotations_rejected} rejected + {self.annotations_skipped} skipped",
+               f"examples: {self.examples_in} in, {self.reviewed} reviewed, {self.validated} human-validated, "
+               f"{self.root_causes_corrected} root causes corrected, {self.queries_improved} queries improved, "
+               f"{len(self.dropped)} dropped as incorrect, {len(self.held)} held for adjudication, "
+               f"{self.unreviewed} unreviewed -> {self.examples_out} out"]
+        for template, questions in self.agreement.items():
+            for question, figures in questions.items():
+                if figures["percent_agreement"] is None:
+                    out.append(f"agreement {template}.{question}: no task has two reviews yet")
+                    continue
+                alpha = figures["alpha"]
+                mark = "meets" if figures["meets_target"] else "BELOW"
+                out.append(f"agreement {template}.{question}: {figures['percent_agreement']:.1%} over "
+                           f"{figures['units']} tasks ({mark} the {self.agreement_target:.0%} target), "
+                           f"Krippendorff alpha ({figures['level']}) "
+                           f"{'n/a' if alpha is None else f'{alpha:.3f}'}")
+        for problem in self.problems:
+            out.append(f"not merged: {problem.template} task {problem.task_id} annotation {problem.annotation_id}: "
+                       f"{problem.reason}")
+        for flag in self.flagged:
+            state = "held" if flag.held else "merged by majority"
+            out.append(f"adjudicate: {flag.template} task {flag.task_id} ({flag.example_id}, {state}): "
+                       f"{'; '.join(flag.reasons)}")
+        return out
+
+
+@dataclass
+class MergeResult:
+    examples: list[TrainingExample]
+    report: MergeReport
+    reviews: dict[str, dict[str, list[Review]]] = field(default_factory=dict)  # template -> example id -> reviews
+
+
+def _read_reviews(template: str, tasks: list[dict[str, Any]], spec: LabelSpec, by_id: dict[str, TrainingExample],
+                  report: MergeReport) -> tuple[dict[str, list[Review]], dict[str, int]]:
+    reviews: dict[str, list[Review]] = defaultdict(list)
+    task_of: dict[str, int] = {}
+    for task in tasks:
+        data = task.get("data") or {}
+        example_id = data.get(KEY_FIELD)
+        example = by_id.get(str(example_id)) if example_id is not None else None
+        stale = example is not None and data.get(HASH_FIELD) not in (None, example_hash(example))
+        for annotation in task.get("annotations") or []:
+            report.annotations_read += 1
+            problem = dict(template=template, task_id=task.get("id"), annotation_id=annotation.get("id"),
+                           example_id=example_id)
+            if annotation.get("was_cancelled"):
+                report.annotations_skipped += 1
+                continue
+            reason = None
+            if example is None:
+                reason = (f"task is not one of this dataset's examples ({KEY_FIELD}={example_id!r}); "
+                          "was it imported by hand or from other data?")
+            elif stale:
+                reason = f"example {example_id} changed since it was pushed; push it again to review the new version"
+            else:
+                issues = spec.check(annotation.get("result"))
+                if issues:
+                    reason = "does not fit the labeling config: " + "; ".join(issues)
+            if reason:
+                report.annotations_rejected += 1
+                report.problems.append(Problem(**problem, reason=reason))
+                continue
+            report.annotations_merged_from += 1
+            task_of.setdefault(example.id, task["id"])
+            reviews[example.id].append(Review(annotation["id"], annotation.get("completed_by"),
+                                              bool(annotation.get("ground_truth")), answers(annotation["result"])))
+    return reviews, task_of
+
+
+def _agreement(template: str, reviews: dict[str, list[Review]], target: float) -> dict[str, dict[str, Any]]:
+    figures = {}
+    for question, level in AGREEMENT_QUESTIONS.get(template, []):
+        units = []
+        for items in reviews.values():
+            values = [_scalar(r.values[question]) for r in items if question in r.values]
+            units.append(values)
+        agreement = percent_agreement(units)
+        figures[question] = {"level": level, "units": sum(len(u) >= 2 for u in units),
+                             "percent_agreement": agreement, "alpha": krippendorff_alpha(units, level),
+                             "meets_target": agreement is not None and agreement >= target}
+    return figures
+
+
+def _scalar(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and len(value) == 1 else (tuple(value) if isinstance(value, list)
+                                                                        else value)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _deciders(items: list[Review]) -> tuple[list[Review], bool]:
+    truth = [r for r in items if r.ground_truth]
+    return (truth[-1:], True) if truth else (items, False)
+
+
+def _mean(values: list[int]) -> float:
+    return round(statistics.fmean(values), 3)
+
+
+class _Merger:
+    def __init__(self, options: MergeOptions, query_ok: Callable[[str], str | None], report: MergeReport) -> None:
+        self.options, self.query_ok, self.report = options, query_ok, report
+
+    def flag_reasons(self, items: list[Review], choice_control: str | None) -> list[str]:
+        reasons = []
+        if choice_control:
+            choices = [_scalar(r.values[choice_control]) for r in items if choice_control in r.values]
+            if len(choices) >= 2 and unit_agreement(choices) < self.options.task_agreement_min:
+                reasons.append(f"{choice_control}: {dict(Counter(choices))}")
+        for control in RATING_FIELDS:
+            ratings = [r.values[control] for r in items if control in r.values]
+            if len(ratings) >= 2 and max(ratings) - min(ratings) > self.options.rating_spread_max:
+                reasons.append(f"{control} ratings {sorted(ratings)} differ by more than "
+                               f"{self.options.rating_spread_max}")
+        return reasons
+
+    def ratings(self, items: list[Review]) -> dict[str, float]:
+        out = {}
+        for control, name in RATING_FIELDS.items():
+            values = [r.values[control] for r in items if control in r.values]
+            if values:
+                out[name] = _mean(values)
+        return out
+
+    def root_cause(self, example: TrainingExample, items: list[Review], held_by_flag: bool,
+                   update: dict[str, Any]) -> str:
+        """Apply the root-cause view; returns 'merged', 'held', or 'dropped'."""
+        deciders, adjudicated = _deciders(items)
+        if held_by_flag and not adjudicated and not self.options.merge_flagged:
+            return "held"
+        counts = Counter(_scalar(r.values["validation"]) for r in deciders if "validation" in r.values)
+        verdict, votes = counts.most_common(1)[0] if counts else (None, 0)
+        if verdict is None or votes * 2 <= sum(counts.values()):
+            return "held"
+        agreeing = [r for r in deciders if _scalar(r.values.get("validation")) == verdict]
+        notes = [r.values["evidence"] for r in items if r.values.get("evidence")]
+        if notes:
+            update["expert_notes"] = "\n".join(filter(None, [example.expert_notes, *notes]))
+        update.setdefault("quality_ratings", {}).update(self.ratings(items))
+        if verdict == "correct":
+            update["human_validated"] = True
+            self.report.validated += 1
+            return "merged"
+        proposals = Counter(r.values["correct_root_cause"] for r in agreeing
+                            if r.values.get("correct_root_cause")
+                            and _norm(r.values["correct_root_cause"]) != _norm(example.root_cause))
+        if proposals:
+            update["root_cause"] = proposals.most_common(1)[0][0]
+            update.setdefault("corrections", dict(example.corrections or {}))["root_cause"] = example.root_cause
+            update["human_validated"] = True
+            self.report.validated += 1
+            self.report.root_causes_corrected += 1
+            return "merged"
+        if verdict == "incorrect" and self.options.drop_rejected:
+            return "dropped"
+        return "merged"  # partially correct, nothing better offered: kept, not validated
+
+    def query(self, example: TrainingExample, items: list[Review], task_id: int, update: dict[str, Any]) -> str:
+        deciders, adjudicated = _deciders(items)
+        update.setdefault("quality_ratings", {}).update(self.ratings(items))
+        votes = Counter(issue for r in items for issue in r.values.get("issues", []))
+        issues = sorted(i for i, n in votes.items() if n * 2 >= len(items))
+        if issues:
+            update["query_issues"] = issues
+        proposals = {_norm(r.values["improved_query"]): r.values["improved_query"] for r in deciders
+                     if r.values.get("improved_query")
+                     and _norm(r.values["improved_query"]) != _norm(example.diagnostic_query)}
+        if len(proposals) > 1 and not adjudicated:
+            return "held"
+        if proposals:
+            sql = next(iter(proposals.values()))
+            problem = self.query_ok(sql)
+            if problem:
+                self.report.problems.append(Problem(template="query_quality", task_id=task_id,
+                                                    example_id=example.id, reason=f"improved query {problem}"))
+                return "merged"
+            update["diagnostic_query"] = sql
+            update.setdefault("corrections", dict(example.corrections or {}))["diagnostic_query"] = \
+                example.diagnostic_query
+            self.report.queries_improved += 1
+        return "merged"
+
+
+def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[str, Any]]],
+                  specs: dict[str, LabelSpec], options: MergeOptions,
+                  query_ok: Callable[[str], str | None] = lambda sql: None) -> MergeResult:
+    """Merge the exported reviews of each template into the examples they were pushed from.
+
+    `query_ok(sql)` returns None for a usable query, or why it is not (e.g. 'does not parse').
+    """
+    report = MergeReport(examples_in=len(examples), agreement_target=options.agreement_target)
+    by_id = {e.id: e for e in examples}
+    all_reviews: dict[str, dict[str, list[Review]]] = {}
+    tasks_of: dict[str, dict[str, int]] = {}
+    for template, tasks in exports.items():
+        all_reviews[template], tasks_of[template] = _read_reviews(template, tasks, specs[template], by_id, report)
+        report.agreement[template] = _agreement(template, all_reviews[template], options.agreement_target)
+    merger = _Merger(options, query_ok, report)
+    out: list[TrainingExample] = []
+    for example in examples:
+        update: dict[str, Any] = {}
+        outcomes = []
+        for template, reviews in all_reviews.items():
+            items = reviews.get(example.id, [])
+            if len(items) < options.min_annotations:
+                continue
+            task_id = tasks_of[template][example.id]
+            choice = "validation" if template == "root_cause" else None
+            reasons = merger.flag_reasons(items, choice)
+            if template == "query_quality":
+                distinct = {_norm(r.values["improved_query"]) for r in items if r.values.get("improved_query")
+                            and _norm(r.values["improved_query"]) != _norm(example.diagnostic_query)}
+                if len(distinct) > 1:
+                    reasons.append(f"{len(distinct)} different improved queries")
+            held_by_flag = bool(reasons) and any(not r.startswith(tuple(RATING_FIELDS)) for r in reasons)
+            if template == "root_cause":
+                outcome = merger.root_cause(example, items, held_by_flag, update)
+            else:
+                outcome = merger.query(example, items, task_id, update)
+            if reasons:
+                report.flagged.append(Flag(template=template, task_id=task_id, example_id=example.id,
+                                           reasons=reasons, held=outcome == "held"))
+            outcomes.append(outcome)
+        if not outcomes:
+            report.unreviewed += 1
+            if options.drop_unreviewed:
+                report.unreviewed_dropped += 1
+                continue
+            out.append(example)
+            continue
+        report.reviewed += 1
+        if "dropped" in outcomes:
+            report.dropped.append(example.id)
+            continue
+        if "held" in outcomes:
+            report.held.append(example.id)
+        out.append(_apply(example, update) if update else example)
+    report.examples_out = len(out)
+    return MergeResult(out, report, all_reviews)
+
+
+def _apply(example: TrainingExample, update: dict[str, Any]) -> TrainingExample:
+    data = example.to_json_dict()
+    if not update.get("quality_ratings"):
+        update.pop("quality_ratings", None)
+    elif example.quality_ratings:
+        update["quality_ratings"] = {**example.quality_ratings, **update["quality_ratings"]}
+    data.update(update)
+    return TrainingExample.model_validate(data)

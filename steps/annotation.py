@@ -1,0 +1,140 @@
+"""Review steps: push examples to Label Studio, report progress, sync reviews back into the data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Tuple
+
+from zenml import log_metadata, step
+from zenml.artifacts.artifact_config import ArtifactConfig
+
+from rcatune import constants
+from rcatune.annotation import loop
+from rcatune.annotation.merge import MergeReport
+from rcatune.config import from_spec
+from rcatune.schema import TrainingDataset
+
+
+def _settings(spec: dict[str, Any]):
+    return from_spec(spec)
+
+
+@step
+def push_for_review(dataset: TrainingDataset, annotation: dict[str, Any], progress: bool = True) -> Annotated[
+    loop.PushReport, ArtifactConfig(name=constants.PUSH_REPORT)
+]:
+    """Import every example not yet in the review projects (idempotent), with the AI's answer pre-filled."""
+    config = _settings(annotation)
+    client = loop.connect(config)
+    report = loop.push(client, config, dataset.examples, progress)
+    for line in report.lines():
+        print(line)
+    log_metadata(metadata={"server": report.server, "retries": report.retries,
+                           "projects": {p.template: p.model_dump() for p in report.projects}}, infer_artifact=True)
+    return report
+
+
+@step
+def review_status(annotation: dict[str, Any], examples: int = 0) -> Annotated[
+    loop.PushReport, ArtifactConfig(name=constants.PUSH_REPORT)
+]:
+    """How far the review has come, per project."""
+    config = _settings(annotation)
+    report = loop.status(loop.connect(config), config, examples)
+    for line in report.lines():
+        print(line)
+    return report
+
+
+def _query_checker(folder: str):
+    from rcatune.evaluation.scoring import QueryChecker
+
+    checker = QueryChecker(folder)
+
+    def check(sql: str) -> str | None:
+        if not checker.parses(sql):
+            return "does not parse as a ClickHouse query"
+        if not checker.runs(sql):
+            return "does not run on the OpenTelemetry exporter tables"
+        return None
+
+    return checker, check
+
+
+def _write_outputs(out: Path, dataset: TrainingDataset, report: MergeReport) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"merged": out / "merged.jsonl", "report": out / "review_report.json",
+             "adjudication": out / "adjudication.csv"}
+    paths["merged"].write_text(dataset.to_jsonl(), encoding="utf-8")
+    paths["report"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    with open(paths["adjudication"], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["template", "task_id", "example_id", "held", "reasons"])
+        for flag in report.flagged:
+            writer.writerow([flag.template, flag.task_id, flag.example_id, flag.held, "; ".join(flag.reasons)])
+    return {k: str(v) for k, v in paths.items()}
+
+
+@step(experiment_tracker=True)
+def sync_reviews(dataset: TrainingDataset, annotation: dict[str, Any], output_dir: str,
+                 progress: bool = True) -> Tuple[
+    Annotated[TrainingDataset, ArtifactConfig(name=constants.ANNOTATED_DATASET)],
+    Annotated[MergeReport, ArtifactConfig(name=constants.REVIEW_REPORT)],
+]:
+    """Export the reviews, check them against the labeling configs, merge corrections, report agreement.
+
+    With annotation.wait=true, first push (idempotent) and wait until every task has its reviews.
+    """
+    import mlflow
+
+    config = _settings(annotation)
+    client = loop.connect(config)
+    if config.wait:
+        for line in loop.push(client, config, dataset.examples, progress).lines():
+            print(line)
+        loop.wait(client, config, progress)
+    with tempfile.TemporaryDirectory() as folder:
+        checker, check = _query_checker(folder)
+        try:
+            result = loop.sync(client, config, dataset.examples, check)
+        finally:
+            checker.close()
+    report = result.report
+    for line in report.lines():
+        print(line)
+    merged = TrainingDataset(examples=result.examples, metadata={
+        **dataset.metadata, "reviewed_from": dataset.metadata.get("data_hash"), "review_server": client.url,
+        "review_projects": [loop.title(config, t) for t in config.templates]})
+    merged.metadata["data_hash"] = merged.content_hash()
+    paths = _write_outputs(Path(output_dir) / constants.ANNOTATION_DIR, merged, report)
+    counts = {k: getattr(report, k) for k in ("annotations_read", "annotations_merged_from", "annotations_rejected",
+                                              "annotations_skipped", "reviewed", "validated", "root_causes_corrected",
+                                              "queries_improved", "unreviewed", "examples_out")}
+    counts.update(dropped=len(report.dropped), held=len(report.held), flagged=len(report.flagged))
+    agreement = {f"{template}.{question}": {k: v for k, v in figures.items() if v is not None}
+                 for template, questions in report.agreement.items() for question, figures in questions.items()}
+    mlflow.log_metrics({f"review_{k}": v for k, v in counts.items()})
+    for name, figures in agreement.items():
+        for key in ("percent_agreement", "alpha"):
+            if key in figures:
+                mlflow.log_metric(f"agreement_{name}_{key}".replace(".", "_"), figures[key])
+    for path in paths.values():
+        mlflow.log_artifact(path, artifact_path=constants.ANNOTATION_DIR)
+    log_metadata(metadata={**counts, "data_hash": merged.metadata["data_hash"], "agreement": agreement,
+                           "files": paths}, artifact_name=constants.ANNOTATED_DATASET, infer_artifact=True)
+    print(f"merged dataset: {paths['merged']} (ZenML artifact '{constants.ANNOTATED_DATASET}'; "
+          "train on it with: python run.py data=annotated)")
+    if report.flagged:
+        print(f"tasks to adjudicate: {paths['adjudication']}")
+    return merged, report
+
+
+def review_summary(report: MergeReport) -> dict[str, Any]:
+    """The figures a run summary keeps."""
+    return json.loads(report.model_dump_json(include={"examples_in", "examples_out", "annotations_read",
+                                                      "annotations_merged_from", "annotations_rejected",
+                                                      "annotations_skipped", "validated", "root_causes_corrected",
+                                                      "queries_improved", "unreviewed", "agreement"}))

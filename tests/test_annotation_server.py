@@ -1,0 +1,334 @@
+"""The review loop against a real Label Studio server started by this test session.
+
+Two annotators signed up through the organisation's invite link annotate with their own tokens;
+faults (5xx, timeouts, a lost response after the server stored an import) come from a real HTTP
+proxy in front of the real server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from rcatune.annotation import loop, server
+from rcatune.annotation.client import LabelStudioClient, LabelStudioError
+from rcatune.annotation.templates import KEY_FIELD
+from rcatune.config.schema import LabelStudioAnnotationConfig
+from rcatune.errors import RcatuneError
+from rcatune.schema import TrainingExample
+from rcatune.sources import SampleSource
+from tests.test_pipeline import TINY_OVERRIDES, run_py
+
+pytestmark = pytest.mark.integration
+SIZE = 30
+FIX = {1: "cartservice Redis connection pool exhausted by a retry storm after a deploy",
+       2: "productcatalogservice answers slowly because its catalogue reload flag is on",
+       3: "paymentservice rejects charges: the payment failure flag makes it fail half the calls"}
+BETTER_SQL = ("SELECT ServiceName, count() AS errors FROM otel_traces WHERE StatusCode = 'Error' "
+              "GROUP BY ServiceName ORDER BY errors DESC")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def label_studio(state_home):
+    try:
+        server.find_binary()
+    except RcatuneError as error:
+        if os.environ.get("RCATUNE_REQUIRE_LABEL_STUDIO"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    info = server.start(port=free_port(), quiet=True)
+    print(f"Label Studio started in {info['seconds']} s at {info['url']}")
+    yield info
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[TrainingExample]:
+    return [TrainingExample.model_validate(r.data) for r in SampleSource(size=SIZE, seed=7).records()]
+
+
+def admin(url: str) -> LabelStudioClient:
+    return LabelStudioClient(url, server.admin_token())
+
+
+def choice(value, name="validation", to="ai_root_cause"):
+    return {"from_name": name, "to_name": to, "type": "choices", "value": {"choices": [value]}}
+
+
+def text(name, value, to="ai_root_cause"):
+    return {"from_name": name, "to_name": to, "type": "textarea", "value": {"text": [value]}}
+
+
+def rating(name, value, to="ai_root_cause"):
+    return {"from_name": name, "to_name": to, "type": "rating", "value": {"rating": value}}
+
+
+def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples, tmp_path):
+    url = label_studio["url"]
+    started = time.perf_counter()
+    # push twice: the second imports nothing
+    first = json.loads(_run(tmp_path / "push1", "pipeline=annotation", f"data.size={SIZE}").read_text())
+    assert [(p["template"], p["tasks"], p["imported"]) for p in first["review"]["projects"]] == [
+        ("root_cause", SIZE, SIZE), ("query_quality", SIZE, SIZE)]
+    # fine-tuning with review pushes (nothing new) and stops, saying how to continue
+    second = json.loads(_run(tmp_path / "push2", "annotation=label_studio", f"data.size={SIZE}").read_text())
+    assert second["pipeline"] == "annotation" and "train_loss" not in second["metrics"]
+    assert [(p["tasks"], p["imported"], p["already_there"]) for p in second["review"]["projects"]] == [
+        (SIZE, 0, SIZE), (SIZE, 0, SIZE)]
+    assert f"python run.py annotation=label_studio data.size={SIZE}" in second["decisions"]["next"]
+    assert "annotation.action=sync" in second["decisions"]["next"]
+
+    boss = admin(url)
+    root = boss.find_project("rcatune review / root_cause")["id"]
+    query = boss.find_project("rcatune review / query_quality")["id"]
+    tasks = boss.task_keys(root, KEY_FIELD)
+    qtasks = boss.task_keys(query, KEY_FIELD)
+    assert set(tasks) == {e.id for e in examples}
+    exported = boss.export(root)[0]
+    assert exported["predictions"] and exported["data"]["ai_root_cause"]  # the AI's answer is pre-filled
+
+    one, two = (server.add_annotator(f"{name}@rcatune.test") for name in ("ann1", "ann2"))
+    ann1, ann2 = LabelStudioClient(url, one["token"]), LabelStudioClient(url, two["token"])
+    assert ann1.check()["id"] == one["id"] != two["id"]
+    e = examples
+    t = [tasks[x.id] for x in e]
+    ann1.create_annotation(t[0], [choice("correct"), rating("diagnostic_quality", 4)])
+    ann2.create_annotation(t[0], [choice("correct"), rating("diagnostic_quality", 5)])
+    ann1.create_annotation(t[1], [choice("incorrect"), text("correct_root_cause", FIX[1]),
+                                  text("evidence", "pool wait spans in trace 42"), rating("diagnostic_quality", 2)])
+    ann2.create_annotation(t[1], [choice("incorrect"), text("correct_root_cause", FIX[1]),
+                                  rating("diagnostic_quality", 2)])
+    ann1.create_annotation(t[2], [choice("partially_correct"), text("correct_root_cause", FIX[2])])
+    ann2.create_annotation(t[2], [choice("partially_correct")])
+    ann1.create_annotation(t[3], [choice("correct")])  # the one disagreement
+    disputed = ann2.create_annotation(t[3], [choice("incorrect"), text("correct_root_cause", FIX[3])])
+    ann1.create_annotation(t[4], [choice("incorrect")])
+    ann2.create_annotation(t[4], [choice("incorrect"), text("correct_root_cause", e[4].root_cause)])
+    ann1.create_annotation(t[5], [choice("correct")])
+    ann1.create_annotation(t[6], [choice("maybe")])  # the server takes it; sync must not
+    ann2.create_annotation(t[7], [], was_cancelled=True)
+    foreign = {"telemetry_summary": "x", "service_topology": "x", "symptoms": "x", "ai_root_cause": "x",
+               "confidence": "0.5"}
+    foreign_id = boss.request("POST", f"/api/projects/{root}/import", params={"return_task_ids": "true"},
+                              json=[{"data": foreign}])["task_ids"][0]
+    ann1.create_annotation(foreign_id, [choice("correct")])
+    q0 = qtasks[e[0].id]
+    ann1.create_annotation(q0, [text("improved_query", BETTER_SQL, "generated_query"),
+                                rating("relevance", 4, "generated_query"),
+                                {**choice("missing_filters", "issues", "generated_query")}])
+    ann2.create_annotation(q0, [text("improved_query", e[0].diagnostic_query, "generated_query"),
+                                rating("relevance", 4, "generated_query")])
+    ann1.create_annotation(qtasks[e[1].id], [text("improved_query", "SELEC * FRM", "generated_query")])
+
+    run_dir = tmp_path / "sync"
+    summary = json.loads(_run(run_dir, "pipeline=annotation", "annotation.action=sync",
+                              f"data.size={SIZE}").read_text())
+    review = summary["review"]
+    assert (review["annotations_read"], review["annotations_rejected"], review["annotations_skipped"]) == (17, 2, 1)
+    assert (review["validated"], review["root_causes_corrected"], review["queries_improved"]) == (4, 2, 1)
+    assert review["examples_out"] == SIZE - 1 and review["unreviewed"] == SIZE - 6
+    report = json.loads((run_dir / "annotation" / "review_report.json").read_text())
+    assert report["dropped"] == [e[4].id] and report["held"] == [e[3].id]
+    assert [(f["task_id"], f["held"]) for f in report["flagged"]] == [(t[3], True)]
+    reasons = {p["task_id"]: p["reason"] for p in report["problems"]}
+    assert "unknown choice(s) ['maybe']" in reasons[t[6]]
+    assert "not one of this dataset's examples" in reasons[foreign_id]
+    assert reasons[qtasks[e[1].id]] == "improved query does not parse as a ClickHouse query"
+    # Hand calculation. Validation, tasks with two reviews: (c,c) (i,i) (p,p) (c,i) (i,i).
+    #   percent agreement = 4/5. Coincidences: o_cc=2, o_ii=4, o_pp=2, o_ci=o_ic=1 -> n_c=3, n_i=5, n_p=2, n=10;
+    #   D_o = 2, D_e = 2 (3*5 + 3*2 + 5*2) = 62; alpha = 1 - 9 * 2 / 62 = 22/31.
+    # Diagnostic quality: (4,5) (2,2): percent 1/2; interval: o_45=o_54=1, o_22=2, n=4;
+    #   D_o = 2, D_e = 2 (1*1*1 + 1*2*4 + 1*2*9) = 54; alpha = 1 - 3 * 2 / 54 = 8/9.
+    validation = review["agreement"]["root_cause"]["validation"]
+    assert validation["units"] == 5 and validation["percent_agreement"] == pytest.approx(0.8)
+    assert validation["alpha"] == pytest.approx(22 / 31) and validation["meets_target"] is False
+    quality = review["agreement"]["root_cause"]["diagnostic_quality"]
+    assert quality["percent_agreement"] == pytest.approx(0.5) and quality["alpha"] == pytest.approx(8 / 9)
+    lines = (run_dir / "annotation" / "merged.jsonl").read_text().splitlines()
+    merged = {x["id"]: x for x in map(json.loads, lines)}
+    fixed = merged[e[1].id]
+    assert fixed["root_cause"] == FIX[1] and fixed["corrections"] == {"root_cause": e[1].root_cause}
+    assert fixed["expert_notes"].endswith("pool wait spans in trace 42") and fixed["human_validated"]
+    assert merged[e[2].id]["root_cause"] == FIX[2] and merged[e[0].id]["diagnostic_query"] == BETTER_SQL
+    assert merged[e[0].id]["quality_ratings"] == {"diagnostic_quality": 4.5, "query_relevance": 4.0}
+    assert merged[e[3].id]["root_cause"] == e[3].root_cause and e[4].id not in merged
+    print(f"review loop (push twice, 2 annotators, sync) took {time.perf_counter() - started:.1f} s")
+
+    # adjudicate the disagreement (Label Studio's ground-truth star), then sync and train in one run
+    boss.update_annotation(disputed["id"], ground_truth=True)
+    train_dir = tmp_path / "train"
+    trained = json.loads(_run(train_dir, "annotation=label_studio", "annotation.action=sync", f"data.size={SIZE}",
+                              "trainer.epochs=1", *TINY_OVERRIDES).read_text())
+    assert trained["pipeline"] == "fine_tuning" and trained["status"] == "succeeded"
+    assert trained["review"]["validated"] == 5 and trained["review"]["root_causes_corrected"] == 3
+    assert trained["metrics"]["train_loss"] > 0 and trained["counts"]["splits"]["train"] > 0
+    assert sum(trained["counts"]["splits"].values()) == SIZE - 1  # trained on the merged dataset
+    exported_splits = "".join(f.read_text() for f in Path(trained["artifacts"]["format_dataset"]).glob("*.jsonl"))
+    assert FIX[3] in exported_splits and e[4].id not in exported_splits  # adjudicated in, rejected out
+
+    # the merged dataset is a versioned artifact any pipeline can read
+    again = json.loads(_run(tmp_path / "annotated", "pipeline=prepare", "data=annotated").read_text())
+    assert again["counts"]["data"]["accepted"] == SIZE - 1 and again["data_hash"] == trained["data_hash"]
+
+
+def _run(run_dir: Path, *args: str) -> Path:
+    run_py(*args, "progress=false", f"hydra.run.dir={run_dir}")
+    return run_dir / "run_summary.json"
+
+
+# ------------------------------------------------------------------------------------------------ faults
+def test_server_not_running_says_how_to_start_it(label_studio, tmp_path):
+    result = run_py("pipeline=annotation", "data.size=5", f"annotation.url=http://127.0.0.1:{free_port()}",
+                    f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode == 2
+    assert "Label Studio is not answering at http://127.0.0.1:" in result.stderr
+    assert "make labelstudio-start" in result.stderr
+
+
+def test_a_wrong_token_is_named_as_such(label_studio, monkeypatch):
+    monkeypatch.setenv(loop.TOKEN_ENV, "not-a-token")
+    config = LabelStudioAnnotationConfig(url=label_studio["url"])
+    with pytest.raises(LabelStudioError, match=r"rejected the API token \(\$LABEL_STUDIO_API_KEY\): HTTP 401"):
+        loop.connect(config)
+
+
+class FaultProxy:
+    """A real HTTP proxy to Label Studio that fails chosen requests once each.
+
+    kinds: 'before' answers 502 without forwarding; 'after' forwards (the server acts) then answers 503;
+    'slow' waits `delay` seconds (past the client's timeout) before forwarding.
+    """
+
+    def __init__(self, upstream: str, faults: list[tuple[str, str, str]], delay: float = 2.0) -> None:
+        self.upstream, self.faults, self.delay, self.hits = upstream, list(faults), delay, []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _serve(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                kind = proxy._fault(self.command, self.path)
+                if kind == "before":
+                    return self._reply(502, b'{"detail": "injected"}')
+                if kind == "slow":
+                    time.sleep(proxy.delay)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                response = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers,
+                                            timeout=60)
+                if kind == "after":
+                    return self._reply(503, b'{"detail": "injected after the server acted"}')
+                self._reply(response.status_code, response.content)
+
+            def _reply(self, status, content):
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout)
+
+            do_GET = do_POST = do_PATCH = _serve
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _fault(self, method: str, path: str) -> str | None:
+        for index, (m, fragment, kind) in enumerate(self.faults):
+            if m == method and fragment in path:
+                del self.faults[index]
+                self.hits.append((method, path.split("?")[0], kind))
+                return kind
+        return None
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_retries_through_5xx_and_timeouts_and_never_import_twice(label_studio, examples, monkeypatch):
+    monkeypatch.setenv(loop.TOKEN_ENV, server.admin_token())
+    proxy = FaultProxy(label_studio["url"], [
+        ("GET", "/api/projects/?", "before"),  # 502 on the project lookup
+        ("POST", "/import", "after"),  # first batch stored, response lost
+        ("GET", "/api/tasks/", "slow"),  # the re-read after it times out once
+        ("POST", "/import", "before"),  # second batch refused once
+    ])
+    try:
+        config = LabelStudioAnnotationConfig(url=proxy.url, project="fault drill", templates=["root_cause"],
+                                             batch_size=5, timeout_s=1.0, retries=4, backoff_s=0.05)
+        client = loop.connect(config)
+        report = loop.push(client, config, examples[:12], progress=False)
+        assert not proxy.faults, f"faults not triggered: {proxy.faults}"
+        assert report.projects[0].tasks == 12 and report.projects[0].imported == 12
+        assert report.retries >= 4
+        direct = admin(label_studio["url"])
+        project = direct.find_project("fault drill / root_cause")["id"]
+        exported = direct.export(project)
+        assert sorted(t["data"][KEY_FIELD] for t in exported) == sorted(e.id for e in examples[:12])
+        again = loop.push(client, config, examples[:12], progress=False)
+        assert again.projects[0].imported == 0 and again.projects[0].tasks == 12
+    finally:
+        proxy.close()
+
+
+def test_wait_polls_until_every_task_is_reviewed_or_times_out(label_studio, examples, monkeypatch):
+    monkeypatch.setenv(loop.TOKEN_ENV, server.admin_token())
+    config = LabelStudioAnnotationConfig(url=label_studio["url"], project="wait drill", templates=["root_cause"],
+                                         poll_s=0.3, wait_timeout_s=1.0)
+    client = loop.connect(config)
+    loop.push(client, config, examples[:3], progress=False)
+    with pytest.raises(RcatuneError, match="reviews not finished after 1 s"):
+        loop.wait(client, config, progress=False)
+    project = client.find_project("wait drill / root_cause")["id"]
+    task_ids = list(client.task_keys(project, KEY_FIELD).values())
+
+    def review_later():
+        time.sleep(1.0)
+        for task_id in task_ids:
+            client.create_annotation(task_id, [choice("correct")])
+
+    worker = threading.Thread(target=review_later)
+    worker.start()
+    waited = time.perf_counter()
+    done = loop.wait(client, LabelStudioAnnotationConfig(**{**config.__dict__, "wait_timeout_s": 60.0}),
+                     progress=False)
+    worker.join()
+    assert time.perf_counter() - waited >= 1.0
+    assert (done.projects[0].tasks, done.projects[0].finished) == (3, 3)
+
+
+def test_server_script_reports_status_and_refuses_a_taken_port(label_studio):
+    info = server.running()
+    assert info and info["url"] == label_studio["url"]
+    assert requests.get(f"{info['url']}/health", timeout=5).json() == {"status": "UP"}
+    again = server.start(port=label_studio["port"], quiet=True)
+    assert again["already_running"] and again["pid"] == info["pid"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        paths = server.ServerPaths(Path(os.environ["RCATUNE_HOME"]) / "other-labelstudio")
+        with pytest.raises(RcatuneError, match=f"port {port} on 127.0.0.1 is taken"):
+            server.start(port=port, paths=paths, quiet=True)
+    token_file = server.ServerPaths.under().token
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    log = server.ServerPaths.under().log.read_text()
+    assert token_file.read_text().strip() not in log
