@@ -11,9 +11,12 @@ RUN_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
+LF_VENV := .venv-llamafactory
+LF_STAMP := $(LF_VENV)/.installed
 
 .PHONY: help setup run test test-fast lint lock clean-state zenml-runs zenml-models mlflow-ui \
-	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio
+	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
+	bench bench-smoke
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -30,8 +33,8 @@ setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup labelstudio  ## run the test suite (unit + integration with real local stores and servers)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 $(PY) -m pytest
+test: setup labelstudio llamafactory  ## run the test suite (unit + integration with real local stores and servers)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 $(PY) -m pytest
 
 test-fast: setup  ## unit tests only
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -m "not integration and not slow"
@@ -64,6 +67,31 @@ labelstudio-status: setup  ## is it running, where, and where is its token
 lock-labelstudio: labelstudio  ## rewrite constraints-labelstudio.txt from .venv-labelstudio
 	{ echo "# Label Studio server venv (.venv-labelstudio), versions tested together. Regenerate: make lock-labelstudio"; \
 	  $(LS_VENV)/bin/python -m pip freeze; } > constraints-labelstudio.txt
+
+$(LF_STAMP): constraints-llamafactory.txt
+	@test -x $(LF_VENV)/bin/python || $(PYTHON) -m venv $(LF_VENV)
+	$(LF_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(LF_VENV)/bin/python -m pip install --quiet -c constraints-llamafactory.txt llamafactory==0.9.5 torch==2.13.0
+	@# Without a GPU, the torchvision/torchaudio builds it pulls do not match the CPU torch and break its imports
+	@# (text fine-tuning needs neither): drop torchvision and torchaudio's compiled libraries.
+	@if ! command -v nvidia-smi > /dev/null; then \
+	  $(LF_VENV)/bin/python -m pip uninstall --quiet -y torchvision; \
+	  rm -f $(LF_VENV)/lib/python3*/site-packages/torchaudio/lib/*.so; fi
+	$(LF_VENV)/bin/llamafactory-cli version > /dev/null
+	@touch $(LF_STAMP)
+
+llamafactory: $(LF_STAMP)  ## install LLaMA-Factory in its own venv (trainer=llama_factory; it pins transformers <= 5.6)
+
+lock-llamafactory: llamafactory  ## rewrite constraints-llamafactory.txt from .venv-llamafactory
+	{ echo "# LLaMA-Factory venv (.venv-llamafactory), versions tested together. Regenerate: make lock-llamafactory"; \
+	  $(LF_VENV)/bin/python -m pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
+	  | grep -v -E '^(nvidia-|triton==|torchvision==)'; } > constraints-llamafactory.txt
+
+bench: setup llamafactory  ## benchmarks side by side (CPU, under 20 minutes): bench/results/*.json and *.md
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) bench/run_all.py
+
+bench-smoke: setup  ## every benchmark at smoke size (what CI runs)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) bench/run_all.py --smoke
 
 zenml-runs: setup  ## list ZenML pipeline runs in the project store
 	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; \

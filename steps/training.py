@@ -12,7 +12,15 @@ from rcatune import constants
 from rcatune.config import from_spec
 from rcatune.config.schema import TrainerConfig
 from rcatune.split import DatasetSplits
-from rcatune.training.hf import TrainResult, train
+from rcatune.training.hf import TrainResult
+
+
+def _backend(name: str):
+    if name == "llama_factory":
+        from rcatune.training.llama_factory import train
+    else:
+        from rcatune.training.hf import train
+    return train
 
 
 @step(experiment_tracker=True, enable_cache=False)
@@ -20,13 +28,16 @@ def train_model(splits: DatasetSplits, model: dict[str, Any], method: dict[str, 
                 system_prompt: str, output_dir: str, progress: bool = True) -> Annotated[
     TrainResult, ArtifactConfig(name=constants.TRAINED_MODEL)
 ]:
-    """Fine-tune the base model on the train split, validating each epoch."""
+    """Fine-tune the base model on the train split, validating each epoch (trainer.name picks the backend)."""
     import mlflow
 
-    result = train(splits.train, splits.val, from_spec(model), from_spec(method), trainer,
+    result = _backend(trainer.name)(splits.train, splits.val, from_spec(model), from_spec(method), trainer,
                    Path(output_dir) / constants.TRAINING_DIR, system_prompt, progress)
     mlflow.log_metrics(result.metrics)
     mlflow.log_artifact(str(Path(result.output_dir) / "train_metrics.json"), artifact_path=constants.TRAINING_DIR)
+    if trainer.name == "llama_factory":
+        mlflow.log_artifact(str(Path(result.output_dir) / "llamafactory_train.yaml"),
+                            artifact_path=constants.TRAINING_DIR)
     log_metadata(metadata={"metrics": result.metrics, "base_model": result.base_model, "method": result.method,
-                           "model_dir": result.model_dir}, infer_artifact=True)
+                           "model_dir": result.model_dir, "backend": trainer.name}, infer_artifact=True)
     return result

@@ -34,6 +34,7 @@ def _overrides(group: str, option: str, tmp_path: Path) -> list[str]:
         "data/csv": [f"data.path={tmp_path / 'x.csv'}"],
         "data/clickhouse": [f"data.database_path={tmp_path}"],
         "trainer/hf": ["model=llama3_8b"],  # its max_length (2048) is above the tiny model's context
+        "trainer/llama_factory": ["model=llama3_8b"],
     }
     (tmp_path / "x.jsonl").write_text("{}\n")
     (tmp_path / "x.csv").write_text("id\n")

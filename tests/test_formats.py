@@ -121,3 +121,17 @@ def test_csv_round_trips(exported):
     val = [r for r in rows if r["split"] == "val"]
     assert [(r["instruction"], r["input"], r["output"]) for r in val] == [
         (p.instruction, p.input, p.output) for p in prompts["val"]]
+
+
+
+def test_llama_factory_arrays_are_one_example_per_line(tmp_path):
+    import json
+
+    from rcatune.formats.llama_factory import _write_array
+
+    rows = [{"instruction": "é\n\"x\"", "output": "y"}, {"instruction": "b", "output": ""}]
+    _write_array(tmp_path / "a.json", rows)
+    text = (tmp_path / "a.json").read_text(encoding="utf-8")
+    assert json.loads(text) == rows and len(text.splitlines()) == 4
+    _write_array(tmp_path / "empty.json", [])
+    assert json.loads((tmp_path / "empty.json").read_text()) == []

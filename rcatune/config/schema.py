@@ -145,6 +145,7 @@ class ModelConfig:
     name_or_path: str = MISSING
     family: str = MISSING  # llama | mistral | qwen2 | phi3: the architecture, for per-family details
     chat_template: str = "tokenizer"  # 'tokenizer' uses the model's own template
+    llama_factory_template: str = "default"  # LLaMA-Factory's template name (trainer=llama_factory)
     lora_target_modules: List[str] = field(default_factory=list)
     context_length: int = 2048
     dtype: Dtype = Dtype.bfloat16
@@ -163,6 +164,7 @@ class TinyModelConfig(ModelConfig):
     name_or_path: str = "tiny-llama"
     family: str = "llama"
     chat_template: str = "chatml"
+    llama_factory_template: str = "chatml"
     lora_target_modules: List[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     context_length: int = 1024
@@ -237,9 +239,12 @@ class Scheduler(str, enum.Enum):
     constant_with_warmup = "constant_with_warmup"
 
 
+TRAINER_BACKENDS = ("hf", "llama_factory")
+
+
 @dataclass
 class TrainerConfig:
-    name: str = "hf"
+    name: str = "hf"  # the backend: hf (transformers Trainer, in-process) | llama_factory (llamafactory-cli)
     learning_rate: float = 2e-4
     lr_scheduler: Scheduler = Scheduler.cosine
     warmup_ratio: float = 0.1
@@ -250,14 +255,17 @@ class TrainerConfig:
     gradient_checkpointing: bool = True
     weight_decay: float = 0.0
     group_by_length: bool = True  # batches of similar lengths: less padding
-    packing: bool = False  # several examples per row, without attention across them
+    packing: bool = False  # several examples per row, no attention across them: pays off only with a
+    # variable-length attention kernel (flash-attention on GPU); with eager/SDPA it costs more (bench/NOTES.md)
     seed: int = 42
     logging_steps: int = 10
     save_steps: Optional[int] = None  # None: a checkpoint each epoch
     save_total_limit: int = 2
     resume_from: Optional[str] = None  # 'latest' (this run folder), a run folder, or a checkpoint folder
+    template: Optional[str] = None  # llama_factory: its template name (None: model.llama_factory_template)
 
     def __post_init__(self) -> None:
+        _require(self.name in TRAINER_BACKENDS, "trainer.name", f"{self.name!r} is not one of {list(TRAINER_BACKENDS)}")
         _require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
         _require(0.0 <= self.warmup_ratio < 1.0, "trainer.warmup_ratio",
                  f"must be within [0, 1), got {self.warmup_ratio}")

@@ -16,6 +16,15 @@ def dataset_name(split: str, style: str) -> str:
     return f"rcatune_{split}_{style}"
 
 
+def _write_array(path: Path, rows: list[dict]) -> None:
+    """A JSON array, one example per line: json's C encoder, written row by row (not one huge string)."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("[")
+        for index, row in enumerate(rows):
+            handle.write(("\n" if index == 0 else ",\n") + json.dumps(row, ensure_ascii=False))
+        handle.write("\n]\n" if rows else "]\n")
+
+
 def write_llama_factory(out_dir: Path, split_prompts: dict[str, list[Prompt]]) -> dict[str, dict]:
     """Write `<split>_alpaca.json`, `<split>_sharegpt.json` and `dataset_info.json`; return the info."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -30,7 +39,7 @@ def write_llama_factory(out_dir: Path, split_prompts: dict[str, list[Prompt]]) -
                                    ("sharegpt", sharegpt, {"formatting": "sharegpt", "columns": SHAREGPT_COLUMNS,
                                                            "tags": SHAREGPT_TAGS})):
             file_name = f"{split}_{style}.json"
-            (out_dir / file_name).write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+            _write_array(out_dir / file_name, rows)
             info[dataset_name(split, style)] = {"file_name": file_name, **extra}
     (out_dir / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return info

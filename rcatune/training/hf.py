@@ -175,8 +175,8 @@ def _arguments(trainer_cfg: TrainerConfig, model_cfg: ModelConfig, output_dir: P
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length and not trainer_cfg.packing
-        else "random",
+        # packed rows vary in length too (short tails, rows nothing else fitted into): group them as well
+        train_sampling_strategy="group_by_length" if trainer_cfg.group_by_length else "random",
     )
 
 

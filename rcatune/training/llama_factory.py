@@ -1,0 +1,244 @@
+"""`trainer=llama_factory`: the same run, trained by LLaMA-Factory (`llamafactory-cli train`) instead of
+transformers' Trainer in-process.
+
+rcatune writes LLaMA-Factory's training YAML and `dataset_info.json` from the same config (model,
+method, hyper-parameters, template), runs the CLI from its own venv (`make llamafactory`: it pins
+transformers <= 5.6) with its log streamed, and returns the same `TrainResult` as `trainer=hf`, so
+evaluation, registration and export do not know which backend trained.
+
+LLaMA-Factory exits 0 after dropping examples it cannot read; here a dropped example, or a count of
+examples that differs from what was written, is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rcatune.config.schema import (
+    FreezeMethodConfig,
+    FullMethodConfig,
+    LoraMethodConfig,
+    ModelConfig,
+    QloraMethodConfig,
+    Quantisation,
+    TrainerConfig,
+)
+from rcatune.errors import RcatuneError
+from rcatune.formats.llama_factory import write_llama_factory
+from rcatune.prompts import render
+from rcatune.schema import TrainingExample
+from rcatune.training.hf import ADAPTER_OR_MODEL, TrainResult
+
+log = logging.getLogger("rcatune")
+CLI_ENV = "RCATUNE_LLAMAFACTORY_CLI"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+INSTALL_HINT = "install it with `make llamafactory` (its own venv, .venv-llamafactory)"
+TRAIN_SET, VAL_SET = "rcatune_train_alpaca", "rcatune_val_alpaca"
+NUM_EXAMPLES = re.compile(r"Num examples\s*=\s*([\d,]+)")
+DROPPED = re.compile(r"Dropped invalid example", re.IGNORECASE)
+
+
+class LlamaFactoryError(RcatuneError):
+    """LLaMA-Factory failed, or silently trained on less than it was given."""
+
+
+def find_cli() -> str:
+    """`llamafactory-cli`: $RCATUNE_LLAMAFACTORY_CLI, the project's venv, or PATH."""
+    candidates = [os.environ.get(CLI_ENV), str(PROJECT_ROOT / ".venv-llamafactory" / "bin" / "llamafactory-cli"),
+                  shutil.which("llamafactory-cli")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise LlamaFactoryError(f"trainer=llama_factory: LLaMA-Factory is not installed: {INSTALL_HINT}, or point "
+                            f"{CLI_ENV} at a llamafactory-cli")
+
+
+def finetuning_settings(method: Any, model_cfg: ModelConfig) -> dict[str, Any]:
+    """LLaMA-Factory's method keys for an rcatune method config."""
+    if isinstance(method, LoraMethodConfig):
+        settings: dict[str, Any] = {
+            "finetuning_type": "lora", "lora_rank": method.rank, "lora_alpha": method.alpha,
+            "lora_dropout": method.dropout,
+            "lora_target": ",".join(method.target_modules or model_cfg.lora_target_modules)}
+        if isinstance(method, QloraMethodConfig):
+            bits = {Quantisation.int8: 8}.get(method.quantisation, 4)
+            settings.update(quantization_bit=bits, quantization_method="bnb",
+                            double_quantization=method.double_quant)
+            if method.quantisation is Quantisation.fp4:
+                settings["quantization_type"] = "fp4"
+        return settings
+    if isinstance(method, FreezeMethodConfig):
+        settings = {"finetuning_type": "freeze", "freeze_trainable_layers": method.trainable_layers}
+        if method.trainable_modules:
+            settings["freeze_trainable_modules"] = ",".join(method.trainable_modules)
+        return settings
+    if isinstance(method, FullMethodConfig):
+        return {"finetuning_type": "full"}
+    raise LlamaFactoryError(f"method {getattr(method, 'name', method)!r} has no LLaMA-Factory equivalent")
+
+
+def training_yaml(model_path: str, model_cfg: ModelConfig, method: Any, trainer_cfg: TrainerConfig,
+                  data_dir: Path, output_dir: Path, on_gpu: bool, progress: bool) -> dict[str, Any]:
+    """The LLaMA-Factory `train` config for the same run `trainer=hf` would do."""
+    config: dict[str, Any] = {
+        "model_name_or_path": model_path,
+        "trust_remote_code": model_cfg.trust_remote_code,
+        "stage": "sft", "do_train": True,
+        **finetuning_settings(method, model_cfg),
+        "dataset": TRAIN_SET, "eval_dataset": VAL_SET, "dataset_dir": str(data_dir),
+        "template": trainer_cfg.template or model_cfg.llama_factory_template,
+        "cutoff_len": trainer_cfg.max_length,
+        "overwrite_cache": True, "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
+        "packing": trainer_cfg.packing, "neat_packing": trainer_cfg.packing,  # no attention across examples
+        "output_dir": str(output_dir / ADAPTER_OR_MODEL), "overwrite_output_dir": True,
+        "logging_steps": trainer_cfg.logging_steps,
+        "save_strategy": "steps" if trainer_cfg.save_steps else "epoch",
+        "save_total_limit": trainer_cfg.save_total_limit, "plot_loss": False,
+        "per_device_train_batch_size": trainer_cfg.batch_size,
+        "per_device_eval_batch_size": trainer_cfg.batch_size,
+        "gradient_accumulation_steps": trainer_cfg.gradient_accumulation_steps,
+        "learning_rate": trainer_cfg.learning_rate, "num_train_epochs": trainer_cfg.epochs,
+        "lr_scheduler_type": trainer_cfg.lr_scheduler.value, "warmup_ratio": trainer_cfg.warmup_ratio,
+        "weight_decay": trainer_cfg.weight_decay, "seed": trainer_cfg.seed,
+        "gradient_checkpointing": trainer_cfg.gradient_checkpointing,
+        "eval_strategy": "epoch", "report_to": "none", "disable_tqdm": not progress,
+        "bf16": on_gpu and model_cfg.dtype.value == "bfloat16",
+        "fp16": on_gpu and model_cfg.dtype.value == "float16",
+        "use_cpu": not on_gpu,
+    }
+    if trainer_cfg.save_steps:
+        config["save_steps"] = trainer_cfg.save_steps
+    if trainer_cfg.resume_from:
+        config["resume_from_checkpoint"] = trainer_cfg.resume_from
+    return config
+
+
+def _write_yaml(path: Path, config: dict[str, Any]) -> None:
+    import yaml
+
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+def run_cli(cli: str, config_file: Path, log_file: Path, echo: bool = True) -> tuple[int, list[str]]:
+    """Run `llamafactory-cli train` and stream its log; returns (exit code, log lines)."""
+    env = {**os.environ, "DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1", "WANDB_DISABLED": "true",
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    env.pop("MLFLOW_TRACKING_URI", None)  # its Trainer must not log into our runs behind our back
+    lines: list[str] = []
+    global LAST_PEAK_MB
+    LAST_PEAK_MB = 0.0
+    with open(log_file, "w", encoding="utf-8") as handle:
+        process = subprocess.Popen([cli, "train", str(config_file)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+        assert process.stdout is not None
+        for line in process.stdout:
+            handle.write(line)
+            lines.append(line.rstrip("\n"))
+            LAST_PEAK_MB = max(LAST_PEAK_MB, _peak_mb(process.pid))
+            if echo:
+                sys.stdout.write(f"[llamafactory] {line}")
+        code = process.wait()
+    return code, lines
+
+
+LAST_PEAK_MB = 0.0  # the CLI's peak resident memory (VmHWM), as last read while it logged
+
+
+def _peak_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # exited, or no /proc here
+        pass
+    return 0.0
+
+
+def check_log(lines: list[str], train_rows: int, val_rows: int) -> None:
+    """LLaMA-Factory drops unreadable examples with a warning and exit 0: make that an error."""
+    dropped = [line for line in lines if DROPPED.search(line)]
+    if dropped:
+        raise LlamaFactoryError(f"LLaMA-Factory dropped {len(dropped)} example(s) it could not read, e.g. "
+                                f"{dropped[0].strip()[:300]}")
+    counts = [int(m.group(1).replace(",", "")) for line in lines for m in [NUM_EXAMPLES.search(line)] if m]
+    if counts and counts[0] != train_rows:
+        raise LlamaFactoryError(f"LLaMA-Factory trained on {counts[0]} examples, but rcatune wrote {train_rows}: "
+                                "some were lost in its preprocessing (see llamafactory.log)")
+    if not counts:
+        raise LlamaFactoryError("LLaMA-Factory's log never said how many examples it trained on; see llamafactory.log")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def train(train_set: list[TrainingExample], val_set: list[TrainingExample], model_cfg: ModelConfig, method: Any,
+          trainer_cfg: TrainerConfig, output_dir: Path, system_prompt: str, progress: bool = True) -> TrainResult:
+    """Train with LLaMA-Factory; same inputs and result as `rcatune.training.hf.train`."""
+    import torch
+
+    from rcatune.models.loading import load_tokenizer, resolve_model_path
+    from rcatune.training.data import tokenize
+
+    cli = find_cli()
+    on_gpu = torch.cuda.is_available()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_model_path(model_cfg)
+    data_dir = output_dir / "llamafactory_data"
+    write_llama_factory(data_dir, {"train": [render(e, system_prompt) for e in train_set],
+                                   "val": [render(e, system_prompt) for e in val_set]})
+    config = training_yaml(model_path, model_cfg, method, trainer_cfg, data_dir, output_dir, on_gpu, progress)
+    config_file = output_dir / "llamafactory_train.yaml"
+    _write_yaml(config_file, config)
+    log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
+    started = time.perf_counter()
+    code, lines = run_cli(cli, config_file, output_dir / "llamafactory.log", echo=progress)
+    wall = time.perf_counter() - started
+    if code != 0:
+        tail = "\n".join(lines[-15:])
+        raise LlamaFactoryError(f"llamafactory-cli train exited with {code}; see {output_dir / 'llamafactory.log'}:"
+                                f"\n{tail}")
+    check_log(lines, len(train_set), len(val_set))
+    model_dir = output_dir / ADAPTER_OR_MODEL
+    results = _read_json(model_dir / "all_results.json")
+    state = _read_json(model_dir / "trainer_state.json")
+    history = [{k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}
+               for entry in state.get("log_history", [])]
+    # Real tokens counted the way trainer=hf counts them (the same chat template and cut), so the two
+    # backends' throughput compares like for like.
+    tokenizer = load_tokenizer(model_cfg, model_path)
+    real = tokenize(train_set, tokenizer, system_prompt, trainer_cfg.max_length).tokens
+    epochs = float(results.get("epoch", trainer_cfg.epochs))
+    train_seconds = float(results.get("train_runtime", wall))
+    metrics = {
+        "train_loss": float(results.get("train_loss", float("nan"))),
+        "eval_loss": float(results.get("eval_loss", float("nan"))),
+        "train_seconds": round(train_seconds, 2),
+        "train_wall_seconds": round(wall, 2),  # with LLaMA-Factory's start-up and preprocessing
+        "train_tokens_per_second": round(real * epochs / train_seconds, 1) if train_seconds > 0 else 0.0,
+        "train_real_tokens": float(real * epochs),
+        "train_examples": float(len(train_set)),
+        "peak_memory_mb": round(LAST_PEAK_MB or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "epochs": epochs,
+        "global_steps": float(state.get("global_step", 0)),
+    }
+    (output_dir / "train_metrics.json").write_text(json.dumps({"metrics": metrics, "history": history}, indent=1))
+    is_adapter = (model_dir / "adapter_config.json").exists()
+    if not is_adapter and not (model_dir / "config.json").exists():
+        raise LlamaFactoryError(f"LLaMA-Factory finished but left no model in {model_dir}")
+    if not (model_dir / "tokenizer_config.json").exists():
+        tokenizer.save_pretrained(model_dir)
+    return TrainResult(base_model=model_path, method=getattr(method, "name", "?"), output_dir=str(output_dir),
+                       model_dir=str(model_dir), is_adapter=is_adapter, metrics=metrics, history=history,
+                       resumed_from=trainer_cfg.resume_from)

@@ -1,0 +1,57 @@
+"""CI runs every benchmark at smoke size: they must run, interleave, and write figures and ratios."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.common import interleave, medians, ratios
+from rcatune.errors import RcatuneError
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_interleaving_medians_and_ratios():
+    calls = []
+    runs = interleave(["a", "b"], 3, lambda name, r: calls.append(name) or {"x": {"a": 2.0, "b": 1.0}[name] + r},
+                      echo=False)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    per = medians(runs, ["x"])
+    assert per == {"a": {"x": 3.0}, "b": {"x": 2.0}}
+    assert ratios(per, "a", "x") == {"a/b": 1.5}
+
+
+def test_smoke_benchmarks_write_json_and_tables(tmp_path):
+    from rcatune.training.llama_factory import find_cli
+
+    try:
+        find_cli()
+        has_llamafactory = True
+    except RcatuneError:
+        if os.environ.get("RCATUNE_REQUIRE_LLAMAFACTORY"):
+            raise
+        has_llamafactory = False
+    # a process of its own: the benchmarks point RCATUNE_HOME at their own stores
+    result = subprocess.run([sys.executable, "bench/run_all.py", "--smoke", "--out", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    text = (tmp_path / "summary_smoke.md").read_text()
+    for stem in ("train_throughput", "data_path", "pipeline_overhead", "generation"):
+        figures = json.loads((tmp_path / f"{stem}_smoke.json").read_text())
+        assert figures["machine"]["cpus"] and figures["runs"], stem
+        assert (tmp_path / f"{stem}_smoke.md").read_text() in text
+    train = json.loads((tmp_path / "train_throughput_smoke.json").read_text())
+    expected = {"rcatune", "rcatune_packed", "baseline"} | ({"llamafactory"} if has_llamafactory else set())
+    assert set(train["medians"]) == expected
+    for figures in train["medians"].values():
+        assert figures["tokens_per_second"] > 0 and 0 < figures["eval_loss"] < 20
+    assert "rcatune/baseline" in train["ratios"]
+    data = json.loads((tmp_path / "data_path_smoke.json").read_text())
+    assert set(data["scaling"]) == {"200", "1000"}
+    overhead = json.loads((tmp_path / "pipeline_overhead_smoke.json").read_text())
+    assert overhead["medians"]["run.py"]["train_model_seconds"] > 0 and "added_seconds" in overhead
