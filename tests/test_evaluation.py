@@ -92,6 +92,28 @@ def test_scoring_a_real_model_end_to_end(tmp_path):
     assert all(row["new_tokens"] <= 16 for row in scores.answers)
 
 
+def test_batched_generation_gives_the_answers_of_one_at_a_time():
+    from rcatune.evaluation.evaluate import generate, generate_batch, load_for_evaluation
+
+    tiny = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
+    examples = [TrainingExample.model_validate(r) for r in generate_sessions(5, seed=8)]
+    model, tokenizer = load_for_evaluation(tiny)
+    one_by_one = [generate(model, tokenizer, e, "sys", 24)[::2] for e in examples]
+    together, wall = generate_batch(model, tokenizer, examples, "sys", 24)
+    assert together == one_by_one and wall > 0
+    assert tokenizer.padding_side == "right"  # restored
+    scores = score_model_batched(model, tokenizer, examples)
+    assert scores.metrics["generation_batch_size"] == 3.0 and scores.metrics["examples"] == 5
+    assert [row["answer"] for row in scores.answers] == [text for text, _ in one_by_one]
+
+
+def score_model_batched(model, tokenizer, examples):
+    from rcatune.evaluation.evaluate import score_model
+
+    return score_model("base", model, tokenizer, examples, EvaluationConfig(max_new_tokens=24, batch_size=3), "sys",
+                       1024, progress=False)
+
+
 def test_promotion_rules():
     from rcatune.evaluation.gate import GateDecision
     from rcatune.registry import decide_stage

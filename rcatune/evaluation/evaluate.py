@@ -82,6 +82,52 @@ def generate(model, tokenizer, example: TrainingExample, system_prompt: str,
     return tokenizer.decode(new_tokens, skip_special_tokens=True), latency, int(len(new_tokens))
 
 
+def generate_batch(model, tokenizer, examples: list[TrainingExample], system_prompt: str,
+                   max_new_tokens: int) -> tuple[list[tuple[str, int]], float]:
+    """Greedy answers for several prompts at once (left padding); each answer with its token count,
+    and the batch's wall time."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template(to_messages(render(e, system_prompt), with_answer=False),
+                                           add_generation_prompt=True, tokenize=False) for e in examples]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    finally:
+        tokenizer.padding_side = side
+    started = time.perf_counter()
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    wall = time.perf_counter() - started
+    answers = []
+    for row in output[:, inputs["input_ids"].shape[1]:].tolist():
+        if tokenizer.eos_token_id in row:  # finished rows are filled up with padding after their end
+            row = row[:row.index(tokenizer.eos_token_id) + 1]
+        answers.append((tokenizer.decode(row, skip_special_tokens=True), len(row)))
+    return answers, wall
+
+
+def _answers(model, tokenizer, examples: list[TrainingExample], cfg: EvaluationConfig, system_prompt: str,
+             name: str, progress: bool) -> tuple[list[tuple[str, float, int]], float]:
+    """(answer, latency, new tokens) per example, one at a time or in batches; and the seconds spent
+    generating (a batch's time counts once)."""
+    answers, total = [], 0.0
+    with tqdm(total=len(examples), desc=f"generate {name}", disable=not progress) as bar:
+        for start in range(0, len(examples), cfg.batch_size):
+            chunk = examples[start:start + cfg.batch_size]
+            if cfg.batch_size == 1:
+                text, latency, count = generate(model, tokenizer, chunk[0], system_prompt, cfg.max_new_tokens)
+                results, wall = [(text, count)], latency
+            else:
+                results, wall = generate_batch(model, tokenizer, chunk, system_prompt, cfg.max_new_tokens)
+            total += wall
+            bar.update(len(chunk))
+            answers += [(text, wall, count) for text, count in results]
+    return answers, total
+
+
 def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cfg: EvaluationConfig,
                 system_prompt: str, max_length: int, progress: bool = True) -> ModelScores:
     """Generate for every example and compute every metric."""
@@ -89,12 +135,12 @@ def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cf
     references = [render(e, system_prompt).output for e in examples]
     rows: list[dict[str, Any]] = []
     predicted_causes: list[str] = []
+    answers, generation_seconds = _answers(model, tokenizer, examples, cfg, system_prompt, name, progress)
     with tempfile.TemporaryDirectory() as folder:
         checker = QueryChecker(folder)
         try:
-            for example, reference_text in tqdm(zip(examples, references, strict=True), total=len(examples),
-                                                desc=f"evaluate {name}", disable=not progress):
-                text, latency, new_tokens = generate(model, tokenizer, example, system_prompt, cfg.max_new_tokens)
+            for example, reference_text, (text, latency, new_tokens) in zip(examples, references, answers,
+                                                                             strict=True):
                 predicted, reference = parse_answer(text), parse_answer(reference_text)
                 predicted_causes.append(predicted.root_cause)
                 row = {"id": example.id, "scenario": example.scenario, "answer": text, "latency_s": latency,
@@ -119,7 +165,8 @@ def score_model(name: str, model, tokenizer, examples: list[TrainingExample], cf
     metrics["perplexity"] = perplexity(model, tokenizer, examples, system_prompt, max_length)
     metrics["latency_p50_ms"] = 1000 * _quantile(latencies, 0.5)
     metrics["latency_p95_ms"] = 1000 * _quantile(latencies, 0.95)
-    metrics["generation_tokens_per_second"] = sum(r["new_tokens"] for r in rows) / max(sum(latencies), 1e-9)
+    metrics["generation_tokens_per_second"] = sum(r["new_tokens"] for r in rows) / max(generation_seconds, 1e-9)
+    metrics["generation_batch_size"] = float(cfg.batch_size)
     metrics["examples"] = float(len(rows))
     return ModelScores(name=name, metrics=metrics, answers=rows)
 
