@@ -287,7 +287,7 @@ class EvaluationConfig:
     max_new_tokens: int = 384
     max_examples: Optional[int] = None  # evaluate on the first N test examples (None: all)
     compare_with_base: bool = True
-    # Prompts generated together (left-padded, greedy). Above 1 it is faster (bench/NOTES.md: 2.6x the
+    # Prompts generated together (left-padded, greedy). Above 1 it is faster (bench/NOTES.md: 2.4x the
     # tokens/s at 8 on a CPU), and latency_p50/p95 then measure a request's wait for its whole batch.
     batch_size: int = 1
 
