@@ -1,0 +1,1 @@
+"""rcatune benchmarks (make bench): see bench/NOTES.md."""

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +32,7 @@ import requests
 
 from rcatune.errors import RcatuneError
 from rcatune.state import state_dir
+from rcatune.venvs import find_executable
 
 DEFAULT_PORT = 8200
 HOST = "127.0.0.1"
@@ -87,11 +87,9 @@ def _write_secret(path: Path, text: str) -> None:
 
 def find_binary() -> str:
     """The `label-studio` command: $RCATUNE_LABEL_STUDIO_BIN, the project's venv, or PATH."""
-    candidates = [os.environ.get(BIN_ENV), str(PROJECT_ROOT / ".venv-labelstudio" / "bin" / "label-studio"),
-                  shutil.which("label-studio")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_executable("label-studio", BIN_ENV, PROJECT_ROOT / ".venv-labelstudio")
+    if found:
+        return found
     raise RcatuneError(f"Label Studio is not installed: {INSTALL_HINT}, or point {BIN_ENV} at a label-studio binary")
 
 

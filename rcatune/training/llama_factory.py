@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from rcatune.formats.llama_factory import write_llama_factory
 from rcatune.prompts import render
 from rcatune.schema import TrainingExample
 from rcatune.training.hf import ADAPTER_OR_MODEL, TrainResult
+from rcatune.venvs import find_executable
 
 log = logging.getLogger("rcatune")
 CLI_ENV = "RCATUNE_LLAMAFACTORY_CLI"
@@ -54,11 +54,9 @@ class LlamaFactoryError(RcatuneError):
 
 def find_cli() -> str:
     """`llamafactory-cli`: $RCATUNE_LLAMAFACTORY_CLI, the project's venv, or PATH."""
-    candidates = [os.environ.get(CLI_ENV), str(PROJECT_ROOT / ".venv-llamafactory" / "bin" / "llamafactory-cli"),
-                  shutil.which("llamafactory-cli")]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    found = find_executable("llamafactory-cli", CLI_ENV, PROJECT_ROOT / ".venv-llamafactory")
+    if found:
+        return found
     raise LlamaFactoryError(f"trainer=llama_factory: LLaMA-Factory is not installed: {INSTALL_HINT}, or point "
                             f"{CLI_ENV} at a llamafactory-cli")
 
