@@ -70,7 +70,6 @@ def current_rss_mb() -> float:
 
 
 def worker(name: str, data: Path, out: Path) -> None:
-    os.environ["RCATUNE_HOME"] = str(out / "state")
     out.mkdir(parents=True, exist_ok=True)
     if name.startswith("rcatune"):
         import rcatune.formats  # noqa: F401  (imports first: their memory is not the data's)

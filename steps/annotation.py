@@ -18,16 +18,12 @@ from rcatune.config import from_spec
 from rcatune.schema import TrainingDataset
 
 
-def _settings(spec: dict[str, Any]):
-    return from_spec(spec)
-
-
 @step
 def push_for_review(dataset: TrainingDataset, annotation: dict[str, Any], progress: bool = True) -> Annotated[
     loop.PushReport, ArtifactConfig(name=constants.PUSH_REPORT)
 ]:
     """Import every example not yet in the review projects (idempotent), with the AI's answer pre-filled."""
-    config = _settings(annotation)
+    config = from_spec(annotation)
     client = loop.connect(config)
     report = loop.push(client, config, dataset.examples, progress)
     for line in report.lines():
@@ -42,7 +38,7 @@ def review_status(annotation: dict[str, Any], examples: int = 0) -> Annotated[
     loop.PushReport, ArtifactConfig(name=constants.PUSH_REPORT)
 ]:
     """How far the review has come, per project."""
-    config = _settings(annotation)
+    config = from_spec(annotation)
     report = loop.status(loop.connect(config), config, examples)
     for line in report.lines():
         print(line)
@@ -90,7 +86,7 @@ def sync_reviews(dataset: TrainingDataset, annotation: dict[str, Any], output_di
     """
     import mlflow
 
-    config = _settings(annotation)
+    config = from_spec(annotation)
     client = loop.connect(config)
     if config.wait:
         for line in loop.push(client, config, dataset.examples, progress).lines():

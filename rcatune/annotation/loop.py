@@ -180,8 +180,8 @@ def wait(client: LabelStudioClient, config: LabelStudioAnnotationConfig, progres
         while True:
             done = True
             for template, project in projects.items():
-                finished = _finished_tasks(client, project["id"], config.min_annotations)
-                total = client.project(project["id"]).get("task_number") or 0
+                tasks = client.export(project["id"])  # one read gives both counts
+                total, finished = len(tasks), _finished_tasks(tasks, config.min_annotations)
                 bar = bars[template]
                 bar.total = total
                 bar.n = finished
@@ -199,8 +199,7 @@ def wait(client: LabelStudioClient, config: LabelStudioAnnotationConfig, progres
             bar.close()
 
 
-def _finished_tasks(client: LabelStudioClient, project_id: int, min_annotations: int) -> int:
-    tasks = client.export(project_id)
+def _finished_tasks(tasks: list[dict[str, Any]], min_annotations: int) -> int:
     return sum(1 for t in tasks
                if sum(1 for a in t.get("annotations") or [] if not a.get("was_cancelled")) >= min_annotations)
 

@@ -185,12 +185,20 @@ def _agreement(template: str, reviews: dict[str, list[Review]], target: float) -
 
 
 def _scalar(value: Any) -> Any:
-    return value[0] if isinstance(value, list) and len(value) == 1 else (tuple(value) if isinstance(value, list)
-                                                                        else value)
+    """One choice as itself, several as a (hashable) tuple; other values unchanged."""
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else tuple(value)
+    return value
 
 
 def _norm(text: str) -> str:
     return " ".join(text.split())
+
+
+def _improved_queries(items: list[Review], example: TrainingExample) -> dict[str, str]:
+    """The distinct improved queries (normalised -> as written) that differ from the example's own."""
+    return {_norm(sql): sql for r in items if (sql := r.values.get("improved_query"))
+            and _norm(sql) != _norm(example.diagnostic_query)}
 
 
 def _deciders(items: list[Review]) -> tuple[list[Review], bool]:
@@ -206,18 +214,23 @@ class _Merger:
     def __init__(self, options: MergeOptions, query_ok: Callable[[str], str | None], report: MergeReport) -> None:
         self.options, self.query_ok, self.report = options, query_ok, report
 
-    def flag_reasons(self, items: list[Review], choice_control: str | None) -> list[str]:
-        reasons = []
-        if choice_control:
-            choices = [_scalar(r.values[choice_control]) for r in items if choice_control in r.values]
+    def flag_reasons(self, template: str, items: list[Review], example: TrainingExample) -> tuple[list[str], list[str]]:
+        """Why a task needs adjudication: (disagreements that hold it back, rating spreads that do not)."""
+        holding, spreads = [], []
+        if template == "root_cause":
+            choices = [_scalar(r.values["validation"]) for r in items if "validation" in r.values]
             if len(choices) >= 2 and unit_agreement(choices) < self.options.task_agreement_min:
-                reasons.append(f"{choice_control}: {dict(Counter(choices))}")
+                holding.append(f"validation: {dict(Counter(choices))}")
+        else:
+            proposals = _improved_queries(items, example)
+            if len(proposals) > 1:
+                holding.append(f"{len(proposals)} different improved queries")
         for control in RATING_FIELDS:
             ratings = [r.values[control] for r in items if control in r.values]
             if len(ratings) >= 2 and max(ratings) - min(ratings) > self.options.rating_spread_max:
-                reasons.append(f"{control} ratings {sorted(ratings)} differ by more than "
+                spreads.append(f"{control} ratings {sorted(ratings)} differ by more than "
                                f"{self.options.rating_spread_max}")
-        return reasons
+        return holding, spreads
 
     def ratings(self, items: list[Review]) -> dict[str, float]:
         out = {}
@@ -267,9 +280,7 @@ class _Merger:
         issues = sorted(i for i, n in votes.items() if n * 2 >= len(items))
         if issues:
             update["query_issues"] = issues
-        proposals = {_norm(r.values["improved_query"]): r.values["improved_query"] for r in deciders
-                     if r.values.get("improved_query")
-                     and _norm(r.values["improved_query"]) != _norm(example.diagnostic_query)}
+        proposals = _improved_queries(deciders, example)
         if len(proposals) > 1 and not adjudicated:
             return "held"
         if proposals:
@@ -310,16 +321,10 @@ def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[
             if len(items) < options.min_annotations:
                 continue
             task_id = tasks_of[template][example.id]
-            choice = "validation" if template == "root_cause" else None
-            reasons = merger.flag_reasons(items, choice)
-            if template == "query_quality":
-                distinct = {_norm(r.values["improved_query"]) for r in items if r.values.get("improved_query")
-                            and _norm(r.values["improved_query"]) != _norm(example.diagnostic_query)}
-                if len(distinct) > 1:
-                    reasons.append(f"{len(distinct)} different improved queries")
-            held_by_flag = bool(reasons) and any(not r.startswith(tuple(RATING_FIELDS)) for r in reasons)
+            holding, spreads = merger.flag_reasons(template, items, example)
+            reasons = holding + spreads
             if template == "root_cause":
-                outcome = merger.root_cause(example, items, held_by_flag, update)
+                outcome = merger.root_cause(example, items, bool(holding), update)
             else:
                 outcome = merger.query(example, items, task_id, update)
             if reasons:

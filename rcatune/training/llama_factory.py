@@ -127,14 +127,14 @@ def _write_yaml(path: Path, config: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
-def run_cli(cli: str, config_file: Path, log_file: Path, echo: bool = True) -> tuple[int, list[str]]:
-    """Run `llamafactory-cli train` and stream its log; returns (exit code, log lines)."""
+def run_cli(cli: str, config_file: Path, log_file: Path, echo: bool = True) -> tuple[int, list[str], float]:
+    """Run `llamafactory-cli train` and stream its log; returns (exit code, log lines, its peak memory in MB,
+    VmHWM as last read while it logged)."""
     env = {**os.environ, "DISABLE_VERSION_CHECK": "1", "PYTHONUNBUFFERED": "1", "WANDB_DISABLED": "true",
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     env.pop("MLFLOW_TRACKING_URI", None)  # its Trainer must not log into our runs behind our back
     lines: list[str] = []
-    global LAST_PEAK_MB
-    LAST_PEAK_MB = 0.0
+    peak = 0.0
     with open(log_file, "w", encoding="utf-8") as handle:
         process = subprocess.Popen([cli, "train", str(config_file)], stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
@@ -142,14 +142,11 @@ def run_cli(cli: str, config_file: Path, log_file: Path, echo: bool = True) -> t
         for line in process.stdout:
             handle.write(line)
             lines.append(line.rstrip("\n"))
-            LAST_PEAK_MB = max(LAST_PEAK_MB, _peak_mb(process.pid))
+            peak = max(peak, _peak_mb(process.pid))
             if echo:
                 sys.stdout.write(f"[llamafactory] {line}")
         code = process.wait()
-    return code, lines
-
-
-LAST_PEAK_MB = 0.0  # the CLI's peak resident memory (VmHWM), as last read while it logged
+    return code, lines, peak
 
 
 def _peak_mb(pid: int) -> float:
@@ -163,7 +160,7 @@ def _peak_mb(pid: int) -> float:
     return 0.0
 
 
-def check_log(lines: list[str], train_rows: int, val_rows: int) -> None:
+def check_log(lines: list[str], train_rows: int) -> None:
     """LLaMA-Factory drops unreadable examples with a warning and exit 0: make that an error."""
     dropped = [line for line in lines if DROPPED.search(line)]
     if dropped:
@@ -201,13 +198,13 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     _write_yaml(config_file, config)
     log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
     started = time.perf_counter()
-    code, lines = run_cli(cli, config_file, output_dir / "llamafactory.log", echo=progress)
+    code, lines, peak_mb = run_cli(cli, config_file, output_dir / "llamafactory.log", echo=progress)
     wall = time.perf_counter() - started
     if code != 0:
         tail = "\n".join(lines[-15:])
         raise LlamaFactoryError(f"llamafactory-cli train exited with {code}; see {output_dir / 'llamafactory.log'}:"
                                 f"\n{tail}")
-    check_log(lines, len(train_set), len(val_set))
+    check_log(lines, len(train_set))
     model_dir = output_dir / ADAPTER_OR_MODEL
     results = _read_json(model_dir / "all_results.json")
     state = _read_json(model_dir / "trainer_state.json")
@@ -227,7 +224,7 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
         "train_tokens_per_second": round(real * epochs / train_seconds, 1) if train_seconds > 0 else 0.0,
         "train_real_tokens": float(real * epochs),
         "train_examples": float(len(train_set)),
-        "peak_memory_mb": round(LAST_PEAK_MB or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "peak_memory_mb": round(peak_mb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "epochs": epochs,
         "global_steps": float(state.get("global_step", 0)),
     }
