@@ -41,7 +41,8 @@ def test_each_method_maps_to_llama_factory_keys():
     freeze = yaml_for(FreezeMethodConfig(trainable_layers=3))
     assert (freeze["finetuning_type"], freeze["freeze_trainable_layers"]) == ("freeze", 3)
     assert yaml_for(LoraMethodConfig(), template="llama3_custom")["template"] == "llama3_custom"
-    resumed = yaml_for(LoraMethodConfig(), resume_from="/out/model/checkpoint-40", save_steps=20)
+    resumed = lf.training_yaml("/models/llama3", LLAMA, LoraMethodConfig(), TrainerConfig(save_steps=20), Path("/data"),
+                               Path("/out"), on_gpu=True, progress=False, resume="/out/model/checkpoint-40")
     assert (resumed["resume_from_checkpoint"], resumed["save_strategy"], resumed["save_steps"]) == (
         "/out/model/checkpoint-40", "steps", 20)
 
@@ -121,3 +122,18 @@ def test_fine_tuning_with_llama_factory_reaches_evaluate_register_export(cli, tm
     assert summary["evaluation"]["tuned"]["perplexity"] > 0
     assert summary["decisions"]["zenml_model_version"].startswith("rcatune-rca v")
     assert (Path(summary["artifacts"]["export_merged"]) / "config.json").exists()
+
+    # Continue it for a second epoch from its checkpoint, keeping one checkpoint: LLaMA-Factory deletes the one it
+    # resumed from while it trains, and the run must still finish.
+    checkpoints = sorted((training / "model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert checkpoints, "LLaMA-Factory saved no checkpoint to resume from"
+    run_py("trainer=llama_factory", "method=lora", "trainer.epochs=2", "trainer.batch_size=4",
+           "trainer.gradient_accumulation_steps=1", "trainer.max_length=512", "trainer.gradient_checkpointing=false",
+           "trainer.save_total_limit=1", "trainer.resume_from=latest", "data.size=40", *TINY_OVERRIDES,
+           f"hydra.run.dir={run_dir}")
+    resumed = json.loads((run_dir / "run_summary.json").read_text())
+    assert resumed["status"] == "succeeded"
+    assert resumed["decisions"]["resumed_from"] == str(checkpoints[-1]) and not checkpoints[-1].exists()
+    assert f"resume_from_checkpoint: {checkpoints[-1]}" in (training / "llamafactory_train.yaml").read_text()
+    metrics = json.loads((training / "train_metrics.json").read_text())["metrics"]
+    assert metrics["epochs"] == 2 and metrics["train_tokens_per_second"] > 0

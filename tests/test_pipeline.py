@@ -175,31 +175,49 @@ def test_help_and_cfg_job():
     assert "size: 77" in job and "_target_: rcatune.sources.SampleSource" in job
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(tmp_path):
+def _eval_losses(run_dir: Path) -> list[float]:
+    history = json.loads((run_dir / "training" / "train_metrics.json").read_text())["history"]
+    return [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+
+
+def test_killed_training_resumes_even_when_its_checkpoint_rotates_away(tmp_path):
+    """Kill after checkpoint 3; with save_total_limit=2 the resumed run deletes checkpoint 3 while it trains,
+    and must still finish (evaluate, register, export) with the losses of a run never killed."""
     import signal
     import time
 
+    train_args = ["data.size=40", "trainer.epochs=2", "trainer.batch_size=4", "trainer.save_steps=1",
+                  "trainer.save_total_limit=2", *TINY_OVERRIDES]
     run_dir = tmp_path / "run"
-    args = [sys.executable, "run.py", "data.size=40", "trainer.epochs=2", "trainer.batch_size=4",
-            "trainer.save_steps=1", "trainer.save_total_limit=20", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}"]
     checkpoints = run_dir / "training" / "checkpoints"
-    process = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "run.py", *train_args, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while not (checkpoints / "checkpoint-3" / "trainer_state.json").exists():
         assert process.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)  # run.py and anything it started
     process.wait()
     assert not (run_dir / "training" / "model").exists()
 
-    run_py("data.size=40", "trainer.epochs=2", "trainer.batch_size=4", "trainer.save_steps=1",
-           "trainer.save_total_limit=20", "trainer.resume_from=latest", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}")
+    run_py(*train_args, "trainer.resume_from=latest", f"hydra.run.dir={run_dir}")
     summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "succeeded"
     resumed = summary["decisions"]["resumed_from"]
     assert int(resumed.rsplit("-", 1)[1]) >= 3
+    assert not Path(resumed).exists(), "the checkpoint it resumed from was rotated away while it trained"
     steps = 2 * -(-summary["counts"]["splits"]["train"] // 4)  # 2 epochs of ceil(train / batch 4) steps
-    state = json.loads((Path(resumed).parent / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    state = json.loads((checkpoints / f"checkpoint-{steps}" / "trainer_state.json").read_text())
     assert state["global_step"] == steps and state["epoch"] == 2
     assert (run_dir / "training" / "model" / "config.json").exists()  # model=tiny trains full weights
+    assert Path(summary["artifacts"]["export_merged"]).is_dir() and summary["decisions"]["zenml_model_version"]
+    assert summary["metrics"]["train_tokens_per_second"] > 0
+
+    never_killed = tmp_path / "never_killed"
+    run_py(*train_args, f"hydra.run.dir={never_killed}")
+    straight = json.loads((never_killed / "run_summary.json").read_text())
+    assert _eval_losses(run_dir) == pytest.approx(_eval_losses(never_killed), rel=1e-4)
+    assert len(_eval_losses(run_dir)) == 2
+    assert summary["metrics"]["eval_loss"] == pytest.approx(straight["metrics"]["eval_loss"], rel=1e-4)

@@ -43,15 +43,20 @@ class TrainResult(BaseModel):
     resumed_from: Optional[str] = None
 
 
-def find_checkpoint(resume_from: str, own_output: Path) -> Optional[str]:
-    """'latest' -> newest checkpoint in this run's folder; a run folder or checkpoint folder otherwise.
+def find_checkpoint(resume_from: str, own_checkpoints: Path) -> Optional[str]:
+    """'latest' -> the newest checkpoint in this run's checkpoint folder; otherwise a checkpoint folder,
+    a folder of checkpoints, or a run folder (either backend's layout).
 
     Only complete checkpoints count (a kill during a save leaves one without trainer_state.json).
     """
-    base = own_output if resume_from == "latest" else Path(resume_from)
-    if (base / "trainer_state.json").exists():
-        return str(base)
-    for folder in (base / CHECKPOINTS, base / "training" / CHECKPOINTS, base):
+    if resume_from == "latest":
+        folders = [own_checkpoints]
+    else:
+        base = Path(resume_from)
+        if (base / "trainer_state.json").exists():
+            return str(base)
+        folders = [base / CHECKPOINTS, base / "training" / CHECKPOINTS, base / "training" / ADAPTER_OR_MODEL, base]
+    for folder in folders:
         found = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()] \
             if folder.is_dir() else []
         if found:
@@ -101,7 +106,9 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
 
     train_tokens = tokenize(train_set, tokenizer, system_prompt, trainer_cfg.max_length)
     val_tokens = tokenize(val_set, tokenizer, system_prompt, trainer_cfg.max_length)
-    resume = find_checkpoint(trainer_cfg.resume_from, output_dir) if trainer_cfg.resume_from else None
+    resume = find_checkpoint(trainer_cfg.resume_from, output_dir / CHECKPOINTS) if trainer_cfg.resume_from else None
+    # Read it now: with save_total_limit the Trainer may rotate the checkpoint away while it trains.
+    start_epoch = epoch_of(resume)
     train_features = pack(train_tokens.features, trainer_cfg.max_length) if trainer_cfg.packing \
         else train_tokens.features
     args = _arguments(trainer_cfg, model_cfg, output_dir, len(train_features), on_gpu, progress)
@@ -120,7 +127,6 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     trainer.model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     epochs_run = float(outcome.metrics.get("epoch", trainer_cfg.epochs))
-    start_epoch = _epoch_of(resume)
     real_tokens = train_tokens.tokens * max(epochs_run - start_epoch, 0.0)
     metrics = {
         "train_loss": float(outcome.training_loss),
@@ -180,7 +186,8 @@ def _arguments(trainer_cfg: TrainerConfig, model_cfg: ModelConfig, output_dir: P
     )
 
 
-def _epoch_of(checkpoint: Optional[str]) -> float:
+def epoch_of(checkpoint: Optional[str]) -> float:
+    """The epoch a checkpoint was saved at (0 for none)."""
     if not checkpoint:
         return 0.0
     state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())

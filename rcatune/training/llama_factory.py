@@ -36,7 +36,7 @@ from rcatune.errors import RcatuneError
 from rcatune.formats.llama_factory import write_llama_factory
 from rcatune.prompts import render
 from rcatune.schema import TrainingExample
-from rcatune.training.hf import ADAPTER_OR_MODEL, TrainResult
+from rcatune.training.hf import ADAPTER_OR_MODEL, TrainResult, epoch_of, find_checkpoint
 from rcatune.venvs import find_executable
 
 log = logging.getLogger("rcatune")
@@ -86,7 +86,8 @@ def finetuning_settings(method: Any, model_cfg: ModelConfig) -> dict[str, Any]:
 
 
 def training_yaml(model_path: str, model_cfg: ModelConfig, method: Any, trainer_cfg: TrainerConfig,
-                  data_dir: Path, output_dir: Path, on_gpu: bool, progress: bool) -> dict[str, Any]:
+                  data_dir: Path, output_dir: Path, on_gpu: bool, progress: bool,
+                  resume: str | None = None) -> dict[str, Any]:
     """The LLaMA-Factory `train` config for the same run `trainer=hf` would do."""
     config: dict[str, Any] = {
         "model_name_or_path": model_path,
@@ -116,8 +117,8 @@ def training_yaml(model_path: str, model_cfg: ModelConfig, method: Any, trainer_
     }
     if trainer_cfg.save_steps:
         config["save_steps"] = trainer_cfg.save_steps
-    if trainer_cfg.resume_from:
-        config["resume_from_checkpoint"] = trainer_cfg.resume_from
+    if resume:
+        config["resume_from_checkpoint"] = resume
     return config
 
 
@@ -193,7 +194,13 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     data_dir = output_dir / "llamafactory_data"
     write_llama_factory(data_dir, {"train": [render(e, system_prompt) for e in train_set],
                                    "val": [render(e, system_prompt) for e in val_set]})
-    config = training_yaml(model_path, model_cfg, method, trainer_cfg, data_dir, output_dir, on_gpu, progress)
+    # Its checkpoints live in its output folder; resolve 'latest' and read the epoch before it trains,
+    # since save_total_limit may rotate that checkpoint away.
+    resume = find_checkpoint(trainer_cfg.resume_from, output_dir / ADAPTER_OR_MODEL) if trainer_cfg.resume_from \
+        else None
+    start_epoch = epoch_of(resume)
+    config = training_yaml(model_path, model_cfg, method, trainer_cfg, data_dir, output_dir, on_gpu, progress,
+                           resume)
     config_file = output_dir / "llamafactory_train.yaml"
     _write_yaml(config_file, config)
     log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
@@ -221,8 +228,9 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
         "eval_loss": float(results.get("eval_loss", float("nan"))),
         "train_seconds": round(train_seconds, 2),
         "train_wall_seconds": round(wall, 2),  # with LLaMA-Factory's start-up and preprocessing
-        "train_tokens_per_second": round(real * epochs / train_seconds, 1) if train_seconds > 0 else 0.0,
-        "train_real_tokens": float(real * epochs),
+        "train_tokens_per_second": round(real * (epochs - start_epoch) / train_seconds, 1) if train_seconds > 0
+        else 0.0,
+        "train_real_tokens": float(real * (epochs - start_epoch)),
         "train_examples": float(len(train_set)),
         "peak_memory_mb": round(peak_mb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "epochs": epochs,
@@ -236,4 +244,4 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
         tokenizer.save_pretrained(model_dir)
     return TrainResult(base_model=model_path, method=getattr(method, "name", "?"), output_dir=str(output_dir),
                        model_dir=str(model_dir), is_adapter=is_adapter, metrics=metrics, history=history,
-                       resumed_from=trainer_cfg.resume_from)
+                       resumed_from=resume)
