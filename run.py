@@ -64,7 +64,7 @@ def main(cfg: DictConfig) -> None:
         summary = launch(run_cfg, OmegaConf.to_container(cfg, resolve=True), dict(hydra_cfg.runtime.choices),
                          list(hydra_cfg.overrides.task), run_dir)
     except RcatuneError as error:
-        print_summary_file(run_dir)
+        print_summary_file(run_dir, with_error=False)
         _fail(str(error))
     print_summary(summary)
 

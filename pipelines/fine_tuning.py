@@ -19,8 +19,9 @@ from steps.training import train_model
 def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
                          output_dir: str, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
                          evaluation: EvaluationConfig, export: ExportConfig, facts: dict[str, Any],
-                         progress: bool = True, annotation: dict[str, Any] | None = None) -> None:
-    dataset, splits = prepare_data(config, git, data, formats, output_dir, progress, annotation)
+                         progress: bool = True, annotation: dict[str, Any] | None = None,
+                         read_source: bool = True) -> None:
+    dataset, splits = prepare_data(config, git, data, formats, output_dir, progress, annotation, read_source)
     trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)
     result, _report = evaluate_model(splits, trained, model, evaluation, formats.system_prompt, trainer.max_length,
                                      output_dir, progress)

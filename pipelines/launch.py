@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rcatune import constants
-from rcatune.config.schema import AnnotationAction, PipelineName, RunConfig
+from rcatune.config.schema import AnnotationAction, MergeInto, PipelineName, RunConfig
 from rcatune.errors import RcatuneError
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.stacks import ensure_stack, ensure_zenml_repository, load_definition
@@ -51,11 +51,16 @@ def _parameters(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], r
     params: dict[str, Any] = {"config": resolved, "git": git, "data": cfg.data, "output_dir": str(run_dir),
                               "progress": cfg.progress}
     review = to_spec(cfg.annotation) if cfg.annotation.enabled else None
+    params["read_source"] = not cfg.annotation.enabled or cfg.annotation.action is AnnotationAction.push or (
+        cfg.annotation.action is AnnotationAction.sync and (cfg.annotation.wait
+                                                           or cfg.annotation.merge_into is MergeInto.source))
     if name is PipelineName.annotation:
         return {**params, "annotation": review, "action": cfg.annotation.action.value}
     params["formats"] = cfg.formats
     if name is PipelineName.prepare:
         params["annotation"] = review
+    if name is PipelineName.evaluate:
+        params.pop("read_source")
     if name is PipelineName.fine_tuning:
         params.update(model=to_spec(cfg.model), method=to_spec(cfg.method), trainer=cfg.trainer,
                       evaluation=cfg.evaluation, export=cfg.export, annotation=review,
@@ -70,19 +75,28 @@ def _output(run: Any, step_name: str, artifact: str) -> Any:
     return run.steps[step_name].outputs[artifact][0].load()
 
 
-class _NoTracebackForUserErrors(logging.Filter):
-    """A step that fails on bad input gets its message printed, not a traceback."""
+class _StepFailuresReportedByRunner(logging.Filter):
+    """ZenML logs a failed step's exception twice (once with its traceback) before re-raising it; the
+    runner reports it once itself (a message for rcatune errors, the traceback for bugs)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], RcatuneError):
-            record.exc_info, record.exc_text = None, None
-        return True
+        carried = [record.exc_info[1]] if record.exc_info else []
+        carried += [a for a in (record.args if isinstance(record.args, tuple) else ()) if isinstance(a, BaseException)]
+        return not carried
 
 
 def quiet_logs() -> None:
-    """One line per message: ZenML prints its own, MLflow's start-up chatter stays out."""
-    logging.getLogger("zenml").propagate = False
-    logging.getLogger("zenml.orchestrators.local.local_orchestrator").addFilter(_NoTracebackForUserErrors())
+    """One line per message: ZenML's warnings on stderr, its step-failure echoes and MLflow's start-up
+    chatter out."""
+    zenml_logger = logging.getLogger("zenml")
+    zenml_logger.propagate = False
+    if not any(isinstance(f, _StepFailuresReportedByRunner) for h in zenml_logger.handlers for f in h.filters):
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.addFilter(_StepFailuresReportedByRunner())
+        zenml_logger.addHandler(handler)
+    logging.getLogger("zenml.zen_stores.base_zen_store").setLevel(logging.ERROR)  # "Setting the ... active stack"
     logging.getLogger("zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker").setLevel(
         logging.ERROR)
     import mlflow  # noqa: F401  (importing mlflow resets its logger level: set ours after)
@@ -103,11 +117,14 @@ def launch(cfg: RunConfig, resolved: dict[str, Any], choices: dict[str, Any], ov
     try:
         _run(cfg, resolved, git, state, run_dir, summary)
         summary.status = "succeeded"
-    except RcatuneError as error:
+    except RcatuneError as error:  # expected: bad data, bad config, a server down, a token refused
         summary.status, summary.error = "failed", str(error)
         raise
-    except Exception as error:  # a step failed: ZenML re-raises the step's exception
+    except Exception as error:  # a bug: its traceback is kept
+        import traceback
+
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
+        summary.traceback = traceback.format_exc()
         raise
     finally:
         summary.seconds = round(time.perf_counter() - started, 2)
@@ -128,7 +145,11 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
     name = _pipeline_name(cfg)
     experiment = cfg.experiment_name or name.value
     ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
-    options: dict[str, Any] = {"enable_cache": cfg.pipeline.enable_cache,
+    from zenml.enums import ExecutionMode
+
+    # FAIL_FAST: the failed step's own exception comes back (not a RuntimeError naming the step), and
+    # the steps after it are not attempted
+    options: dict[str, Any] = {"enable_cache": cfg.pipeline.enable_cache, "execution_mode": ExecutionMode.FAIL_FAST,
                                "settings": {"experiment_tracker": {"experiment_name": experiment}}}
     if name is PipelineName.fine_tuning:
         from zenml import Model
@@ -136,10 +157,7 @@ def _run(cfg: RunConfig, resolved: dict[str, Any], git: dict[str, Any], state: P
         options["model"] = Model(name=cfg.model_registry_name, description="rcatune root-cause model",
                                  tags=[cfg.model.name_or_path.split("/")[-1], cfg.method.name])
     pipeline = _pipeline(name).with_options(**options)
-    try:
-        run = pipeline(**_parameters(cfg, resolved, git, run_dir))
-    except RuntimeError as error:
-        raise _step_failure(pipeline.name) or error from None
+    run = pipeline(**_parameters(cfg, resolved, git, run_dir))
     _collect(run, experiment, summary)
     if name is PipelineName.annotation and cfg.pipeline.name is not PipelineName.annotation:
         summary.decisions["next"] = _after_push(cfg)
@@ -169,8 +187,9 @@ def _collect(run: Any, experiment: str, summary: RunSummary) -> None:
     tracking = _output(run, "track_run_config", constants.RUN_TRACKING)
     summary.mlflow = {"experiment": experiment, "experiment_id": tracking.experiment_id, "run_id": tracking.run_id,
                       "tracking_uri": tracking.tracking_uri}
-    dataset_meta = run.steps["load_data"].outputs[constants.VALIDATED_DATASET][0].run_metadata
-    summary.data_hash = dataset_meta.get("data_hash")
+    if "load_data" in run.steps:
+        dataset_meta = run.steps["load_data"].outputs[constants.VALIDATED_DATASET][0].run_metadata
+        summary.data_hash = dataset_meta.get("data_hash")
     for step_name in ("push_for_review", "review_status"):
         if step_name in run.steps:
             pushed = _output(run, step_name, constants.PUSH_REPORT)
@@ -216,21 +235,6 @@ def _collect(run: Any, experiment: str, summary: RunSummary) -> None:
         exported = _output(run, "export_trained", constants.EXPORT)
         summary.artifacts["export"] = exported.root
         summary.artifacts["export_merged"] = exported.merged
-
-
-def _step_failure(pipeline_name: str) -> RcatuneError | None:
-    """The failed step's own error: its message for rcatune errors, with the traceback for bugs."""
-    from zenml.client import Client
-
-    run = Client().get_pipeline(pipeline_name).last_run
-    for step in run.steps.values():
-        info = step.exception_info
-        if info is None:
-            continue
-        if info.source.startswith("rcatune.errors."):
-            return RcatuneError(f"step {step.name}: {info.message}")
-        return RcatuneError(f"step {step.name} failed with {info.source}: {info.message}\n{info.traceback}")
-    return None
 
 
 def _add_report(run_dir: Path, summary: RunSummary) -> None:

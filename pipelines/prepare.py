@@ -13,13 +13,16 @@ from steps.tracking import track_run_config
 
 
 def prepare_data(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
-                 output_dir: str, progress: bool, annotation: dict[str, Any] | None = None):
+                 output_dir: str, progress: bool, annotation: dict[str, Any] | None = None, read_source: bool = True):
     """The data steps every pipeline starts with; returns the (reviewed) dataset and its splits.
 
-    With `annotation` (a review config spec), expert reviews are merged in before the split.
+    With `annotation` (a review config spec), expert reviews are merged in before the split; into what
+    the pushes sent unless `read_source` (annotation.merge_into=source, or wait=true, which pushes first).
     """
     track_run_config(config, git)
-    dataset, _report = load_data(data.source_spec(), data.max_rejected_fraction, output_dir, progress)
+    dataset = None
+    if read_source:
+        dataset, _report = load_data(data.source_spec(), data.max_rejected_fraction, output_dir, progress)
     if annotation is not None:
         dataset, _review = sync_reviews(dataset, annotation, output_dir, progress)
     splits = split_data(dataset, data.split)
@@ -29,5 +32,6 @@ def prepare_data(config: dict[str, Any], git: dict[str, Any], data: DataConfig, 
 
 @pipeline(enable_cache=False)
 def prepare_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
-                     output_dir: str, progress: bool = True, annotation: dict[str, Any] | None = None) -> None:
-    prepare_data(config, git, data, formats, output_dir, progress, annotation)
+                     output_dir: str, progress: bool = True, annotation: dict[str, Any] | None = None,
+                     read_source: bool = True) -> None:
+    prepare_data(config, git, data, formats, output_dir, progress, annotation, read_source)

@@ -8,7 +8,7 @@ from pathlib import Path
 from rcatune.runinfo import RUN_SUMMARY, RunSummary
 
 
-def summary_lines(summary: RunSummary) -> list[str]:
+def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
     lines = [f"rcatune {summary.pipeline}: {summary.status} in {summary.seconds}s"]
     data = summary.counts.get("data")
     if data:
@@ -25,7 +25,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
     lines += _evaluation_lines(summary.evaluation)
     for key, value in summary.decisions.items():
         lines.append(f"  {key:<11} {value}")
-    if summary.error:
+    if summary.error and with_error:
         lines.append(f"  error       {summary.error}")
     lines.append(f"  outputs     {summary.run_dir}")
     for key, value in summary.artifacts.items():
@@ -45,9 +45,18 @@ def _review_lines(review: dict) -> list[str]:
         lines.append(f"  review      {project['template']}: {project['tasks']} tasks, {project['finished']} reviewed "
                      f"- {project['url']}")
     if "examples_out" in review:
-        lines.append(f"  review      {review['validated']} validated, {review['root_causes_corrected']} root causes "
-                     f"and {review['queries_improved']} queries corrected; {review['annotations_rejected']} of "
-                     f"{review['annotations_read']} annotations rejected -> {review['artifact']}")
+        lines.append(f"  review      {review['examples_out']} examples out, {review['human_validated_out']} of them "
+                     f"human-validated ({review['validated']} by this review); {review['root_causes_corrected']} "
+                     f"root causes and {review['queries_improved']} queries corrected; "
+                     f"{review['annotations_rejected']} of {review['annotations_read']} annotations rejected "
+                     f"-> {review['artifact']}")
+        waiting = f"{review['unreviewed']} pushed and not yet reviewed"
+        if review.get("never_pushed"):
+            waiting += f", {review['never_pushed']} never pushed"
+        lines.append(f"              {waiting}")
+        for template, counts in review.get("decisions", {}).items():
+            lines.append(f"              {template} decided by: " + ", ".join(
+                f"{k.replace('_', ' ')} {n}" for k, n in counts.items()))
         headline = review.get("agreement", {}).get("root_cause", {}).get("validation", {})
         if headline.get("percent_agreement") is not None:
             alpha = headline.get("alpha")
@@ -72,11 +81,12 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
     return lines
 
 
-def print_summary(summary: RunSummary) -> None:
-    print("\n".join(summary_lines(summary)), flush=True)
+def print_summary(summary: RunSummary, with_error: bool = True) -> None:
+    print("\n".join(summary_lines(summary, with_error)), flush=True)
 
 
-def print_summary_file(run_dir: Path) -> None:
+def print_summary_file(run_dir: Path, with_error: bool = True) -> None:
+    """The summary a failed run left (its error is printed once, by the caller, on stderr)."""
     path = run_dir / RUN_SUMMARY
     if path.exists():
-        print_summary(RunSummary.model_validate(json.loads(path.read_text(encoding="utf-8"))))
+        print_summary(RunSummary.model_validate(json.loads(path.read_text(encoding="utf-8"))), with_error)

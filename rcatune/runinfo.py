@@ -29,7 +29,8 @@ class RunSummary(BaseModel):
     """run_summary.json: everything needed to find, judge and reproduce a run."""
 
     status: str = "running"
-    error: str | None = None
+    error: str | None = None  # one line for expected failures
+    traceback: str | None = None  # bugs only
     pipeline: str
     run_dir: str
     choices: dict[str, Any] = Field(default_factory=dict)

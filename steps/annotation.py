@@ -6,7 +6,7 @@ import csv
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Tuple
+from typing import Annotated, Any, Optional, Tuple
 
 from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
@@ -15,6 +15,7 @@ from rcatune import constants
 from rcatune.annotation import loop
 from rcatune.annotation.merge import MergeReport
 from rcatune.config import from_spec
+from rcatune.config.schema import MergeInto
 from rcatune.schema import TrainingDataset
 
 
@@ -25,7 +26,7 @@ def push_for_review(dataset: TrainingDataset, annotation: dict[str, Any], progre
     """Import every example not yet in the review projects (idempotent), with the AI's answer pre-filled."""
     config = from_spec(annotation)
     client = loop.connect(config)
-    report = loop.push(client, config, dataset.examples, progress)
+    report = loop.push(client, config, dataset.examples, progress, source=dataset.metadata.get("source", "unknown"))
     for line in report.lines():
         print(line)
     log_metadata(metadata={"server": report.server, "retries": report.retries,
@@ -68,14 +69,15 @@ def _write_outputs(out: Path, dataset: TrainingDataset, report: MergeReport) -> 
     paths["report"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
     with open(paths["adjudication"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["template", "task_id", "example_id", "held", "reasons"])
+        writer.writerow(["template", "task_id", "example_id", "reasons"])
         for flag in report.flagged:
-            writer.writerow([flag.template, flag.task_id, flag.example_id, flag.held, "; ".join(flag.reasons)])
+            if flag.held:  # only what still needs a decision
+                writer.writerow([flag.template, flag.task_id, flag.example_id, "; ".join(flag.reasons)])
     return {k: str(v) for k, v in paths.items()}
 
 
 @step(experiment_tracker=True)
-def sync_reviews(dataset: TrainingDataset, annotation: dict[str, Any], output_dir: str,
+def sync_reviews(dataset: Optional[TrainingDataset], annotation: dict[str, Any], output_dir: str,
                  progress: bool = True) -> Tuple[
     Annotated[TrainingDataset, ArtifactConfig(name=constants.ANNOTATED_DATASET)],
     Annotated[MergeReport, ArtifactConfig(name=constants.REVIEW_REPORT)],
@@ -83,32 +85,37 @@ def sync_reviews(dataset: TrainingDataset, annotation: dict[str, Any], output_di
     """Export the reviews, check them against the labeling configs, merge corrections, report agreement.
 
     With annotation.wait=true, first push (idempotent) and wait until every task has its reviews.
+    `dataset` is what to merge into with annotation.merge_into=source (None: what the pushes sent).
     """
     import mlflow
 
     config = from_spec(annotation)
     client = loop.connect(config)
     if config.wait:
-        for line in loop.push(client, config, dataset.examples, progress).lines():
+        for line in loop.push(client, config, dataset.examples, progress,
+                              source=dataset.metadata.get("source", "unknown")).lines():
             print(line)
         loop.wait(client, config, progress)
     with tempfile.TemporaryDirectory() as folder:
         checker, check = _query_checker(folder)
         try:
-            result = loop.sync(client, config, dataset.examples, check)
+            result = loop.sync(client, config, dataset.examples if dataset is not None else None, check)
         finally:
             checker.close()
     report = result.report
     for line in report.lines():
         print(line)
+    into = dataset.metadata if dataset is not None and config.merge_into is MergeInto.source else {
+        "source": f"examples pushed to review project {config.project!r}"}
     merged = TrainingDataset(examples=result.examples, metadata={
-        **dataset.metadata, "reviewed_from": dataset.metadata.get("data_hash"), "review_server": client.url,
-        "review_projects": [loop.title(config, t) for t in config.templates]})
+        **into, "reviewed_from": into.get("data_hash"), "merged_into": config.merge_into.value,
+        "review_server": client.url, "review_projects": [loop.title(config, t) for t in config.templates]})
     merged.metadata["data_hash"] = merged.content_hash()
     paths = _write_outputs(Path(output_dir) / constants.ANNOTATION_DIR, merged, report)
     counts = {k: getattr(report, k) for k in ("annotations_read", "annotations_merged_from", "annotations_rejected",
-                                              "annotations_skipped", "reviewed", "validated", "root_causes_corrected",
-                                              "queries_improved", "unreviewed", "examples_out")}
+                                              "annotations_skipped", "reviewed", "validated", "human_validated_out",
+                                              "root_causes_corrected", "queries_improved", "unreviewed",
+                                              "never_pushed", "examples_out")}
     counts.update(dropped=len(report.dropped), held=len(report.held), flagged=len(report.flagged))
     agreement = {f"{template}.{question}": {k: v for k, v in figures.items() if v is not None}
                  for template, questions in report.agreement.items() for question, figures in questions.items()}
@@ -123,7 +130,7 @@ def sync_reviews(dataset: TrainingDataset, annotation: dict[str, Any], output_di
                            "files": paths}, artifact_name=constants.ANNOTATED_DATASET, infer_artifact=True)
     print(f"merged dataset: {paths['merged']} (ZenML artifact '{constants.ANNOTATED_DATASET}'; "
           "train on it with: python run.py data=annotated)")
-    if report.flagged:
+    if report.held:
         print(f"tasks to adjudicate: {paths['adjudication']}")
     return merged, report
 
@@ -132,5 +139,6 @@ def review_summary(report: MergeReport) -> dict[str, Any]:
     """The figures a run summary keeps."""
     return json.loads(report.model_dump_json(include={"examples_in", "examples_out", "annotations_read",
                                                       "annotations_merged_from", "annotations_rejected",
-                                                      "annotations_skipped", "validated", "root_causes_corrected",
-                                                      "queries_improved", "unreviewed", "agreement"}))
+                                                      "annotations_skipped", "validated", "human_validated_out",
+                                                      "root_causes_corrected", "queries_improved", "unreviewed",
+                                                      "never_pushed", "decisions", "agreement"}))

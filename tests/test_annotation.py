@@ -163,7 +163,8 @@ def test_merge_applies_each_verdict_and_reports_what_it_refused(examples):
     assert out[e[1].id].root_cause == fix and out[e[1].id].corrections == {"root_cause": e[1].root_cause}
     assert out[e[1].id].expert_notes == "trace 42 shows pool waits" and out[e[1].id].human_validated
     assert out[e[1].id].diagnostic_query == e[1].diagnostic_query  # the improved query did not parse
-    assert out[e[2].id] == e[2] and report.held == [e[2].id]
+    assert report.held == [e[2].id] and out[e[2].id].root_cause == e[2].root_cause
+    assert e[2].human_validated and not out[e[2].id].human_validated  # under review: the disagreement stands
     assert e[3].id not in out and report.dropped == [e[3].id]
     assert out[e[5].id].root_cause == fix  # the ground-truth annotation decided
     assert out[e[6].id] == e[6] and out[e[7].id] == e[7]
@@ -179,9 +180,14 @@ def test_merge_applies_each_verdict_and_reports_what_it_refused(examples):
              "or from other data?"),
         (7, f"example {e[6].id} changed since it was pushed; push it again to review the new version"),
         (12, "improved query does not parse")]
-    assert [(f.task_id, f.held) for f in report.flagged] == [(11, False), (3, True), (6, False)]
+    assert [(f.task_id, f.held, f.decided_by.value) for f in report.flagged] == [
+        (11, False, "sole_proposal"), (3, True, "pending"), (6, False, "ground_truth")]
+    assert report.decisions == {"root_cause": {"agreement": 3, "pending": 1, "ground_truth": 1},
+                                "query_quality": {"sole_proposal": 1, "single_review": 1}}
+    assert report.human_validated_out == sum(x.human_validated for x in result.examples)
     assert (report.validated, report.root_causes_corrected, report.queries_improved) == (3, 2, 1)
-    assert report.examples_out == 7 and report.unreviewed == 3  # e[4], e[6] (stale), e[7]
+    assert report.examples_out == 7 and report.unreviewed == 2  # e[4], e[6] (stale)
+    assert report.never_pushed == 1  # e[7]: a task in no project
 
     # hand calculation, validation: units (c,c) (i,i) (c,i) (i,i) (c,i)
     # percent agreement 3/5; coincidences o_cc=2, o_ii=4, o_ci=o_ic=2: n_c=4, n_i=6, n=10
@@ -205,7 +211,7 @@ def test_merge_can_keep_or_drop_unreviewed_and_merge_flagged_majorities(examples
     assert [x.id for x in merged.examples] == [e[0].id] and merged.examples[0].human_validated
     assert merged.report.unreviewed_dropped == 2 and merged.report.flagged[0].held is False
     waiting = merge_reviews(e[:3], {"root_cause": [three]}, specs, MergeOptions(min_annotations=4))
-    assert waiting.report.unreviewed == 3 and waiting.examples == e[:3]
+    assert (waiting.report.unreviewed, waiting.report.never_pushed) == (1, 2) and waiting.examples == e[:3]
 
 
 def test_pipeline_annotation_needs_a_review_tool():

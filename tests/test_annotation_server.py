@@ -143,7 +143,9 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
     assert review["examples_out"] == SIZE - 1 and review["unreviewed"] == SIZE - 6
     report = json.loads((run_dir / "annotation" / "review_report.json").read_text())
     assert report["dropped"] == [e[4].id] and report["held"] == [e[3].id]
-    assert [(f["task_id"], f["held"]) for f in report["flagged"]] == [(t[3], True)]
+    assert [(f["task_id"], f["held"], f["decided_by"]) for f in report["flagged"]] == [(t[3], True, "pending")]
+    assert review["decisions"]["root_cause"] == {"agreement": 4, "pending": 1, "single_review": 1}
+    assert _adjudication_rows(run_dir) == [[str(t[3]), e[3].id]]
     reasons = {p["task_id"]: p["reason"] for p in report["problems"]}
     assert "unknown choice(s) ['maybe']" in reasons[t[6]]
     assert "not one of this dataset's examples" in reasons[foreign_id]
@@ -166,6 +168,17 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
     assert merged[e[2].id]["root_cause"] == FIX[2] and merged[e[0].id]["diagnostic_query"] == BETTER_SQL
     assert merged[e[0].id]["quality_ratings"] == {"diagnostic_quality": 4.5, "query_relevance": 4.0}
     assert merged[e[3].id]["root_cause"] == e[3].root_cause and e[4].id not in merged
+    assert merged[e[3].id]["human_validated"] is False  # held: the disagreement is not a validation
+    assert review["human_validated_out"] == sum(x["human_validated"] for x in merged.values())
+
+    # sync needs none of the push's data settings: it merges into what was pushed
+    plain = json.loads(_run(tmp_path / "sync_plain", "pipeline=annotation", "annotation.action=sync").read_text())
+    assert plain["review"]["examples_in"] == SIZE and plain["review"]["unreviewed"] == SIZE - 6
+    assert plain["data_hash"] == summary["data_hash"] and "data" not in plain["counts"]  # no source was read
+    # ... or into this run's data (300 sessions, of which the first SIZE were pushed), never-pushed apart
+    wider = json.loads(_run(tmp_path / "sync_wider", "pipeline=annotation", "annotation.action=sync",
+                            "annotation.merge_into=source").read_text())
+    assert (wider["review"]["unreviewed"], wider["review"]["never_pushed"]) == (SIZE - 6, 300 - SIZE)
     print(f"review loop (push twice, 2 annotators, sync) took {time.perf_counter() - started:.1f} s")
 
     # adjudicate the disagreement (Label Studio's ground-truth star), then sync and train in one run
@@ -175,6 +188,10 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
                               "trainer.epochs=1", *TINY_OVERRIDES).read_text())
     assert trained["pipeline"] == "fine_tuning" and trained["status"] == "succeeded"
     assert trained["review"]["validated"] == 5 and trained["review"]["root_causes_corrected"] == 3
+    assert trained["review"]["decisions"]["root_cause"] == {"agreement": 4, "ground_truth": 1, "single_review": 1}
+    assert _adjudication_rows(train_dir) == []  # nothing left to decide
+    report = json.loads((train_dir / "annotation" / "review_report.json").read_text())
+    assert [(f["task_id"], f["decided_by"]) for f in report["flagged"]] == [(t[3], "ground_truth")]
     assert trained["metrics"]["train_loss"] > 0 and trained["counts"]["splits"]["train"] > 0
     assert sum(trained["counts"]["splits"].values()) == SIZE - 1  # trained on the merged dataset
     exported_splits = "".join(f.read_text() for f in Path(trained["artifacts"]["format_dataset"]).glob("*.jsonl"))
@@ -185,25 +202,55 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
     assert again["counts"]["data"]["accepted"] == SIZE - 1 and again["data_hash"] == trained["data_hash"]
 
 
+def _adjudication_rows(run_dir: Path) -> list[list[str]]:
+    import csv
+
+    with open(run_dir / "annotation" / "adjudication.csv", newline="") as handle:
+        return [[row["task_id"], row["example_id"]] for row in csv.DictReader(handle)]
+
+
 def _run(run_dir: Path, *args: str) -> Path:
     run_py(*args, "progress=false", f"hydra.run.dir={run_dir}")
     return run_dir / "run_summary.json"
 
 
 # ------------------------------------------------------------------------------------------------ faults
-def test_server_not_running_says_how_to_start_it(label_studio, tmp_path):
-    result = run_py("pipeline=annotation", "data.size=5", f"annotation.url=http://127.0.0.1:{free_port()}",
-                    f"hydra.run.dir={tmp_path}", check=False)
-    assert result.returncode == 2
-    assert "Label Studio is not answering at http://127.0.0.1:" in result.stderr
-    assert "make labelstudio-start" in result.stderr
+def _one_line_error(result) -> str:
+    """An expected failure: exit 2, one line on stderr, no traceback anywhere, the summary's error that line."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rcatune: error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    message = lines[0].removeprefix("rcatune: error: ")
+    assert not message.endswith(".."), message
+    return message
 
 
-def test_a_wrong_token_is_named_as_such(label_studio, monkeypatch):
+def test_server_not_running_says_how_to_start_it_in_one_line(label_studio, tmp_path):
+    for action in ("push", "sync"):
+        run_dir = tmp_path / action
+        result = run_py("pipeline=annotation", f"annotation.action={action}", "data.size=5", "progress=false",
+                        f"annotation.url=http://127.0.0.1:{free_port()}", f"hydra.run.dir={run_dir}", check=False)
+        message = _one_line_error(result)
+        assert "Label Studio is not answering at http://127.0.0.1:" in message and "make labelstudio-start" in message
+        summary = json.loads((run_dir / "run_summary.json").read_text())
+        assert summary["error"] == message and summary["traceback"] is None
+
+
+def test_a_wrong_token_is_named_as_such_in_one_line(label_studio, monkeypatch, tmp_path):
     monkeypatch.setenv(loop.TOKEN_ENV, "not-a-token")
     config = LabelStudioAnnotationConfig(url=label_studio["url"])
     with pytest.raises(LabelStudioError, match=r"rejected the API token \(\$LABEL_STUDIO_API_KEY\): HTTP 401"):
         loop.connect(config)
+    result = run_py("pipeline=annotation", "annotation.action=sync", "progress=false",
+                    f"annotation.url={label_studio['url']}", f"hydra.run.dir={tmp_path}", check=False)
+    assert "rejected the API token ($LABEL_STUDIO_API_KEY): HTTP 401" in _one_line_error(result)
+
+
+def test_status_of_a_stopped_server_is_a_report_not_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RCATUNE_HOME", str(tmp_path))
+    assert server.main(["status"]) == 0
+    assert "Label Studio not running" in capsys.readouterr().out
 
 
 class FaultProxy:

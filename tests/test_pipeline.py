@@ -85,17 +85,19 @@ def test_too_many_rejects_fail_with_a_message_not_a_traceback(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": \n[1]\n{"id": "x"}\n')
     run_dir = tmp_path / "run"
-    result = run_py("pipeline=prepare", "data=jsonl", f"data.path={bad}", f"hydra.run.dir={run_dir}", check=False)
+    result = run_py("pipeline=prepare", "data=jsonl", f"data.path={bad}", "progress=false", f"hydra.run.dir={run_dir}",
+                    check=False)
     assert result.returncode == 2
-    assert "3 of 3 records (100%) were rejected" in result.stderr
+    assert result.stderr.count("\n") == 1 and "3 of 3 records (100%) were rejected" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert summary["status"] == "failed" and summary["counts"]["data"]["rejected"] == 3
+    assert summary["error"] in result.stderr and summary["traceback"] is None
 
 
 def test_bad_config_fails_before_running(tmp_path):
     result = run_py("trainer.learning_rate=-1", f"hydra.run.dir={tmp_path}", check=False)
-    assert result.returncode == 2
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "trainer.learning_rate: must be positive" in result.stderr and "Traceback" not in result.stderr
 
 

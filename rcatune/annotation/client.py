@@ -66,7 +66,7 @@ class LabelStudioClient:
         if response.status_code in (401, 403):
             raise LabelStudioError(
                 f"Label Studio at {self.url} rejected the API token ({self.token_source}): HTTP "
-                f"{response.status_code} {_detail(response)}. Use the token of a user of this server: "
+                f"{response.status_code} ({_detail(response).rstrip('.')}). Use the token of a user of this server: "
                 "`make labelstudio-start` writes the admin's to the state folder; or set LABEL_STUDIO_API_KEY.")
         if response.status_code >= 400:
             raise LabelStudioError(f"Label Studio refused {method} {path}: HTTP {response.status_code} "

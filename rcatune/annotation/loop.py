@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from rcatune.annotation.client import LabelStudioClient, LabelStudioError, RetryPolicy, Transient
 from rcatune.annotation.merge import MergeOptions, MergeResult, merge_reviews
+from rcatune.annotation.pushed import load_pushed, record_push
 from rcatune.annotation.templates import KEY_FIELD, LabelSpec, label_config, lint, task
-from rcatune.config.schema import LabelStudioAnnotationConfig, Unreviewed
+from rcatune.config.schema import LabelStudioAnnotationConfig, MergeInto, Unreviewed
 from rcatune.errors import RcatuneError
 from rcatune.schema import TrainingExample
 
@@ -147,8 +148,9 @@ def _import_idempotent(client: LabelStudioClient, project_id: int, items: list[t
 
 
 def push(client: LabelStudioClient, config: LabelStudioAnnotationConfig, examples: list[TrainingExample],
-         progress: bool = True, sleep: Callable[[float], None] = time.sleep) -> PushReport:
-    """Create the projects if needed and import every example not yet there, with its pre-annotation."""
+         progress: bool = True, sleep: Callable[[float], None] = time.sleep, source: str = "unknown") -> PushReport:
+    """Create the projects if needed and import every example not yet there, with its pre-annotation;
+    then record what was pushed (`rcatune.annotation.pushed`), which sync merges into."""
     projects = ensure_projects(client, config)
     report = PushReport(server=client.url, examples=len(examples))
     retry = RetryPolicy(config.retries, config.backoff_s)
@@ -167,6 +169,7 @@ def push(client: LabelStudioClient, config: LabelStudioAnnotationConfig, example
         state.imported, state.already_there = imported, len(examples) - len(todo)
         report.projects.append(state)
     report.retries = client.retried
+    record_push(config.project, examples, source)
     return report
 
 
@@ -204,9 +207,15 @@ def _finished_tasks(tasks: list[dict[str, Any]], min_annotations: int) -> int:
                if sum(1 for a in t.get("annotations") or [] if not a.get("was_cancelled")) >= min_annotations)
 
 
-def sync(client: LabelStudioClient, config: LabelStudioAnnotationConfig, examples: list[TrainingExample],
+def sync(client: LabelStudioClient, config: LabelStudioAnnotationConfig, examples: list[TrainingExample] | None,
          query_ok: Callable[[str], str | None]) -> MergeResult:
-    """Export every project, check each annotation against its config, merge into the examples."""
+    """Export every project, check each annotation against its config, merge into the examples.
+
+    `annotation.merge_into=pushed` (the default) merges into what the pushes sent, whatever the data
+    settings of this run; `source` merges into `examples` (the configured data), reporting the ones
+    never pushed apart from those pushed and not yet reviewed."""
+    if config.merge_into is MergeInto.pushed or examples is None:
+        examples = load_pushed(config.project)
     projects = ensure_projects(client, config, create=False)
     exports = {template: client.export(project["id"]) for template, project in projects.items()}
     specs = {template: LabelSpec.parse(label_config(template)) for template in projects}

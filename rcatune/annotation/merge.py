@@ -15,12 +15,13 @@ quality_ratings['query_*']; issues ticked by at least half of the reviewers -> q
 
 from __future__ import annotations
 
+import enum
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from rcatune.annotation.agreement import krippendorff_alpha, percent_agreement, unit_agreement
 from rcatune.annotation.templates import HASH_FIELD, KEY_FIELD, LabelSpec, answers, example_hash
@@ -64,14 +65,30 @@ class Problem(BaseModel):
     reason: str
 
 
+class Decision(str, enum.Enum):
+    """How a reviewed task was decided."""
+
+    single_review = "single_review"  # one reviewer
+    agreement = "agreement"  # every reviewer gave the same answer
+    majority = "majority"  # reviewers disagreed; the majority decided (merge_flagged, or a clear majority)
+    sole_proposal = "sole_proposal"  # query view: one reviewer proposed a better query, the others none
+    ground_truth = "ground_truth"  # adjudicated: the annotation starred as ground truth decided
+    pending = "pending"  # held back: still needs a decision
+
+
 class Flag(BaseModel):
-    """A task to adjudicate: annotators disagree."""
+    """A task whose annotators disagree, and how it was decided (`pending`: still to adjudicate)."""
 
     template: str
     task_id: int
     example_id: str
     reasons: list[str]
-    held: bool  # True: not merged until adjudicated
+    decided_by: Decision
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def held(self) -> bool:
+        return self.decided_by is Decision.pending
 
 
 class MergeReport(BaseModel):
@@ -82,13 +99,16 @@ class MergeReport(BaseModel):
     annotations_rejected: int = 0
     annotations_skipped: int = 0  # cancelled (skipped) in Label Studio
     reviewed: int = 0
-    validated: int = 0
+    validated: int = 0  # human-validated by this review
+    human_validated_out: int = 0  # human_validated=true in the merged data (this review's + unreviewed ones')
     root_causes_corrected: int = 0
     queries_improved: int = 0
     dropped: list[str] = Field(default_factory=list)  # judged incorrect, no correction
     held: list[str] = Field(default_factory=list)  # waiting for adjudication
-    unreviewed: int = 0
+    unreviewed: int = 0  # pushed, not (yet) reviewed
     unreviewed_dropped: int = 0
+    never_pushed: int = 0  # merged into a larger set than was pushed (annotation.merge_into=source)
+    decisions: dict[str, dict[str, int]] = Field(default_factory=dict)  # template -> how tasks were decided -> n
     problems: list[Problem] = Field(default_factory=list)
     flagged: list[Flag] = Field(default_factory=list)
     agreement: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
@@ -104,7 +124,11 @@ class MergeReport(BaseModel):
                f"examples: {self.examples_in} in, {self.reviewed} reviewed, {self.validated} human-validated, "
                f"{self.root_causes_corrected} root causes corrected, {self.queries_improved} queries improved, "
                f"{len(self.dropped)} dropped as incorrect, {len(self.held)} held for adjudication, "
-               f"{self.unreviewed} unreviewed -> {self.examples_out} out"]
+               f"{self.unreviewed} unreviewed" + (f", {self.never_pushed} never pushed" if self.never_pushed else "")
+               + f" -> {self.examples_out} out, {self.human_validated_out} of them human-validated"]
+        for template, counts in self.decisions.items():
+            out.append(f"decided ({template}): " + ", ".join(f"{n} by {k.replace('_', ' ')}"
+                                                             for k, n in counts.items()))
         for template, questions in self.agreement.items():
             for question, figures in questions.items():
                 if figures["percent_agreement"] is None:
@@ -120,8 +144,8 @@ class MergeReport(BaseModel):
             out.append(f"not merged: {problem.template} task {problem.task_id} annotation {problem.annotation_id}: "
                        f"{problem.reason}")
         for flag in self.flagged:
-            state = "held" if flag.held else "merged by majority"
-            out.append(f"adjudicate: {flag.template} task {flag.task_id} ({flag.example_id}, {state}): "
+            prefix = "adjudicate" if flag.held else f"decided by {flag.decided_by.value.replace('_', ' ')}"
+            out.append(f"{prefix}: {flag.template} task {flag.task_id} ({flag.example_id}): "
                        f"{'; '.join(flag.reasons)}")
         return out
 
@@ -241,15 +265,21 @@ class _Merger:
         return out
 
     def root_cause(self, example: TrainingExample, items: list[Review], held_by_flag: bool,
-                   update: dict[str, Any]) -> str:
-        """Apply the root-cause view; returns 'merged', 'held', or 'dropped'."""
+                   update: dict[str, Any]) -> tuple[str, Decision]:
+        """Apply the root-cause view; returns ('merged' | 'held' | 'dropped', how it was decided).
+
+        human_validated says what this review found: true only when it confirmed or corrected the root
+        cause; a task still under review, or one judged wrong with nothing better, is not validated."""
         deciders, adjudicated = _deciders(items)
+        update["human_validated"] = False
         if held_by_flag and not adjudicated and not self.options.merge_flagged:
-            return "held"
+            return "held", Decision.pending
         counts = Counter(_scalar(r.values["validation"]) for r in deciders if "validation" in r.values)
         verdict, votes = counts.most_common(1)[0] if counts else (None, 0)
         if verdict is None or votes * 2 <= sum(counts.values()):
-            return "held"
+            return "held", Decision.pending
+        decided_by = (Decision.ground_truth if adjudicated else Decision.single_review if len(deciders) == 1
+                      else Decision.agreement if votes == sum(counts.values()) else Decision.majority)
         agreeing = [r for r in deciders if _scalar(r.values.get("validation")) == verdict]
         notes = [r.values["evidence"] for r in items if r.values.get("evidence")]
         if notes:
@@ -258,7 +288,7 @@ class _Merger:
         if verdict == "correct":
             update["human_validated"] = True
             self.report.validated += 1
-            return "merged"
+            return "merged", decided_by
         proposals = Counter(r.values["correct_root_cause"] for r in agreeing
                             if r.values.get("correct_root_cause")
                             and _norm(r.values["correct_root_cause"]) != _norm(example.root_cause))
@@ -268,12 +298,13 @@ class _Merger:
             update["human_validated"] = True
             self.report.validated += 1
             self.report.root_causes_corrected += 1
-            return "merged"
+            return "merged", decided_by
         if verdict == "incorrect" and self.options.drop_rejected:
-            return "dropped"
-        return "merged"  # partially correct, nothing better offered: kept, not validated
+            return "dropped", decided_by
+        return "merged", decided_by  # partially correct or incorrect, nothing better offered: kept, not validated
 
-    def query(self, example: TrainingExample, items: list[Review], task_id: int, update: dict[str, Any]) -> str:
+    def query(self, example: TrainingExample, items: list[Review], task_id: int,
+              update: dict[str, Any]) -> tuple[str, Decision]:
         deciders, adjudicated = _deciders(items)
         update.setdefault("quality_ratings", {}).update(self.ratings(items))
         votes = Counter(issue for r in items for issue in r.values.get("issues", []))
@@ -282,19 +313,22 @@ class _Merger:
             update["query_issues"] = issues
         proposals = _improved_queries(deciders, example)
         if len(proposals) > 1 and not adjudicated:
-            return "held"
+            return "held", Decision.pending
+        written = {_norm(r.values.get("improved_query") or example.diagnostic_query) for r in items}
+        decided_by = (Decision.ground_truth if adjudicated else Decision.single_review if len(items) == 1
+                      else Decision.agreement if len(written) == 1 else Decision.sole_proposal)
         if proposals:
             sql = next(iter(proposals.values()))
             problem = self.query_ok(sql)
             if problem:
                 self.report.problems.append(Problem(template="query_quality", task_id=task_id,
                                                     example_id=example.id, reason=f"improved query {problem}"))
-                return "merged"
+                return "merged", decided_by
             update["diagnostic_query"] = sql
             update.setdefault("corrections", dict(example.corrections or {}))["diagnostic_query"] = \
                 example.diagnostic_query
             self.report.queries_improved += 1
-        return "merged"
+        return "merged", decided_by
 
 
 def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[str, Any]]],
@@ -311,6 +345,7 @@ def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[
     for template, tasks in exports.items():
         all_reviews[template], tasks_of[template] = _read_reviews(template, tasks, specs[template], by_id, report)
         report.agreement[template] = _agreement(template, all_reviews[template], options.agreement_target)
+    pushed_ids = {str((t.get("data") or {}).get(KEY_FIELD)) for tasks in exports.values() for t in tasks}
     merger = _Merger(options, query_ok, report)
     out: list[TrainingExample] = []
     for example in examples:
@@ -324,15 +359,20 @@ def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[
             holding, spreads = merger.flag_reasons(template, items, example)
             reasons = holding + spreads
             if template == "root_cause":
-                outcome = merger.root_cause(example, items, bool(holding), update)
+                outcome, decided_by = merger.root_cause(example, items, bool(holding), update)
             else:
-                outcome = merger.query(example, items, task_id, update)
+                outcome, decided_by = merger.query(example, items, task_id, update)
+            tally = report.decisions.setdefault(template, {})
+            tally[decided_by.value] = tally.get(decided_by.value, 0) + 1
             if reasons:
                 report.flagged.append(Flag(template=template, task_id=task_id, example_id=example.id,
-                                           reasons=reasons, held=outcome == "held"))
+                                           reasons=reasons, decided_by=decided_by))
             outcomes.append(outcome)
         if not outcomes:
-            report.unreviewed += 1
+            if example.id in pushed_ids:
+                report.unreviewed += 1
+            else:
+                report.never_pushed += 1
             if options.drop_unreviewed:
                 report.unreviewed_dropped += 1
                 continue
@@ -346,6 +386,7 @@ def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[
             report.held.append(example.id)
         out.append(_apply(example, update) if update else example)
     report.examples_out = len(out)
+    report.human_validated_out = sum(e.human_validated for e in out)
     return MergeResult(out, report, all_reviews)
 
 

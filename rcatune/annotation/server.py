@@ -300,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Label Studio running: {info['url']} (pid {info['pid']}); token: {paths.token}")
             else:
                 print(f"Label Studio not running (state: {paths.root}); start: make labelstudio-start")
-                return 1
         else:
             record = add_annotator(args.email, paths)
             print(f"annotator {record['email']} (user {record['id']}): login and token in {record['token_file']}")

@@ -346,6 +346,11 @@ class AnnotationAction(str, enum.Enum):
     status = "status"  # progress of the review only
 
 
+class MergeInto(str, enum.Enum):
+    pushed = "pushed"  # what the pushes sent (recorded under the state folder), whatever this run's data is
+    source = "source"  # this run's data source: examples never pushed are reported apart
+
+
 class Unreviewed(str, enum.Enum):
     keep = "keep"  # examples nobody reviewed yet stay in the dataset, not human-validated
     drop = "drop"  # train only on reviewed examples
@@ -385,6 +390,7 @@ class LabelStudioAnnotationConfig(AnnotationConfig):
     merge_flagged: bool = False  # merge the majority of a flagged task without waiting for adjudication
     drop_rejected: bool = True  # 'incorrect' with no correction: the example leaves the training data
     unreviewed: Unreviewed = Unreviewed.keep
+    merge_into: MergeInto = MergeInto.pushed  # sync: what the reviews are merged into
 
     def __post_init__(self) -> None:
         from rcatune.annotation.templates import TEMPLATES

@@ -208,9 +208,9 @@ def train(train_set: list[TrainingExample], val_set: list[TrainingExample], mode
     code, lines, peak_mb = run_cli(cli, config_file, output_dir / "llamafactory.log", echo=progress)
     wall = time.perf_counter() - started
     if code != 0:
-        tail = "\n".join(lines[-15:])
-        raise LlamaFactoryError(f"llamafactory-cli train exited with {code}; see {output_dir / 'llamafactory.log'}:"
-                                f"\n{tail}")
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+        raise LlamaFactoryError(f"llamafactory-cli train exited with {code} ({last[:300]}); its whole log: "
+                                f"{output_dir / 'llamafactory.log'}")
     check_log(lines, len(train_set))
     model_dir = output_dir / ADAPTER_OR_MODEL
     results = _read_json(model_dir / "all_results.json")
