@@ -32,47 +32,31 @@ def _percentile(values: list[float], q: float) -> float:
 def worker(name: str, spec: dict) -> dict:
     import torch
 
-    from rcatune.config.schema import TinyModelConfig
-    from rcatune.evaluation.evaluate import generate, load_for_evaluation
-    from rcatune.models.loading import load_tokenizer
-    from rcatune.prompts import DEFAULT_SYSTEM_PROMPT, render, to_messages
+    from rcatune.config.model import TinyModelConfig
+    from rcatune.inference import GenerationSettings, Generator, load_base, load_folder, session_messages
+    from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
+    from rcatune.runtime import Runtime
     from rcatune.schema import TrainingExample
     from rcatune.sources import SampleSource
     from rcatune.state import configure_environment
 
     configure_environment()
     torch.manual_seed(0)
+    runtime = Runtime(device="cpu", progress=False)
     model_cfg = TinyModelConfig(**spec["tiny"])
-    if spec.get("model_dir"):
-        model, tokenizer = load_for_evaluation(model_cfg, spec["model_dir"], False)
-    else:
-        model, tokenizer = load_for_evaluation(model_cfg)
+    loaded = load_folder(spec["model_dir"], runtime, base=model_cfg) if spec.get("model_dir") \
+        else load_base(model_cfg, runtime)
+    generator = Generator(loaded)
+    settings = GenerationSettings(max_new_tokens=spec["max_new_tokens"])
     examples = [TrainingExample.model_validate(r.data) for r in SampleSource(size=spec["prompts"], seed=21).records()]
-    new_tokens = spec["max_new_tokens"]
+    batch = 1 if name == "sequential" else spec["batch_size"]
     latencies, generated = [], 0
     started = time.perf_counter()
-    if name == "sequential":
-        for example in examples:
-            _text, latency, count = generate(model, tokenizer, example, DEFAULT_SYSTEM_PROMPT, new_tokens)
-            latencies.append(latency)
-            generated += count
-    else:
-        tokenizer = load_tokenizer(model_cfg, spec.get("model_dir") or tokenizer.name_or_path)
-        tokenizer.padding_side = "left"
-        batch = spec["batch_size"]
-        for start in range(0, len(examples), batch):
-            chunk = examples[start:start + batch]
-            texts = [tokenizer.apply_chat_template(to_messages(render(e, DEFAULT_SYSTEM_PROMPT), with_answer=False),
-                                                   add_generation_prompt=True, tokenize=False) for e in chunk]
-            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            mark = time.perf_counter()
-            with torch.no_grad():
-                output = model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
-                                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            latency = time.perf_counter() - mark
-            for row in output[:, inputs["input_ids"].shape[1]:]:
-                generated += int((row != tokenizer.pad_token_id).sum())
-            latencies += [latency] * len(chunk)  # each request waits for its whole batch
+    for start in range(0, len(examples), batch):
+        chunk = examples[start:start + batch]
+        completions = generator.complete([session_messages(e, DEFAULT_SYSTEM_PROMPT) for e in chunk], settings)
+        generated += sum(c.completion_tokens for c in completions)
+        latencies += [c.seconds for c in completions]  # each request waits for its whole batch
     wall = time.perf_counter() - started
     return {"latency_p50_ms": round(statistics.median(latencies) * 1000, 1),
             "latency_p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),

@@ -2,10 +2,12 @@
 
     python bench/gpu_qlora.py --out DIR [--steps 8] [--methods lora,qlora]
 
-For a lent GPU (the `device` tool): it needs only torch, transformers and peft (bitsandbytes for
-QLoRA; without it QLoRA is skipped and the JSON says so), so it runs on a bare CUDA image:
+On any machine with a CUDA GPU (about 40 GB free for LoRA on the 8B shape; QLoRA needs far less). It
+needs only torch, transformers and peft (bitsandbytes for QLoRA; without it QLoRA is skipped and the
+JSON says so), so it runs on a bare CUDA image from a checkout:
 
-    run(command="PYTHONUNBUFFERED=1 python3 bench/gpu_qlora.py --out $OUT", timeout_s=600)
+    pip install torch transformers peft bitsandbytes
+    PYTHONUNBUFFERED=1 python bench/gpu_qlora.py --out results-gpu
 
 Contenders, interleaved per method:
 - rcatune: what `trainer=hf trainer.packing=true` does: sessions packed first-fit-decreasing into

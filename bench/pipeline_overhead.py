@@ -37,7 +37,7 @@ def plain(overrides: list[str], out: Path) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from rcatune.config import build, register_configs
+    from rcatune.config import register_configs
     from rcatune.state import configure_environment, state_dir
 
     configure_environment()
@@ -57,30 +57,35 @@ def plain(overrides: list[str], out: Path) -> dict:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
+    from rcatune.config import instantiate
     from rcatune.evaluation.run import evaluate_candidate
     from rcatune.export import export_model
     from rcatune.formats import export_formats
+    from rcatune.inference import load_base, load_folder
+    from rcatune.runtime import Runtime
     from rcatune.split import SplitSpec, split_examples
-    from rcatune.training.hf import train
-    from rcatune.validation import load_examples
+    from rcatune.training import TrainingJob, train
+    from rcatune.validation import load_source
 
     phases["imports"] = time.perf_counter() - started - phases["compose"]
-    examples, _ = timed("load_data", lambda: load_examples(build(cfg.data.source_spec()), out / "quarantine.jsonl",
-                                                           cfg.data.max_rejected_fraction, progress=False))
+    runtime = Runtime.detect(cfg.device.value, progress=False)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset, _ = timed("load_data", lambda: load_source(cfg.data, out, progress=False))
     split = cfg.data.split
-    splits = timed("split_data", lambda: split_examples(examples, SplitSpec(split.fractions, split.seed,
-                                                                            split.min_examples)))
+    splits = timed("split_data", lambda: split_examples(dataset.examples, SplitSpec(split.fractions, split.seed,
+                                                                                    split.min_examples)))
     timed("export_data", lambda: export_formats(splits, out / "formats", list(cfg.formats.formats),
                                                 cfg.formats.system_prompt, cfg.formats.openai_max_tokens))
-    result = timed("train_model", lambda: train(splits.train, splits.val, cfg.model, cfg.method, cfg.trainer,
-                                                out / "training", cfg.formats.system_prompt, progress=False))
-    timed("evaluate_model", lambda: evaluate_candidate(splits.test, cfg.model, result.model_dir, result.is_adapter,
-                                                       cfg.evaluation, cfg.formats.system_prompt,
-                                                       cfg.trainer.max_length, out / "evaluation",
-                                                       result.history, progress=False))
+    job = TrainingJob(splits.train, splits.val, cfg.model, instantiate(cfg.method), cfg.formats.system_prompt,
+                      out / "training", runtime)
+    result = timed("train_model", lambda: train(cfg.trainer, job))
+    timed("evaluate_model", lambda: evaluate_candidate(
+        splits.test, lambda: load_folder(result.model_dir, runtime, base=cfg.model),
+        lambda: load_base(cfg.model, runtime), cfg.evaluation, cfg.formats.system_prompt, cfg.trainer.max_length,
+        out / "evaluation", result.history, progress=False))
     facts = {"name": "bench", "base_model": result.base_model, "method": result.method}
-    timed("export_trained", lambda: export_model(cfg.model, result.model_dir, result.is_adapter, out / "export",
-                                                 cfg.export.quantisation, facts))
+    timed("export_trained", lambda: export_model(result, out / "export", cfg.export.quantisation, facts, runtime,
+                                                 cfg.evaluation.max_new_tokens))
     return {"wall_seconds": round(time.perf_counter() - started, 2),
             **{f"{k}_seconds": round(v, 2) for k, v in phases.items()}}
 

@@ -38,18 +38,30 @@ def sizes(smoke: bool) -> dict:
 
 # ----------------------------------------------------------------------------------------------- workers
 def _configs(spec: dict, packing: bool = False):
-    from rcatune.config.schema import FullMethodConfig, LoraMethodConfig, ModelConfig, TrainerConfig
+    from rcatune.config import instantiate
+    from rcatune.config.method import FullMethodConfig, LoraMethodConfig
+    from rcatune.config.model import Dtype, FamilyConfig, ModelConfig
+    from rcatune.config.trainer import HfTrainerConfig
 
-    model = ModelConfig(name_or_path=spec["model_dir"], chat_template="chatml", context_length=spec["max_length"],
-                        lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                             "down_proj"], dtype="float32")
-    model.llama_factory_template = "chatml"
+    family = FamilyConfig(name="tiny", chat_template="chatml", lora_target_modules=[
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    model = ModelConfig(name_or_path=spec["model_dir"], family=family, context_length=spec["max_length"],
+                        dtype=Dtype.float32)
     method = LoraMethodConfig(rank=16, alpha=32, dropout=0.0) if spec["method"] == "lora" else FullMethodConfig()
-    trainer = TrainerConfig(learning_rate=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
-                            gradient_accumulation_steps=1, max_length=spec["max_length"],
-                            gradient_checkpointing=False, group_by_length=True, packing=packing, logging_steps=5,
-                            warmup_ratio=0.0, seed=spec["seed"])
-    return model, method, trainer
+    trainer = HfTrainerConfig(learning_rate=spec["lr"], epochs=spec["epochs"], batch_size=spec["batch_size"],
+                              gradient_accumulation_steps=1, max_length=spec["max_length"],
+                              gradient_checkpointing=False, group_by_length=True, packing=packing, logging_steps=5,
+                              warmup_ratio=0.0, seed=spec["seed"])
+    return model, instantiate(method), trainer
+
+
+def _job(spec: dict, out: Path):
+    from rcatune.runtime import Runtime
+    from rcatune.training import TrainingJob
+
+    model, method, trainer = _configs(spec)
+    train_set, val_set = _examples(spec)
+    return TrainingJob(train_set, val_set, model, method, SYSTEM, out, Runtime(device="cpu", progress=False))
 
 
 def _examples(spec: dict):
@@ -61,32 +73,30 @@ def _examples(spec: dict):
 
 def answer_loss(spec: dict, trained_dir: str, is_adapter: bool) -> float:
     """Mean NLL of the answer tokens on the validation set: one yardstick for every contender."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from rcatune.evaluation.evaluate import perplexity
-    from rcatune.models.loading import load_tokenizer
+    from rcatune.inference import LoadedModel
+    from rcatune.models.loading import load_model, load_tokenizer
+    from rcatune.runtime import Runtime
 
     model_cfg, _, _ = _configs(spec)
     _, val = _examples(spec)
-    tokenizer = load_tokenizer(model_cfg, spec["model_dir"])
+    cpu = Runtime(device="cpu", progress=False)
     if is_adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(spec["model_dir"]), trained_dir)
+        model = PeftModel.from_pretrained(load_model(model_cfg, None, spec["model_dir"], cpu), trained_dir)
     else:
-        model = AutoModelForCausalLM.from_pretrained(trained_dir)
-    model.eval()
-    with torch.no_grad():
-        return round(math.log(perplexity(model, tokenizer, val, SYSTEM, spec["max_length"])), 4)
+        model = load_model(model_cfg, None, trained_dir, cpu)
+    # the same tokenizer and template for every contender (the baseline saves none of its own)
+    loaded = LoadedModel(model.eval(), load_tokenizer(model_cfg, spec["model_dir"]), "contender", None, cpu)
+    return round(math.log(perplexity(loaded, val, SYSTEM, spec["max_length"])), 4)
 
 
 def work_rcatune(spec: dict, out: Path, packing: bool) -> dict:
-    from rcatune.training.hf import train
+    from rcatune.training.hf import HfTrainer
 
-    model, method, trainer = _configs(spec, packing)
-    train_set, val_set = _examples(spec)
-    result = train(train_set, val_set, model, method, trainer, out, SYSTEM, progress=False)
+    _, _, trainer = _configs(spec, packing)
+    result = HfTrainer(trainer).train(_job(spec, out))
     m = result.metrics
     peak = peak_rss_mb()  # before the shared eval loads a second model
     return {"tokens_per_second": m["train_tokens_per_second"], "train_seconds": m["train_seconds"],
@@ -95,11 +105,14 @@ def work_rcatune(spec: dict, out: Path, packing: bool) -> dict:
 
 
 def work_llamafactory(spec: dict, out: Path) -> dict:
-    from rcatune.training.llama_factory import train
+    from dataclasses import asdict
 
-    model, method, trainer = _configs(spec)
-    train_set, val_set = _examples(spec)
-    result = train(train_set, val_set, model, method, trainer, out, SYSTEM, progress=False)
+    from rcatune.config.trainer import LlamaFactoryTrainerConfig
+    from rcatune.training.llama_factory import LlamaFactoryTrainer
+
+    _, _, hf = _configs(spec)
+    shared = {k: v for k, v in asdict(hf).items() if k not in ("_target_", "name")}
+    result = LlamaFactoryTrainer(LlamaFactoryTrainerConfig(**shared)).train(_job(spec, out))
     m = result.metrics
     return {"tokens_per_second": m["train_tokens_per_second"], "train_seconds": m["train_seconds"],
             "real_tokens": m["train_real_tokens"], "peak_rss_mb": m["peak_memory_mb"],  # the CLI process's own
@@ -174,7 +187,7 @@ def worker(name: str, spec_file: Path, out: Path) -> None:
 def prepare(work: Path, size: dict, method: str, seed: int = 7) -> Path:
     """The shared inputs: sessions as JSONL and the tiny Llama folder every contender loads."""
     os.environ["RCATUNE_HOME"] = str(work / "state")
-    from rcatune.config.schema import TinyModelConfig
+    from rcatune.config.model import TinyModelConfig
     from rcatune.schema import TrainingExample
     from rcatune.sources import SampleSource
     from rcatune.state import configure_environment, state_dir

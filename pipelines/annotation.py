@@ -1,4 +1,4 @@
-"""`pipeline=annotation`: load -> validate -> push | status | sync (annotation.action). Wiring only."""
+"""`pipeline=annotation`: push | status | sync (annotation.action) against the review server. Wiring only."""
 
 from __future__ import annotations
 
@@ -6,22 +6,63 @@ from typing import Any
 
 from zenml import pipeline
 
-from rcatune.config.schema import DataConfig
-from steps.annotation import push_for_review, review_status, sync_reviews
-from steps.data import load_data
+from rcatune import constants
+from rcatune.config import RunConfig, Spec, to_spec
+from rcatune.config.annotation import AnnotationAction
+from rcatune.errors import ConfigError
+from rcatune.runinfo import RunSummary
+from rcatune.runner import Output, PipelineDefinition, RunContext, register
+from rcatune.runtime import Runtime
+from steps.annotation import push_for_review, review_status, summarise_push, summarise_review, sync_reviews
+from steps.data import load_data, summarise_dataset
 from steps.tracking import track_run_config
 
 
 @pipeline(enable_cache=False)
-def annotation_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, annotation: dict[str, Any],
-                        action: str, output_dir: str, progress: bool = True, read_source: bool = True) -> None:
+def annotation_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, annotation: Spec, action: str,
+                        output_dir: str, runtime: Runtime, read_source: bool = True) -> None:
     track_run_config(config, git)
     dataset = None
     if read_source:  # push, or sync into the configured data (annotation.merge_into=source)
-        dataset, _report = load_data(data.source_spec(), data.max_rejected_fraction, output_dir, progress)
+        dataset, _report = load_data(data, output_dir, runtime)
     if action == "push":
-        push_for_review(dataset, annotation, progress)
+        push_for_review(dataset, annotation, runtime)
     elif action == "status":
         review_status(annotation)
     else:
-        sync_reviews(dataset, annotation, output_dir, progress)
+        sync_reviews(dataset, annotation, output_dir, runtime)
+
+
+def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
+    return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data),
+            "annotation": to_spec("annotation", cfg.annotation), "action": cfg.annotation.action.value,
+            "output_dir": str(context.run_dir), "runtime": context.runtime,
+            "read_source": cfg.annotation.reads_source and cfg.annotation.action is not AnnotationAction.status}
+
+
+def _check(cfg: RunConfig) -> None:
+    if not cfg.annotation.enabled:
+        raise ConfigError("annotation: pipeline=annotation needs a review tool: add annotation=label_studio")
+
+
+def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
+    """Routed here from a training pipeline: say how to continue once the experts are done."""
+    if cfg.pipeline.name == "annotation":
+        return
+    kept = [o for o in context.overrides if not o.startswith(("annotation.action=", "hydra."))]
+    summary.decisions["next"] = (
+        "Training waits for the experts' reviews. When they are done (or to use what is there), run:\n"
+        f"  python run.py {' '.join(kept)} annotation.action=sync\n"
+        "which merges the reviews and trains on the result in one run; or wait in one run next time with "
+        "annotation.wait=true.")
+    print(summary.decisions["next"])
+
+
+register(PipelineDefinition(
+    name="annotation", pipeline=annotation_pipeline, inputs=_inputs, check=_check, finish=_finish,
+    outputs=(Output("track_run_config", constants.RUN_TRACKING),
+             Output("load_data", constants.VALIDATED_DATASET, summarise_dataset, load=False),
+             Output("push_for_review", constants.PUSH_REPORT, summarise_push),
+             Output("review_status", constants.PUSH_REPORT, summarise_push),
+             Output("sync_reviews", constants.REVIEW_REPORT, summarise_review),
+             Output("sync_reviews", constants.ANNOTATED_DATASET, summarise_dataset, load=False))))

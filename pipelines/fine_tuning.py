@@ -3,12 +3,18 @@ evaluate base vs tuned, gate, register, export. Wiring only."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from zenml import pipeline
 
-from pipelines.prepare import prepare_data
-from rcatune.config.schema import DataConfig, EvaluationConfig, ExportConfig, FormatsConfig, TrainerConfig
+from pipelines.prepare import DATA_OUTPUTS, data_inputs, prepare_data, review_first
+from rcatune import constants
+from rcatune.config import RunConfig, Spec, to_spec
+from rcatune.config.data import SplitConfig
+from rcatune.config.evaluation import EvaluationConfig
+from rcatune.config.root import ExportConfig, FormatsConfig
+from rcatune.runner import Output, PipelineDefinition, RunContext, register
+from rcatune.runtime import Runtime
 from steps.evaluation import evaluate_model, gate_model
 from steps.export import export_trained
 from steps.register import register_model
@@ -16,15 +22,37 @@ from steps.training import train_model
 
 
 @pipeline(enable_cache=False)
-def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: DataConfig, formats: FormatsConfig,
-                         output_dir: str, model: dict[str, Any], method: dict[str, Any], trainer: TrainerConfig,
-                         evaluation: EvaluationConfig, export: ExportConfig, facts: dict[str, Any],
-                         progress: bool = True, annotation: dict[str, Any] | None = None,
-                         read_source: bool = True) -> None:
-    dataset, splits = prepare_data(config, git, data, formats, output_dir, progress, annotation, read_source)
-    trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, progress)
-    result, _report = evaluate_model(splits, trained, model, evaluation, formats.system_prompt, trainer.max_length,
-                                     output_dir, progress)
+def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, split: SplitConfig,
+                         formats: FormatsConfig, output_dir: str, runtime: Runtime, model: Spec, method: Spec,
+                         trainer: Spec, max_length: int, evaluation: EvaluationConfig, export: ExportConfig,
+                         facts: dict[str, Any], annotation: Optional[Spec] = None, read_source: bool = True) -> None:
+    dataset, splits = prepare_data(config, git, data, split, formats, output_dir, runtime, annotation, read_source)
+    trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, runtime)
+    result, _report = evaluate_model(splits, trained, evaluation, formats.system_prompt, max_length, output_dir,
+                                     runtime)
     decision = gate_model(result)
-    promotion = register_model(dataset, trained, result, decision, model, {**facts, "config": config})
-    export_trained(trained, result, promotion, model, export, facts, output_dir)
+    promotion = register_model(dataset, trained, result, decision, {**facts, "config": config})
+    export_trained(trained, result, promotion, export, facts, evaluation.max_new_tokens, output_dir, runtime)
+
+
+def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
+    return {**data_inputs(cfg, context), "model": to_spec("model", cfg.model), "method": to_spec("method", cfg.method),
+            "trainer": to_spec("trainer", cfg.trainer), "max_length": cfg.trainer.max_length,
+            "evaluation": cfg.evaluation, "export": cfg.export,
+            "facts": {"git_commit": context.git.get("commit"), "data_source": cfg.data._target_}}
+
+
+def _options(cfg: RunConfig) -> dict[str, Any]:
+    """Register each run as a version of the ZenML Model (the Model Control Plane)."""
+    from zenml import Model
+
+    return {"model": Model(name=cfg.model_registry_name, description="rcatune root-cause model",
+                           tags=[cfg.model.name_or_path.split("/")[-1], cfg.method.name])}
+
+
+register(PipelineDefinition(
+    name="fine_tuning", pipeline=fine_tuning_pipeline, inputs=_inputs, options=_options, route=review_first,
+    outputs=DATA_OUTPUTS + (Output("train_model", constants.TRAINED_MODEL),
+                            Output("evaluate_model", constants.EVALUATION),
+                            Output("register_model", constants.PROMOTION),
+                            Output("export_trained", constants.EXPORT))))

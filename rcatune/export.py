@@ -1,30 +1,28 @@
-"""Export a trained model for serving: adapter, merged weights, tokenizer, model card, quantised copy.
+"""Export a trained model for serving: adapter, merged weights, tokenizer, signature, model card, quantised copy.
 
 Adapters are merged into the base loaded in full precision (for QLoRA too: never into 4-bit
-weights). The merged folder loads with plain `transformers` and nothing from rcatune.
+weights). The merged folder loads with plain `transformers` and nothing from rcatune; it also carries
+the signature of what training rendered, and the export ends with one diagnosis through the
+inference layer (the smoke test).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel
+from rcatune.artifacts import ExportBundle, TrainedModel
+from rcatune.config import load_spec
+from rcatune.config.method import Quantisation
+from rcatune.config.model import ModelConfig
+from rcatune.inference import PromptSignature, describe_folder
+from rcatune.models.loading import load_model
+from rcatune.runtime import Runtime
 
-from rcatune.config.schema import ModelConfig, Quantisation
-from rcatune.models.loading import load_model, resolve_model_path
-
-
-class ExportResult(BaseModel):
-    root: str
-    merged: str
-    adapter: Optional[str]
-    quantised: Optional[str]
-    merged_bytes: int
-    quantised_bytes: Optional[int]
-    size_reduction: Optional[float]  # 1 - quantised / merged
+CPU = Runtime(device="cpu", progress=False)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -38,10 +36,10 @@ def merge(model_cfg: ModelConfig, model_dir: str, is_adapter: bool, out: Path):
     if is_adapter:
         from peft import PeftModel
 
-        base = load_model(model_cfg, None, resolve_model_path(model_cfg), on_gpu=False)
+        base = load_model(model_cfg, None, model_cfg.resolve_path(), CPU)
         model = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
     else:
-        model = load_model(model_cfg, None, model_dir, on_gpu=False)
+        model = load_model(model_cfg, None, model_dir, CPU)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model.generation_config = GenerationConfig(
         max_new_tokens=512, do_sample=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -63,6 +61,25 @@ def quantise(merged: Path, kind: Quantisation, out: Path) -> Optional[Path]:
     model.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(merged).save_pretrained(out)
     return out
+
+
+def smoke_test(folder: Path, runtime: Runtime, max_new_tokens: int) -> dict[str, Any]:
+    """Load the export through the inference layer, check its signature, diagnose the probe session."""
+    from rcatune.inference import GenerationSettings, Generator, diagnose, load_folder
+    from rcatune.inference.signature import probe_example
+
+    started = time.perf_counter()
+    loaded = load_folder(folder, runtime)
+    try:
+        differences = loaded.signature.differences(loaded.tokenizer) if loaded.signature else ["no signature"]
+        system_prompt = loaded.system_prompt or ""
+        [(completion, answer)] = diagnose(Generator(loaded), [probe_example()], system_prompt,
+                                          GenerationSettings(max_new_tokens=max_new_tokens))
+    finally:
+        loaded.release()
+    return {"passed": not differences and bool(answer.root_cause), "signature_differences": differences,
+            "root_cause": answer.root_cause[:200], "finish_reason": completion.finish_reason,
+            "completion_tokens": completion.completion_tokens, "seconds": round(time.perf_counter() - started, 2)}
 
 
 def model_card(facts: dict[str, Any]) -> str:
@@ -90,7 +107,8 @@ query over the OpenTelemetry exporter tables, the critical paths and remediation
 A diagnostic aid for on-call engineers: its answers are hypotheses to confirm with the query it
 proposes, not actions to take blindly. It knows only the systems and faults in its training data;
 outside them it will still answer confidently. Prompts must use the rcatune prompt format
-(`rcatune.prompts.render`) and the chat template saved with the tokenizer.
+(`rcatune.prompts.render`), the system prompt and the chat template it was trained with: both are in
+`rcatune_signature.json`, with the token ids of a rendered probe to check a serving stack against.
 
 ## Load
 
@@ -102,25 +120,31 @@ tokenizer = AutoTokenizer.from_pretrained("{facts['merged_dir']}")
 """
 
 
-def export_model(model_cfg: ModelConfig, model_dir: str, is_adapter: bool, out: Path, quantisation: Quantisation,
-                 facts: dict[str, Any]) -> ExportResult:
-    """Write the serving bundle under `out`."""
+def export_model(trained: TrainedModel, out: Path, quantisation: Quantisation, facts: dict[str, Any],
+                 runtime: Runtime, smoke_tokens: int = 128) -> ExportBundle:
+    """Write the serving bundle under `out`, then smoke-test it."""
+    model_cfg = load_spec(trained.model_spec)
     out.mkdir(parents=True, exist_ok=True)
     adapter = None
-    if is_adapter:
+    if trained.is_adapter:
         adapter = out / "adapter"
-        shutil.copytree(model_dir, adapter, dirs_exist_ok=True)
+        shutil.copytree(trained.model_dir, adapter, dirs_exist_ok=True)
     merged = out / "merged"
-    merge(model_cfg, model_dir, is_adapter, merged)
+    merge(model_cfg, trained.model_dir, trained.is_adapter, merged)
+    signature = PromptSignature.read(trained.model_dir)
+    if signature is not None:
+        signature.save(merged)
+    describe_folder(merged, model_cfg, is_adapter=False, method=trained.method)
     quantised = quantise(merged, quantisation, out / f"quantised-{quantisation.value}")
     merged_bytes = folder_bytes(merged)
     quantised_bytes = folder_bytes(quantised) if quantised else None
     card = model_card({**facts, "merged_dir": str(merged)})
     for folder in (merged, out):
         (folder / "README.md").write_text(card, encoding="utf-8")
-    result = ExportResult(root=str(out), merged=str(merged), adapter=str(adapter) if adapter else None,
+    bundle = ExportBundle(root=str(out), merged=str(merged), adapter=str(adapter) if adapter else None,
                           quantised=str(quantised) if quantised else None, merged_bytes=merged_bytes,
                           quantised_bytes=quantised_bytes,
                           size_reduction=1 - quantised_bytes / merged_bytes if quantised_bytes else None)
-    (out / "export.json").write_text(json.dumps(result.model_dump(), indent=1), encoding="utf-8")
-    return result
+    bundle.smoke = smoke_test(merged, runtime, smoke_tokens)
+    (out / "export.json").write_text(json.dumps(bundle.model_dump(), indent=1), encoding="utf-8")
+    return bundle

@@ -9,31 +9,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel
-
-from rcatune.evaluation.gate import GateDecision
+from rcatune.artifacts import GateDecision
 
 STAGE_ALIASES = {"staging": "challenger", "production": "champion"}
-
-
-class Promotion(BaseModel):
-    stage: Optional[str]  # None: registered, not promoted
-    reason: str
-    primary_metric: str
-    value: Optional[float]
-    production_value: Optional[float]
-    zenml_model: Optional[str] = None
-    zenml_version: Optional[str] = None
-    mlflow_model: Optional[str] = None
-    mlflow_version: Optional[str] = None
 
 
 def decide_stage(decision: GateDecision, production_value: Optional[float]) -> tuple[Optional[str], str]:
     """Which stage this version earns, and why."""
     value, metric = decision.primary_value, decision.primary_metric
     if not decision.passed:
-        failed = [r.removeprefix("failed: ") for r in decision.reasons if r.startswith("failed")]
-        return None, "gate failed: " + "; ".join(failed)
+        return None, "gate failed: " + "; ".join(check.text() for check in decision.failed)
     if production_value is None:
         return "production", f"gate passed and there is no production version yet ({metric} {value:.3f})"
     if value is not None and value > production_value:

@@ -21,10 +21,15 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
         lines.append(f"  data hash   {summary.data_hash[:16]}")
     for key, value in summary.metrics.items():
         lines.append(f"  {key:<11} {value:.4g}")
-    lines += _review_lines(summary.review)
+    lines += _review_lines(summary.review, summary.artifacts)
     lines += _evaluation_lines(summary.evaluation)
     for key, value in summary.decisions.items():
-        lines.append(f"  {key:<11} {value}")
+        if key == "gate_checks":
+            from rcatune.artifacts import GateCheck
+
+            lines += [f"    {'ok' if c['passed'] else 'FAILED':<7} {GateCheck(**c).text()}" for c in value]
+        else:
+            lines.append(f"  {key:<11} {value}")
     if summary.error and with_error:
         lines.append(f"  error       {summary.error}")
     lines.append(f"  outputs     {summary.run_dir}")
@@ -39,7 +44,7 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
     return lines
 
 
-def _review_lines(review: dict) -> list[str]:
+def _review_lines(review: dict, artifacts: dict) -> list[str]:
     lines = []
     for project in review.get("projects", []):
         lines.append(f"  review      {project['template']}: {project['tasks']} tasks, {project['finished']} reviewed "
@@ -49,7 +54,7 @@ def _review_lines(review: dict) -> list[str]:
                      f"human-validated ({review['validated']} by this review); {review['root_causes_corrected']} "
                      f"root causes and {review['queries_improved']} queries corrected; "
                      f"{review['annotations_rejected']} of {review['annotations_read']} annotations rejected "
-                     f"-> {review['artifact']}")
+                     f"-> {artifacts.get('annotated_dataset', 'the merged dataset')}")
         waiting = f"{review['unreviewed']} pushed and not yet reviewed"
         if review.get("never_pushed"):
             waiting += f", {review['never_pushed']} never pushed"

@@ -44,6 +44,7 @@ class RunSummary(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     evaluation: dict[str, Any] = Field(default_factory=dict)
     decisions: dict[str, Any] = Field(default_factory=dict)
+    primary_metric: dict[str, Any] | None = None  # {name, value}: what run.py returns to a sweeper
     review: dict[str, Any] = Field(default_factory=dict)  # review projects, merge counts, agreement
     seconds: float | None = None
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel, Field, ValidationError
-from tqdm.auto import tqdm
 
 from rcatune.errors import DataError
+from rcatune.progress import bar
 from rcatune.schema import TrainingExample
 from rcatune.sources.base import RawRecord, Source
 
@@ -122,9 +123,11 @@ def validate_records(records: Iterable[RawRecord], source: str, quarantine_path:
     accepted: list[TrainingExample] = []
     first_seen: dict[str, str] = {}
     quarantine = Quarantine(quarantine_path)
+    shown = bar(None, "validate", "records", progress)
     try:
-        for record in tqdm(records, desc="validate", unit=" rec", disable=not progress, mininterval=1.0):
+        for record in records:
             report.read += 1
+            shown.update()
             example, problems = _check(record, first_seen)
             if problems:
                 reasons[problems[0][1]] += 1
@@ -134,6 +137,7 @@ def validate_records(records: Iterable[RawRecord], source: str, quarantine_path:
             first_seen[example.id] = record.location
     finally:
         quarantine.close()
+        shown.close()
     report.accepted = len(accepted)
     report.rejected = report.read - report.accepted
     report.by_reason = dict(reasons)
@@ -172,11 +176,31 @@ def check_report(report: ValidationReport, max_rejected_fraction: float) -> None
         )
 
 
-def load_examples(source: Source, quarantine_path: Path, max_rejected_fraction: float,
-                  progress: bool = True) -> tuple[list[TrainingExample], ValidationReport]:
-    """Read and validate a source, print the counts, and apply `check_report`."""
-    examples, report = validate_records(source.records(), source.describe(), quarantine_path, progress)
+def load_examples(source: Source, quarantine_path: Path, max_rejected_fraction: float, progress: bool = True,
+                  limit: Optional[int] = None, report_path: Optional[Path] = None,
+                  ) -> tuple[list[TrainingExample], ValidationReport]:
+    """Read (the first `limit` records of) a source, validate them, print the counts, write the report
+    (before refusing, so a failed run still has it), and apply `check_report`."""
+    records = source.records() if limit is None else islice(source.records(), limit)
+    described = source.describe() + (f", first {limit}" if limit is not None else "")
+    examples, report = validate_records(records, described, quarantine_path, progress)
+    if report_path is not None:
+        report_path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
     for line in report.lines():
-        log.info(line)
+        print(line)
     check_report(report, max_rejected_fraction)
     return examples, report
+
+
+def load_source(data, out_dir: Path, progress: bool = True):
+    """Read the configured source (a `rcatune.config.data.DataConfig`) into a dataset, quarantine and
+    report under `out_dir`. (dataset, report)."""
+    from rcatune.config import build
+    from rcatune.constants import QUARANTINE_FILE, VALIDATION_REPORT_FILE
+    from rcatune.schema import TrainingDataset
+
+    examples, report = load_examples(build(data.source_spec()), out_dir / QUARANTINE_FILE, data.max_rejected_fraction,
+                                     progress, data.limit, out_dir / VALIDATION_REPORT_FILE)
+    dataset = TrainingDataset(examples=examples, metadata={"source": report.source})
+    dataset.metadata["data_hash"] = dataset.content_hash()
+    return dataset, report

@@ -14,19 +14,22 @@ from zenml.artifacts.artifact_config import ArtifactConfig
 from rcatune import constants
 from rcatune.annotation import loop
 from rcatune.annotation.merge import MergeReport
-from rcatune.config import from_spec
-from rcatune.config.schema import MergeInto
+from rcatune.config import Spec
+from rcatune.config.annotation import MergeInto
+from rcatune.runinfo import RunSummary
+from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
 
 
 @step
-def push_for_review(dataset: TrainingDataset, annotation: dict[str, Any], progress: bool = True) -> Annotated[
+def push_for_review(dataset: TrainingDataset, annotation: Spec, runtime: Runtime) -> Annotated[
     loop.PushReport, ArtifactConfig(name=constants.PUSH_REPORT)
 ]:
     """Import every example not yet in the review projects (idempotent), with the AI's answer pre-filled."""
-    config = from_spec(annotation)
+    config = annotation.load()
     client = loop.connect(config)
-    report = loop.push(client, config, dataset.examples, progress, source=dataset.metadata.get("source", "unknown"))
+    report = loop.push(client, config, dataset.examples, runtime.progress,
+                       source=dataset.metadata.get("source", "unknown"))
     for line in report.lines():
         print(line)
     log_metadata(metadata={"server": report.server, "retries": report.retries,
@@ -35,11 +38,11 @@ def push_for_review(dataset: TrainingDataset, annotation: dict[str, Any], progre
 
 
 @step
-def review_status(annotation: dict[str, Any], examples: int = 0) -> Annotated[
+def review_status(annotation: Spec, examples: int = 0) -> Annotated[
     loop.PushReport, ArtifactConfig(name=constants.PUSH_REPORT)
 ]:
     """How far the review has come, per project."""
-    config = from_spec(annotation)
+    config = annotation.load()
     report = loop.status(loop.connect(config), config, examples)
     for line in report.lines():
         print(line)
@@ -77,8 +80,8 @@ def _write_outputs(out: Path, dataset: TrainingDataset, report: MergeReport) -> 
 
 
 @step(experiment_tracker=True)
-def sync_reviews(dataset: Optional[TrainingDataset], annotation: dict[str, Any], output_dir: str,
-                 progress: bool = True) -> Tuple[
+def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, output_dir: str,
+                 runtime: Runtime) -> Tuple[
     Annotated[TrainingDataset, ArtifactConfig(name=constants.ANNOTATED_DATASET)],
     Annotated[MergeReport, ArtifactConfig(name=constants.REVIEW_REPORT)],
 ]:
@@ -89,13 +92,13 @@ def sync_reviews(dataset: Optional[TrainingDataset], annotation: dict[str, Any],
     """
     import mlflow
 
-    config = from_spec(annotation)
+    config = annotation.load()
     client = loop.connect(config)
     if config.wait:
-        for line in loop.push(client, config, dataset.examples, progress,
+        for line in loop.push(client, config, dataset.examples, runtime.progress,
                               source=dataset.metadata.get("source", "unknown")).lines():
             print(line)
-        loop.wait(client, config, progress)
+        loop.wait(client, config, runtime.progress)
     with tempfile.TemporaryDirectory() as folder:
         checker, check = _query_checker(folder)
         try:
@@ -133,6 +136,18 @@ def sync_reviews(dataset: Optional[TrainingDataset], annotation: dict[str, Any],
     if report.held:
         print(f"tasks to adjudicate: {paths['adjudication']}")
     return merged, report
+
+
+def summarise_push(report: loop.PushReport, summary: RunSummary) -> None:
+    summary.review["projects"] = [p.model_dump() for p in report.projects]
+
+
+def summarise_review(report: MergeReport, summary: RunSummary) -> None:
+    """The review's figures, and where its files are."""
+    summary.review.update(review_summary(report))
+    review_dir = Path(summary.run_dir) / constants.ANNOTATION_DIR
+    summary.artifacts["review_report"] = str(review_dir / "review_report.json")
+    summary.artifacts["merged_dataset"] = str(review_dir / "merged.jsonl")
 
 
 def review_summary(report: MergeReport) -> dict[str, Any]:

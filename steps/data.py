@@ -3,49 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Tuple
+from typing import Annotated, Tuple
 
 from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 
 from rcatune import constants
-from rcatune.config import build
-from rcatune.config.schema import FormatsConfig, SplitConfig
+from rcatune.config import Spec
+from rcatune.config.data import SplitConfig
+from rcatune.config.root import FormatsConfig
 from rcatune.formats import FormatBundle, export_formats
+from rcatune.runinfo import RunSummary
+from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
 from rcatune.split import DatasetSplits, SplitSpec, split_examples
-from rcatune.validation import ValidationReport, check_report, validate_records
+from rcatune.validation import ValidationReport, load_source
 
 
 @step(experiment_tracker=True)
-def load_data(source: dict[str, Any], max_rejected_fraction: float, output_dir: str, progress: bool = True) -> Tuple[
+def load_data(data: Spec, output_dir: str, runtime: Runtime) -> Tuple[
     Annotated[TrainingDataset, ArtifactConfig(name=constants.VALIDATED_DATASET)],
     Annotated[ValidationReport, ArtifactConfig(name=constants.VALIDATION_REPORT)],
 ]:
     """Read the configured source; accept or quarantine every record."""
     import mlflow
 
-    source = build(source)
-    out = Path(output_dir)
-    report_file = out / constants.VALIDATION_REPORT_FILE
-    examples, report = validate_records(source.records(), source.describe(), out / constants.QUARANTINE_FILE,
-                                        progress)
-    report_file.write_text(report.model_dump_json(indent=2), encoding="utf-8")
-    for line in report.lines():
-        print(line)
-    check_report(report, max_rejected_fraction)
-    dataset = TrainingDataset(examples=examples, metadata={"source": source.describe()})
-    data_hash = dataset.content_hash()
-    dataset.metadata["data_hash"] = data_hash
+    dataset, report = load_source(data.load(), Path(output_dir), runtime.progress)
     counts = {"read": report.read, "accepted": report.accepted, "rejected": report.rejected}
     mlflow.log_metrics({f"data_{k}": v for k, v in counts.items()})
     mlflow.log_metrics({f"data_rejected_{k}": v for k, v in report.by_reason.items()})
-    mlflow.set_tag("data_hash", data_hash)
-    mlflow.log_artifact(str(report_file), artifact_path="data")
+    mlflow.set_tag("data_hash", dataset.metadata["data_hash"])
+    mlflow.log_artifact(str(Path(output_dir) / constants.VALIDATION_REPORT_FILE), artifact_path="data")
     if report.quarantine_path:
         mlflow.log_artifact(report.quarantine_path, artifact_path="data")
-    log_metadata(metadata={**counts, "by_reason": report.by_reason, "data_hash": data_hash,
-                           "source": source.describe()}, artifact_name=constants.VALIDATED_DATASET, infer_artifact=True)
+    log_metadata(metadata={**counts, "by_reason": report.by_reason, "data_hash": dataset.metadata["data_hash"],
+                           "source": dataset.metadata["source"]},
+                 artifact_name=constants.VALIDATED_DATASET, infer_artifact=True)
     return dataset, report
 
 
@@ -73,3 +66,14 @@ def export_data(splits: DatasetSplits, formats: FormatsConfig, output_dir: str) 
     mlflow.log_artifacts(bundle.root, artifact_path=constants.FORMATS_DIR)
     log_metadata(metadata={"paths": bundle.paths, "counts": bundle.counts}, infer_artifact=True)
     return bundle
+
+
+def summarise_dataset(artifact_version, summary: RunSummary) -> None:
+    """A dataset artifact's version and content hash (the last dataset a pipeline produced is the one it used)."""
+    summary.artifacts[artifact_version.name] = f"{artifact_version.name} v{artifact_version.version}"
+    summary.data_hash = artifact_version.run_metadata.get("data_hash", summary.data_hash)
+
+
+def summarise_formats(bundle: FormatBundle, summary: RunSummary) -> None:
+    summary.counts["splits"] = bundle.counts
+    summary.artifacts.update({f"format_{k}": v for k, v in bundle.paths.items()})

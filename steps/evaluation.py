@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 from zenml.types import MarkdownString
 
 from rcatune import constants
-from rcatune.config import from_spec
-from rcatune.config.schema import EvaluationConfig
-from rcatune.evaluation.gate import GateDecision
-from rcatune.evaluation.run import Evaluation, evaluate_candidate
+from rcatune.artifacts import Evaluation, GateDecision, TrainedModel
+from rcatune.config import Spec, load_spec
+from rcatune.config.evaluation import EvaluationConfig
+from rcatune.evaluation.run import evaluate_candidate
+from rcatune.inference import load_base, load_folder
+from rcatune.inference.loading import read_description, registry_folder
+from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
 from rcatune.split import DatasetSplits
-from rcatune.training.hf import TrainResult
 
 
 def _track(result: Evaluation, **metadata: Any) -> MarkdownString:
@@ -35,50 +36,61 @@ def _track(result: Evaluation, **metadata: Any) -> MarkdownString:
 
 
 @step(experiment_tracker=True, enable_cache=False)
-def evaluate_model(splits: DatasetSplits, trained: TrainResult, model: dict[str, Any], evaluation: EvaluationConfig,
-                   system_prompt: str, max_length: int, output_dir: str, progress: bool = True) -> tuple[
+def evaluate_model(splits: DatasetSplits, trained: TrainedModel, evaluation: EvaluationConfig, system_prompt: str,
+                   max_length: int, output_dir: str, runtime: Runtime) -> tuple[
     Annotated[Evaluation, ArtifactConfig(name=constants.EVALUATION)],
     Annotated[MarkdownString, ArtifactConfig(name=constants.EVALUATION_REPORT)],
 ]:
     """Base vs tuned on the test split: metrics, plots and a markdown report."""
-    result = evaluate_candidate(splits.test, from_spec(model), trained.model_dir, trained.is_adapter, evaluation,
-                                system_prompt, max_length, Path(output_dir) / constants.EVALUATION_DIR,
-                                trained.history, progress)
+    base_cfg = load_spec(trained.model_spec)
+    result = evaluate_candidate(
+        splits.test, lambda: load_folder(trained.model_dir, runtime, base=base_cfg),
+        (lambda: load_base(base_cfg, runtime)) if evaluation.compare_with_base else None, evaluation,
+        system_prompt, max_length, Path(output_dir) / constants.EVALUATION_DIR, trained.history, runtime.progress)
     return result, _track(result)
 
 
 @step(experiment_tracker=True, enable_cache=False)
 def gate_model(evaluation: Evaluation) -> Annotated[GateDecision, ArtifactConfig(name=constants.GATE_DECISION)]:
-    """Record the ship decision and its reasons (a failed gate is a decision, not a crash)."""
+    """Record the ship decision and its checks (a failed gate is a decision, not a crash)."""
     import mlflow
 
     decision = evaluation.decision
     mlflow.set_tags({"gate": "passed" if decision.passed else "failed"})
     mlflow.log_dict(decision.model_dump(), "evaluation/gate_decision.json")
-    log_metadata(metadata={"passed": decision.passed, "reasons": decision.reasons}, infer_artifact=True)
+    log_metadata(metadata={"passed": decision.passed, "checks": [c.model_dump(exclude_none=True)
+                                                                 for c in decision.checks]}, infer_artifact=True)
     return decision
 
 
+def _candidate(settings: Any, model: Spec, registry_name: str) -> tuple[str, str, Optional[Any]]:
+    """(folder, label, base config or None) of what `pipeline=evaluate` scores."""
+    folder, label = (settings.model_dir, f"model {settings.model_dir}") if settings.model_dir \
+        else registry_folder(registry_name, settings.model_version)
+    description = read_description(folder)
+    if description:
+        return folder, label, load_spec(description["base_model"])
+    adapter = (Path(folder) / "adapter_config.json").exists()
+    return folder, label, model.load() if adapter else None  # an adapter adapts the configured model
+
+
 @step(experiment_tracker=True, enable_cache=False)
-def evaluate_candidate_model(dataset: TrainingDataset, pipeline_cfg: dict[str, Any], model: dict[str, Any],
-                             evaluation: EvaluationConfig, model_registry_name: str, system_prompt: str,
-                             max_length: int, output_dir: str, progress: bool = True) -> tuple[
+def evaluate_candidate_model(dataset: TrainingDataset, pipeline: Spec, model: Spec, evaluation: EvaluationConfig,
+                             model_registry_name: str, system_prompt: str, max_length: int, output_dir: str,
+                             runtime: Runtime) -> tuple[
     Annotated[Evaluation, ArtifactConfig(name=constants.EVALUATION)],
     Annotated[MarkdownString, ArtifactConfig(name=constants.EVALUATION_REPORT)],
 ]:
     """Score a registered version or a model folder on every example of the data source."""
     import mlflow
 
-    from rcatune.candidates import from_folder, from_registry
-
-    settings = from_spec(pipeline_cfg)
-    candidate = (from_folder(settings.model_dir, from_spec(model)) if settings.model_dir
-                 else from_registry(model_registry_name, settings.model_version, constants.TRAINED_MODEL))
-    if evaluation.compare_with_base and not candidate.has_base:
-        evaluation = dataclasses.replace(evaluation, compare_with_base=False)  # no known base to compare
-    result = evaluate_candidate(dataset.examples, from_spec(candidate.model_spec), candidate.model_dir,
-                                candidate.is_adapter, evaluation, system_prompt, max_length,
-                                Path(output_dir) / constants.EVALUATION_DIR, progress=progress,
-                                title=f"rcatune evaluation of {candidate.label}")
-    mlflow.set_tag("candidate", candidate.label)
-    return result, _track(result, candidate=candidate.label)
+    folder, label, base = _candidate(pipeline.load(), model, model_registry_name)
+    compare = evaluation.compare_with_base and base is not None  # no known base: nothing to compare with
+    result = evaluate_candidate(
+        dataset.examples, lambda: load_folder(folder, runtime, base=base),
+        (lambda: load_base(base, runtime)) if compare else None, evaluation, system_prompt, max_length,
+        Path(output_dir) / constants.EVALUATION_DIR, progress=runtime.progress,
+        title=f"rcatune evaluation of {label}")
+    result.candidate = label
+    mlflow.set_tag("candidate", label)
+    return result, _track(result, candidate=label)

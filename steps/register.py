@@ -8,12 +8,10 @@ from zenml import get_step_context, log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 
 from rcatune import constants
-from rcatune.evaluation.gate import GateDecision
-from rcatune.evaluation.run import Evaluation
-from rcatune.registry import Promotion, decide_stage, register_mlflow_version
+from rcatune.artifacts import Evaluation, GateDecision, Promotion, TrainedModel
+from rcatune.registry import decide_stage, register_mlflow_version
 from rcatune.schema import TrainingDataset
 from rcatune.tracking import redact
-from rcatune.training.hf import TrainResult
 
 
 def _production_value(model_name: str, metric: str) -> float | None:
@@ -29,10 +27,8 @@ def _production_value(model_name: str, metric: str) -> float | None:
 
 
 @step(experiment_tracker=True, enable_cache=False)
-def register_model(dataset: TrainingDataset, trained: TrainResult, evaluation: Evaluation, decision: GateDecision,
-                   model: dict[str, Any], facts: dict[str, Any]) -> Annotated[
-    Promotion, ArtifactConfig(name=constants.PROMOTION)
-]:
+def register_model(dataset: TrainingDataset, trained: TrainedModel, evaluation: Evaluation, decision: GateDecision,
+                   facts: dict[str, Any]) -> Annotated[Promotion, ArtifactConfig(name=constants.PROMOTION)]:
     """Record metrics on the model version, register it in MLflow, and set its stage with the reason."""
     import mlflow
     from zenml.enums import ModelStages
@@ -40,11 +36,12 @@ def register_model(dataset: TrainingDataset, trained: TrainResult, evaluation: E
     version = get_step_context().model
     production_value = _production_value(version.name, decision.primary_metric)
     stage, reason = decide_stage(decision, production_value)
-    metrics = {k: v for k, v in evaluation.tuned.metrics.items()}
-    log_metadata(metadata={**metrics, "training": trained.metrics, "gate_passed": decision.passed,
-                           "gate_reasons": decision.reasons, "stage_decision": stage or "none",
-                           "stage_reason": reason, "base_model": trained.base_model, "method": trained.method,
-                           "model_spec": model, "data_hash": dataset.metadata.get("data_hash", "unknown"),
+    log_metadata(metadata={**evaluation.tuned.metrics, "training": trained.metrics, "gate_passed": decision.passed,
+                           "gate_checks": [c.model_dump(exclude_none=True) for c in decision.checks],
+                           "stage_decision": stage or "none", "stage_reason": reason,
+                           "base_model": trained.base_model, "method": trained.method, "backend": trained.backend,
+                           "model_spec": trained.model_spec.model_dump(),
+                           "data_hash": dataset.metadata.get("data_hash", "unknown"),
                            "git_commit": facts.get("git_commit") or "unknown", "config": redact(facts["config"])},
                  infer_model=True)
     run = mlflow.active_run()

@@ -227,8 +227,12 @@ def test_pipeline_annotation_needs_a_review_tool():
         cfg = OmegaConf.to_object(compose("config", overrides=["pipeline=annotation"]))
         assert cfg.annotation.enabled and cfg.annotation.action.value == "push"
         assert cfg.annotation.templates == ["root_cause", "query_quality"]
-        with pytest.raises(ConfigError, match="add annotation=label_studio"):
-            OmegaConf.to_object(compose("config", overrides=["pipeline=annotation", "annotation=none"]))
+        from rcatune import runner
+
+        runner.load_pipelines("pipelines")
+        unreviewed = OmegaConf.to_object(compose("config", overrides=["pipeline=annotation", "annotation=none"]))
+        with pytest.raises(ConfigError, match="add annotation=label_studio"):  # refused before anything starts
+            runner.definition_for(unreviewed).check(unreviewed)
         with pytest.raises(ConfigError, match="annotation.templates"):
             OmegaConf.to_object(compose("config", overrides=["annotation=label_studio",
                                                              "annotation.templates=[nope]"]))

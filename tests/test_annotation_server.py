@@ -21,13 +21,13 @@ import requests
 from rcatune.annotation import loop, server
 from rcatune.annotation.client import LabelStudioClient, LabelStudioError
 from rcatune.annotation.templates import KEY_FIELD
-from rcatune.config.schema import LabelStudioAnnotationConfig
+from rcatune.config.annotation import LabelStudioAnnotationConfig
 from rcatune.errors import RcatuneError
 from rcatune.schema import TrainingExample
 from rcatune.sources import SampleSource
 from tests.test_pipeline import TINY_OVERRIDES, run_py
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SIZE = 30
 FIX = {1: "cartservice Redis connection pool exhausted by a retry storm after a deploy",
        2: "productcatalogservice answers slowly because its catalogue reload flag is on",

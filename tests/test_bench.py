@@ -13,7 +13,7 @@ from bench.common import interleave, medians, ratios
 from rcatune.errors import RcatuneError
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_interleaving_medians_and_ratios():

@@ -1,4 +1,5 @@
-"""Every option of every config group composes, validates, and its `_target_` binds."""
+"""Every option of every config group composes, validates (`OmegaConf.to_object`), and its `_target_` binds;
+every patch composes with every data source and every model."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from rcatune.config import locate, register_configs
-from rcatune.config.schema import RunConfig, SampleDataConfig
+from rcatune.config import RunConfig, locate, register_configs
+from rcatune.config.data import DataConfig, SampleDataConfig
 from rcatune.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 PATCH_GROUPS = {"experiment", "debug", "local"}
+# Groups that no defaults list chooses by name: appended, at the package a model file uses them at.
+APPENDED = {"trainer/pace": "+trainer/pace@trainer={option}"}
 
 
 def _options() -> list[tuple[str, str]]:
@@ -28,24 +31,34 @@ def _options() -> list[tuple[str, str]]:
     return found
 
 
-def _overrides(group: str, option: str, tmp_path: Path) -> list[str]:
-    extra = {
+def _group_options(group: str) -> list[str]:
+    return [option for g, option in _options() if g == group]
+
+
+def _needs(group: str, option: str, tmp_path: Path) -> list[str]:
+    """What an option needs beside it to validate (a file to read, a model whose context fits)."""
+    (tmp_path / "x.jsonl").write_text("{}\n")
+    (tmp_path / "x.csv").write_text("id\n")
+    if group == "model/family":
+        return ["model=llama3_8b"]  # the tiny model has a family of its own
+    return {
         "data/jsonl": [f"data.path={tmp_path / 'x.jsonl'}"],
         "data/csv": [f"data.path={tmp_path / 'x.csv'}"],
         "data/clickhouse": [f"data.database_path={tmp_path}"],
         "trainer/hf": ["model=llama3_8b"],  # its max_length (2048) is above the tiny model's context
         "trainer/llama_factory": ["model=llama3_8b"],
-    }
-    (tmp_path / "x.jsonl").write_text("{}\n")
-    (tmp_path / "x.csv").write_text("id\n")
-    return [f"{group}={option}", *extra.get(f"{group}/{option}", [])]
+    }.get(f"{group}/{option}", [])
+
+
+def _override(group: str, option: str) -> str:
+    if group in APPENDED:
+        return APPENDED[group].format(option=option)
+    return f"+{group}={option}" if group == "local" else f"{group}={option}"
 
 
 @pytest.fixture(autouse=True)
 def _hydra():
-    from omegaconf import OmegaConf as _O
-
-    _O.register_new_resolver("rcatune_state", lambda: "/tmp/rcatune-test-state", replace=True)
+    OmegaConf.register_new_resolver("rcatune_state", lambda: "/tmp/rcatune-test-state", replace=True)
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -58,23 +71,6 @@ def _compose(overrides: list[str]) -> RunConfig:
     return OmegaConf.to_object(cfg)
 
 
-def test_conf_tree_has_every_required_group():
-    groups = {group.split("/")[0] for group, _ in _options()}
-    assert {"pipeline", "data", "model", "method", "trainer", "evaluation", "stack", "experiment", "debug"} <= groups
-
-
-@pytest.mark.parametrize("group,option", _options(), ids=lambda v: v)
-def test_every_option_composes_and_validates(group, option, tmp_path):
-    overrides = _overrides(group, option, tmp_path)
-    if group in PATCH_GROUPS:
-        overrides = [f"+{group}={option}"] if group == "local" else overrides
-    cfg = _compose(overrides)
-    assert isinstance(cfg, RunConfig)
-    node = getattr(cfg, group, None)
-    if group not in PATCH_GROUPS:
-        assert node is not None and type(node).__module__ == "rcatune.config.schema"
-
-
 def _targets(value, path=""):
     if hasattr(value, "__dataclass_fields__"):
         target = getattr(value, "_target_", None)
@@ -84,17 +80,52 @@ def _targets(value, path=""):
             yield from _targets(getattr(value, name), f"{path}.{name}" if path else name)
 
 
-@pytest.mark.parametrize("group,option", [o for o in _options() if o[0] not in PATCH_GROUPS], ids=lambda v: v)
-def test_every_target_binds_to_its_signature(group, option, tmp_path):
-    cfg = _compose(_overrides(group, option, tmp_path))
+def _check_targets(cfg: RunConfig) -> None:
+    """Every `_target_` imports and accepts what it will be given: a source its arguments, a class its config."""
     for _path, node in _targets(cfg):
         target = locate(node._target_)
-        inspect.signature(target).bind(**node.source_args())
+        if isinstance(node, DataConfig):
+            inspect.signature(target).bind(**node.source_args())
+        else:
+            inspect.signature(target).bind(node)
+
+
+def test_conf_tree_has_every_required_group():
+    groups = {group.split("/")[0] for group, _ in _options()}
+    assert {"pipeline", "data", "model", "method", "trainer", "evaluation", "stack", "experiment", "debug"} <= groups
+
+
+@pytest.mark.parametrize("group,option", _options(), ids=lambda v: v)
+def test_every_option_composes_validates_and_binds(group, option, tmp_path):
+    cfg = _compose([_override(group, option), *_needs(group, option, tmp_path)])
+    assert isinstance(cfg, RunConfig)
+    if group not in PATCH_GROUPS | set(APPENDED):
+        node = cfg
+        for part in group.split("/"):
+            node = getattr(node, part)
+        assert type(node).__module__.startswith("rcatune.config.")
+    _check_targets(cfg)
+
+
+@pytest.mark.parametrize("patch", [f"{g}={o}" for g, o in _options() if g in PATCH_GROUPS - {"local"}])
+@pytest.mark.parametrize("data", _group_options("data"))
+def test_every_patch_composes_with_every_data_source(patch, data, tmp_path):
+    cfg = _compose([patch, f"data={data}", *_needs("data", data, tmp_path)])
+    assert cfg.data.limit is not None  # patches shorten any source the same way
+    _check_targets(cfg)
+
+
+@pytest.mark.parametrize("patch", [f"{g}={o}" for g, o in _options() if g in PATCH_GROUPS - {"local"}])
+@pytest.mark.parametrize("model", _group_options("model"))
+def test_every_patch_composes_with_every_model(patch, model):
+    cfg = _compose([patch, f"model={model}"])
+    assert cfg.model.lora_target_modules and cfg.trainer.max_length <= cfg.model.context_length
+    _check_targets(cfg)
 
 
 def test_defaults_are_the_documented_ones():
     cfg = _compose([])
-    assert cfg.pipeline.name.value == "fine_tuning"
+    assert cfg.pipeline.name == "fine_tuning"
     assert isinstance(cfg.data, SampleDataConfig)
     assert cfg.data.split.fractions == (0.7, 0.15, 0.15)
     assert cfg.stack.name == "rcatune-local"
@@ -108,6 +139,7 @@ def test_defaults_are_the_documented_ones():
     ("data.split.train=0.9", "data.split"),
     ("data.split.test=-0.1", "data.split.test"),
     ("data.size=0", "data.size"),
+    ("data.limit=0", "data.limit"),
     ("data.max_rejected_fraction=1.5", "data.max_rejected_fraction"),
     ("method=lora method.dropout=1.0", "method.dropout"),
     ("trainer.warmup_ratio=1", "trainer.warmup_ratio"),
@@ -156,15 +188,38 @@ def test_evaluate_pipeline_needs_a_stage_or_a_number():
 
 def test_max_length_above_the_model_context_fails():
     with pytest.raises(Exception, match="trainer.max_length: 2048 is above the model's context length"):
-        _compose(["trainer=hf"])
+        _compose(["trainer.max_length=2048"])
 
 
-def test_tiny_model_brings_its_own_method_trainer_and_thresholds():
+def test_tiny_model_brings_its_own_method_pace_and_thresholds():
     tiny = _compose([])
     assert (tiny.method.name, tiny.trainer.epochs, tiny.evaluation.min_accuracy) == ("full", 12, 0.3)
     real = _compose(["model=llama3_8b"])
     assert (real.method.name, real.trainer.learning_rate, real.evaluation.min_accuracy) == ("lora", 2e-4, 0.75)
     assert _compose(["method=lora"]).method.name == "lora"
+    # the pace goes with the model, whichever backend trains it; the command line still wins
+    factory = _compose(["trainer=llama_factory"])
+    assert (factory.trainer.name, factory.trainer.learning_rate, factory.trainer.epochs) == ("llama_factory", 3e-3, 12)
+    assert _compose(["trainer=llama_factory", "trainer.epochs=2"]).trainer.epochs == 2
+
+
+def test_hf_and_llama_factory_share_their_hyper_parameters_and_differ_only_in_their_own():
+    hf, factory = (_compose([f"trainer={t}", "model=llama3_8b"]).trainer for t in ("hf", "llama_factory"))
+    shared = {k for k in vars(hf) if k not in ("_target_", "name")}
+    assert all(getattr(hf, k) == getattr(factory, k) for k in shared)
+    assert set(vars(factory)) - set(vars(hf)) == {"template", "templates"}
+    assert factory.template_for("llama3") == "llama3" and factory.template_for("qwen2") == "qwen"
+
+
+def test_a_family_is_said_once_and_a_model_picks_it():
+    for name, family in (("llama3_8b", "llama3"), ("llama2_13b", "llama2"), ("mistral_7b", "mistral"),
+                         ("qwen2_5_7b", "qwen2"), ("phi3_mini", "phi3")):
+        cfg = _compose([f"model={name}"])
+        assert cfg.model.family.name == family and cfg.model.chat_template in (family, "chatml")
+    swapped = _compose(["model=qwen2_5_7b", "model/family=llama3"]).model
+    assert (swapped.name_or_path, swapped.chat_template) == ("Qwen/Qwen2.5-7B-Instruct", "llama3")
+    for path in (CONF / "model").glob("*.yaml"):
+        assert "lora_target_modules" not in path.read_text() and "chat_template" not in path.read_text()
 
 
 def test_real_model_configs_are_complete():
@@ -172,3 +227,30 @@ def test_real_model_configs_are_complete():
         cfg = _compose([f"model={name}"])
         assert "/" in cfg.model.name_or_path and cfg.model.lora_target_modules and cfg.model.context_length >= 4096
     assert _compose(["model=phi3_mini"]).model.lora_target_modules[0] == "qkv_proj"
+
+
+def test_stored_specs_are_keyed_by_option_name_not_import_path():
+    from rcatune.config import Spec, load_spec, to_spec
+
+    cfg = _compose(["method=qlora", "method.rank=8"])
+    spec = to_spec("method", cfg.method)
+    assert (spec.group, spec.kind) == ("method", "qlora") and "rcatune." not in spec.kind
+    again = load_spec(spec.model_dump())
+    assert type(again) is type(cfg.method) and again.rank == 8
+    model = to_spec("model", _compose([]).model)
+    assert model.kind == "tiny" and load_spec(model) == _compose([]).model
+    with pytest.raises(ConfigError, match="does not know"):
+        Spec(group="method", kind="dora", values={}).load()
+
+
+def test_the_config_package_imports_nothing_from_annotation():
+    import ast
+
+    for path in (Path(__file__).resolve().parent.parent / "rcatune" / "config").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module] + \
+                   [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if m.startswith("rcatune.annotation")], path
+    from rcatune.annotation.templates import TEMPLATES, label_config
+
+    assert all(label_config(t) for t in TEMPLATES)

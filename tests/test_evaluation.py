@@ -6,12 +6,17 @@ import math
 
 import pytest
 
-from rcatune.config.schema import EvaluationConfig, TinyModelConfig
+from rcatune.config.evaluation import EvaluationConfig
+from rcatune.config.model import TinyModelConfig
 from rcatune.demo.generator import generate_sessions
 from rcatune.evaluation.gate import decide
 from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, first_label, path_f1, token_f1
 from rcatune.prompts import parse_answer, render
+from rcatune.runtime import Runtime
 from rcatune.schema import TrainingExample
+
+CPU = Runtime(device="cpu", progress=False)
+TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +62,7 @@ def test_broken_queries_are_invalid(checker):
     assert checker.runs("SELECT ServiceName, count() FROM otel_traces GROUP BY ServiceName")
 
 
+@pytest.mark.slow
 def test_semantic_similarity_ranks_paraphrases_above_unrelated():
     from rcatune.evaluation.scoring import semantic_similarity
 
@@ -66,24 +72,30 @@ def test_semantic_similarity_ranks_paraphrases_above_unrelated():
     assert same > other + 0.2
 
 
-def test_gate_records_every_reason():
+def test_gate_records_every_check_as_fields():
     cfg = EvaluationConfig(min_accuracy=0.75, max_perplexity=10, min_bleu=0.3)
     good = {"rca_accuracy": 0.8, "perplexity": 3.0, "bleu": 0.5}
     assert decide(good, {"rca_accuracy": 0.1}, cfg).passed
     decision = decide({"rca_accuracy": 0.5, "perplexity": 30.0, "bleu": 0.1}, {"rca_accuracy": 0.6}, cfg)
-    assert not decision.passed
-    assert [r.split(":")[0] for r in decision.reasons] == ["failed"] * 4
+    assert not decision.passed and all(not c.passed for c in decision.checks)
+    assert [(c.metric, c.value, c.threshold, c.rule) for c in decision.checks] == [
+        ("rca_accuracy", 0.5, 0.75, "at_least"), ("perplexity", 30.0, 10, "at_most"), ("bleu", 0.1, 0.3, "at_least"),
+        ("rca_accuracy", 0.5, 0.6, "above")]
+    assert decision.checks[0].text() == "rca_accuracy 0.500 vs minimum 0.750"
     no_base = decide(good, None, cfg)
-    assert not no_base.passed and "could not be measured" in no_base.reasons[-1]
+    assert not no_base.passed and no_base.checks[-1].value == 0.8 and no_base.checks[-1].threshold is None
+    assert "could not be measured" in no_base.checks[-1].note
+    unlabelled = decide({"perplexity": 3.0, "bleu": 0.5}, None, EvaluationConfig(require_improvement=False))
+    assert [c.passed for c in unlabelled.checks] == [False, True, True] and unlabelled.checks[0].value is None
 
 
+@pytest.mark.slow
 def test_scoring_a_real_model_end_to_end(tmp_path):
-    from rcatune.evaluation.evaluate import load_for_evaluation, score_model
+    from rcatune.evaluation.evaluate import score_model
+    from rcatune.inference import load_base
 
-    tiny = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
     examples = [TrainingExample.model_validate(r) for r in generate_sessions(3, seed=5)]
-    model, tokenizer = load_for_evaluation(tiny)
-    scores = score_model("base", model, tokenizer, examples, EvaluationConfig(max_new_tokens=16), "sys", 1024,
+    scores = score_model("base", load_base(TINY, CPU), examples, EvaluationConfig(max_new_tokens=16), "sys", 1024,
                          progress=False)
     metrics = scores.metrics
     assert metrics["examples"] == 3 and metrics["rca_accuracy"] == 0.0  # random weights name no fault
@@ -93,36 +105,35 @@ def test_scoring_a_real_model_end_to_end(tmp_path):
 
 
 def test_batched_generation_gives_the_answers_of_one_at_a_time():
-    from rcatune.evaluation.evaluate import generate, generate_batch, load_for_evaluation
-
-    tiny = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
-    examples = [TrainingExample.model_validate(r) for r in generate_sessions(5, seed=8)]
-    model, tokenizer = load_for_evaluation(tiny)
-    one_by_one = [generate(model, tokenizer, e, "sys", 24)[::2] for e in examples]
-    together, wall = generate_batch(model, tokenizer, examples, "sys", 24)
-    assert together == one_by_one and wall > 0
-    assert tokenizer.padding_side == "right"  # restored
-    scores = score_model_batched(model, tokenizer, examples)
-    assert scores.metrics["generation_batch_size"] == 3.0 and scores.metrics["examples"] == 5
-    assert [row["answer"] for row in scores.answers] == [text for text, _ in one_by_one]
-
-
-def score_model_batched(model, tokenizer, examples):
     from rcatune.evaluation.evaluate import score_model
+    from rcatune.inference import GenerationSettings, Generator, load_base, session_messages
 
-    return score_model("base", model, tokenizer, examples, EvaluationConfig(max_new_tokens=24, batch_size=3), "sys",
-                       1024, progress=False)
+    examples = [TrainingExample.model_validate(r) for r in generate_sessions(5, seed=8)]
+    loaded = load_base(TINY, CPU)
+    generator = Generator(loaded)
+    settings = GenerationSettings(max_new_tokens=24)
+    one_by_one = [generator.complete([session_messages(e, "sys")], settings)[0] for e in examples]
+    together = generator.complete([session_messages(e, "sys") for e in examples], settings)
+    assert [(c.text, c.completion_tokens) for c in together] == [(c.text, c.completion_tokens) for c in one_by_one]
+    assert all(c.seconds > 0 and c.prompt_tokens == generator.prompt_tokens(session_messages(e, "sys"))
+               for c, e in zip(together, examples, strict=True))
+    assert loaded.tokenizer.padding_side == "right"  # restored
+    scores = score_model("base", loaded, examples, EvaluationConfig(max_new_tokens=24, batch_size=3), "sys", 1024,
+                         progress=False)
+    assert scores.metrics["generation_batch_size"] == 3.0 and scores.metrics["examples"] == 5
+    assert [row["answer"] for row in scores.answers] == [c.text for c in one_by_one]
 
 
 def test_promotion_rules():
-    from rcatune.evaluation.gate import GateDecision
+    from rcatune.artifacts import GateCheck, GateDecision
     from rcatune.registry import decide_stage
 
     def gate(passed, value):
-        return GateDecision(passed=passed, reasons=["ok: x"] if passed else ["failed: rca_accuracy 0.1 vs 0.75"],
-                            primary_metric="rca_accuracy", primary_value=value, base_value=0.0)
+        check = GateCheck(metric="rca_accuracy", value=value, threshold=0.75, rule="at_least", passed=passed)
+        return GateDecision(passed=passed, checks=[check], primary_metric="rca_accuracy", primary_value=value,
+                            base_value=0.0)
 
-    assert decide_stage(gate(False, 0.1), None) == (None, "gate failed: rca_accuracy 0.1 vs 0.75")
+    assert decide_stage(gate(False, 0.1), None) == (None, "gate failed: rca_accuracy 0.100 vs minimum 0.750")
     stage, reason = decide_stage(gate(True, 0.8), None)
     assert stage == "production" and "no production version" in reason
     assert decide_stage(gate(True, 0.8), 0.7)[0] == "production"

@@ -8,24 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from rcatune.config.schema import (
-    FreezeMethodConfig,
-    FullMethodConfig,
-    LoraMethodConfig,
-    ModelConfig,
-    QloraMethodConfig,
-    TrainerConfig,
-)
+from rcatune.config import instantiate
+from rcatune.config.method import FreezeMethodConfig, FullMethodConfig, LoraMethodConfig, QloraMethodConfig
+from rcatune.config.model import FamilyConfig, ModelConfig
+from rcatune.config.trainer import LlamaFactoryTrainerConfig
+from rcatune.runtime import Runtime
 from rcatune.training import llama_factory as lf
 from tests.test_pipeline import TINY_OVERRIDES, run_py
 
-LLAMA = ModelConfig(name_or_path="meta-llama/Meta-Llama-3-8B-Instruct", chat_template="llama3",
-                    llama_factory_template="llama3", lora_target_modules=["q_proj", "v_proj"])
+LLAMA = ModelConfig(name_or_path="meta-llama/Meta-Llama-3-8B-Instruct", family=FamilyConfig(
+    name="llama3", chat_template="llama3", lora_target_modules=["q_proj", "v_proj"]))
+GPU = Runtime(device="cuda", progress=False)  # the YAML only: nothing runs
 
 
-def yaml_for(method, **trainer):
-    return lf.training_yaml("/models/llama3", LLAMA, method, TrainerConfig(**trainer), Path("/data"), Path("/out"),
-                            on_gpu=True, progress=False)
+def yaml_for(method, resume=None, **trainer):
+    return lf.training_yaml("/models/llama3", LLAMA, instantiate(method), LlamaFactoryTrainerConfig(**trainer),
+                            Path("/data"), Path("/out"), GPU, resume)
 
 
 def test_each_method_maps_to_llama_factory_keys():
@@ -41,8 +39,11 @@ def test_each_method_maps_to_llama_factory_keys():
     freeze = yaml_for(FreezeMethodConfig(trainable_layers=3))
     assert (freeze["finetuning_type"], freeze["freeze_trainable_layers"]) == ("freeze", 3)
     assert yaml_for(LoraMethodConfig(), template="llama3_custom")["template"] == "llama3_custom"
-    resumed = lf.training_yaml("/models/llama3", LLAMA, LoraMethodConfig(), TrainerConfig(save_steps=20), Path("/data"),
-                               Path("/out"), on_gpu=True, progress=False, resume="/out/model/checkpoint-40")
+    qwen = ModelConfig(name_or_path="Qwen/Qwen2.5-7B-Instruct", family=FamilyConfig(
+        name="qwen2", chat_template="chatml", lora_target_modules=["q_proj"]))
+    assert lf.training_yaml("/q", qwen, instantiate(LoraMethodConfig()), LlamaFactoryTrainerConfig(), Path("/d"),
+                            Path("/o"), GPU)["template"] == "qwen"  # LLaMA-Factory's name for the family
+    resumed = yaml_for(LoraMethodConfig(), resume="/out/model/checkpoint-40", save_steps=20)
     assert (resumed["resume_from_checkpoint"], resumed["save_strategy"], resumed["save_steps"]) == (
         "/out/model/checkpoint-40", "steps", 20)
 
@@ -77,9 +78,9 @@ def cli() -> str:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_llama_factory_drops_bad_rows_silently_and_rcatune_catches_it(cli, tmp_path, state_home):
-    from rcatune.config.schema import TinyModelConfig
-    from rcatune.models.loading import resolve_model_path
+    from rcatune.config.model import TinyModelConfig
 
     model = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2)
     data = tmp_path / "data"
@@ -88,9 +89,10 @@ def test_llama_factory_drops_bad_rows_silently_and_rcatune_catches_it(cli, tmp_p
     rows[2]["output"] = None  # no answer: LLaMA-Factory drops the row with a warning and carries on
     (data / "train.json").write_text(json.dumps(rows))
     (data / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "train.json"}}))
-    config = lf.training_yaml(resolve_model_path(model), model, FullMethodConfig(),
-                              TrainerConfig(epochs=1, batch_size=2, max_length=64, gradient_checkpointing=False),
-                              data, tmp_path, on_gpu=False, progress=False)
+    config = lf.training_yaml(model.resolve_path(), model, instantiate(FullMethodConfig()),
+                              LlamaFactoryTrainerConfig(epochs=1, batch_size=2, max_length=64,
+                                                        gradient_checkpointing=False),
+                              data, tmp_path, Runtime(device="cpu", progress=False))
     config.update(dataset="bad", eval_dataset=None)
     del config["eval_dataset"], config["eval_strategy"]
     config_file = tmp_path / "train.yaml"
@@ -104,6 +106,7 @@ def test_llama_factory_drops_bad_rows_silently_and_rcatune_catches_it(cli, tmp_p
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_fine_tuning_with_llama_factory_reaches_evaluate_register_export(cli, tmp_path):
     run_dir = tmp_path / "run"
     run_py("trainer=llama_factory", "method=lora", "trainer.epochs=1", "trainer.batch_size=4",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rcatune.config.schema import TinyModelConfig
+from rcatune.config.model import TinyModelConfig
 from rcatune.demo.generator import generate_sessions
-from rcatune.models.loading import load_tokenizer, resolve_model_path
+from rcatune.models.loading import load_tokenizer
 from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
 from rcatune.schema import TrainingExample
 from rcatune.training.data import IGNORE, PadCollator, tokenize
@@ -17,7 +17,7 @@ TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_
 
 @pytest.fixture(scope="module")
 def features():
-    tokenizer = load_tokenizer(TINY, resolve_model_path(TINY))
+    tokenizer = load_tokenizer(TINY, TINY.resolve_path())
     examples = [TrainingExample.model_validate(r) for r in generate_sessions(6, seed=2)]
     return tokenizer, tokenize(examples, tokenizer, DEFAULT_SYSTEM_PROMPT, 1024).features
 
@@ -38,7 +38,7 @@ def test_packed_logits_equal_unpacked_logits(features):
     from transformers import AutoModelForCausalLM
 
     tokenizer, items = features
-    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(TINY)).eval()
+    model = AutoModelForCausalLM.from_pretrained(TINY.resolve_path()).eval()
     model.config.use_cache = False
     first, second = items[0], items[1]
     batch = PadCollator(tokenizer.pad_token_id, packed=True)([

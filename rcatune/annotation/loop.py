@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import BaseModel, Field
-from tqdm.auto import tqdm
 
 from rcatune.annotation.client import LabelStudioClient, LabelStudioError, RetryPolicy, Transient
 from rcatune.annotation.merge import MergeOptions, MergeResult, merge_reviews
 from rcatune.annotation.pushed import load_pushed, record_push
 from rcatune.annotation.templates import KEY_FIELD, LabelSpec, label_config, lint, task
-from rcatune.config.schema import LabelStudioAnnotationConfig, MergeInto, Unreviewed
+from rcatune.config.annotation import LabelStudioAnnotationConfig, MergeInto, Unreviewed
 from rcatune.errors import RcatuneError
+from rcatune.progress import bar
 from rcatune.schema import TrainingExample
 
 log = logging.getLogger("rcatune.annotation")
@@ -158,13 +158,13 @@ def push(client: LabelStudioClient, config: LabelStudioAnnotationConfig, example
         existing = client.task_keys(project["id"], KEY_FIELD)
         todo = [e for e in examples if e.id not in existing]
         imported = 0
-        bar = tqdm(total=len(todo), desc=f"push {template}", unit="task", disable=not progress or not todo)
+        shown = bar(len(todo), f"push {template}", "tasks", progress and bool(todo))
         for start in range(0, len(todo), config.batch_size):
             batch = [(e.id, task(e, template, config.pre_annotate, config.model_version))
                      for e in todo[start:start + config.batch_size]]
             imported += _import_idempotent(client, project["id"], batch, retry, sleep)
-            bar.update(len(batch))
-        bar.close()
+            shown.update(len(batch))
+        shown.close()
         state = _progress(client, template, project)
         state.imported, state.already_there = imported, len(examples) - len(todo)
         report.projects.append(state)
@@ -178,17 +178,17 @@ def wait(client: LabelStudioClient, config: LabelStudioAnnotationConfig, progres
     """Poll until every task of every project has `min_annotations` reviews, or time out with a message."""
     projects = ensure_projects(client, config, create=False)
     deadline = clock() + config.wait_timeout_s
-    bars = {t: tqdm(desc=f"reviews {t}", unit="task", disable=not progress) for t in projects}
+    bars = {t: bar(None, f"reviews {t}", "tasks", progress) for t in projects}
     try:
         while True:
             done = True
             for template, project in projects.items():
                 tasks = client.export(project["id"])  # one read gives both counts
                 total, finished = len(tasks), _finished_tasks(tasks, config.min_annotations)
-                bar = bars[template]
-                bar.total = total
-                bar.n = finished
-                bar.refresh()
+                shown = bars[template]
+                shown.total = total
+                shown.n = finished
+                shown.refresh()
                 done = done and finished >= total
             if done:
                 return status(client, config)
@@ -198,8 +198,8 @@ def wait(client: LabelStudioClient, config: LabelStudioAnnotationConfig, progres
                     "is lost: run again later, or sync what is there with annotation.action=sync annotation.wait=false")
             sleep(config.poll_s)
     finally:
-        for bar in bars.values():
-            bar.close()
+        for shown in bars.values():
+            shown.close()
 
 
 def _finished_tasks(tasks: list[dict[str, Any]], min_annotations: int) -> int:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from rcatune.config.annotation import REVIEW_TEMPLATES
 from rcatune.schema import TrainingExample
 
-TEMPLATES = ("root_cause", "query_quality")
+TEMPLATES = REVIEW_TEMPLATES  # one file per name in templates/
 KEY_FIELD = "rcatune_id"  # task data: the example's id, the import's idempotency key
 HASH_FIELD = "rcatune_hash"  # task data: the example's content when pushed (a changed example is not merged)
 CONTROL_TAGS = {"Choices": "choices", "TextArea": "textarea", "Rating": "rating"}
@@ -194,7 +195,8 @@ def task(example: TrainingExample, template: str, pre_annotate: bool, model_vers
 
 
 # Tags the annotation page renders (a subset of Label Studio's; enough for these views), and the
-# only parents a <Label> may have. The server accepts configs that break either (FIELD-NOTES).
+# only parents a <Label> may have. The server accepts configs that break either (measured on Label Studio 1.23.2:
+# `<Code>` and a `<Label>` inside `<Rating>` pass its validation, and the annotation page then fails to load).
 KNOWN_TAGS = {"View", "Header", "Text", "HyperText", "Paragraphs", "Table", "Style", "Collapse", "Panel", "Filter",
               "Choices", "Choice", "TextArea", "Rating", "Number", "DateTime", "Labels", "Label", "Taxonomy",
               "Ranker", "Pairwise", "Relations", "Relation", "Image"}

@@ -1,11 +1,17 @@
-"""Typed configuration: schemas (ConfigStore) and the builder for `_target_` nodes."""
+"""Typed configuration, one module per group (mirroring `conf/`), and how configs are built and stored.
+
+Options build their objects through `_target_` (`build`, `instantiate`); polymorphic configs travel
+and are recorded as `Spec`s keyed by option name (`specs`).
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from rcatune.config.schema import DataConfig, RunConfig, register_configs
+from rcatune.config.root import RunConfig
+from rcatune.config.specs import Spec, load_spec, to_spec
+from rcatune.config.store import GROUP_SCHEMAS, register_configs
 
 
 def locate(path: str) -> Any:
@@ -17,27 +23,16 @@ def locate(path: str) -> Any:
         raise ImportError(f"_target_ {path!r} cannot be imported: {error}") from error
 
 
-def to_spec(config: Any) -> dict[str, Any]:
-    """A config dataclass as plain JSON that names its exact class (ZenML would rebuild a base class)."""
-    from omegaconf import OmegaConf
-
-    kind = type(config)
-    return {"_type_": f"{kind.__module__}.{kind.__qualname__}",
-            "values": OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)}
-
-
-def from_spec(spec: dict[str, Any]) -> Any:
-    """The config dataclass a `to_spec` dict describes, validated again."""
-    from omegaconf import OmegaConf
-
-    kind = locate(spec["_type_"])
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(kind), spec["values"]))
-
-
 def build(spec: dict[str, Any]) -> Any:
     """Call `spec["_target_"]` with the other keys as keyword arguments."""
     args = dict(spec)
     return locate(args.pop("_target_"))(**args)
 
 
-__all__ = ["DataConfig", "RunConfig", "build", "from_spec", "to_spec", "locate", "register_configs"]
+def instantiate(config: Any) -> Any:
+    """The object a config option stands for: its `_target_` class, given the config itself."""
+    return locate(config._target_)(config)
+
+
+__all__ = ["GROUP_SCHEMAS", "RunConfig", "Spec", "build", "instantiate", "load_spec", "locate", "register_configs",
+           "to_spec"]

@@ -1,40 +1,35 @@
-"""The ship gate: thresholds from config, recorded as a decision with reasons (never a crash)."""
+"""The ship gate: thresholds from config, recorded as a decision with one structured check each (never a crash)."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel
-
-from rcatune.config.schema import EvaluationConfig
-from rcatune.evaluation.evaluate import PRIMARY_METRIC
+from rcatune.artifacts import PRIMARY_METRIC, GateCheck, GateDecision
+from rcatune.config.evaluation import EvaluationConfig
 
 
-class GateDecision(BaseModel):
-    passed: bool
-    reasons: list[str]
-    primary_metric: str
-    primary_value: Optional[float]
-    base_value: Optional[float]
+def _threshold(metrics: dict[str, float], metric: str, threshold: float, rule: str, note: str = "") -> GateCheck:
+    value = metrics.get(metric)
+    if value is None:
+        return GateCheck(metric=metric, value=None, threshold=threshold, rule=rule, passed=False, note=note)
+    passed = value >= threshold if rule == "at_least" else value <= threshold
+    return GateCheck(metric=metric, value=value, threshold=threshold, rule=rule, passed=passed)
 
 
 def decide(tuned: dict[str, float], base: Optional[dict[str, float]], cfg: EvaluationConfig) -> GateDecision:
-    """Apply every threshold; each failed check adds a reason."""
-    checks = []
+    """Apply every threshold; each is a check with its metric, value, threshold and outcome."""
+    checks = [
+        _threshold(tuned, PRIMARY_METRIC, cfg.min_accuracy, "at_least",
+                   note="the test data has no fault labels to score against"),
+        _threshold(tuned, "perplexity", cfg.max_perplexity, "at_most"),
+        _threshold(tuned, "bleu", cfg.min_bleu, "at_least"),
+    ]
     accuracy = tuned.get(PRIMARY_METRIC)
-    if accuracy is None:
-        checks.append((False, f"no {PRIMARY_METRIC}: the test data has no scenario labels to score against"))
-    else:
-        checks.append((accuracy >= cfg.min_accuracy, f"{PRIMARY_METRIC} {accuracy:.3f} vs minimum {cfg.min_accuracy}"))
-    checks.append((tuned["perplexity"] <= cfg.max_perplexity,
-                   f"perplexity {tuned['perplexity']:.3f} vs maximum {cfg.max_perplexity}"))
-    checks.append((tuned["bleu"] >= cfg.min_bleu, f"bleu {tuned['bleu']:.3f} vs minimum {cfg.min_bleu}"))
     base_value = base.get(PRIMARY_METRIC) if base else None
     if cfg.require_improvement:
-        if base is None or base_value is None or accuracy is None:
-            checks.append((False, "improvement over the base model could not be measured"))
-        else:
-            checks.append((accuracy > base_value, f"{PRIMARY_METRIC} {accuracy:.3f} vs base {base_value:.3f}"))
-    reasons = [("ok: " if ok else "failed: ") + text for ok, text in checks]
-    return GateDecision(passed=all(ok for ok, _ in checks), reasons=reasons, primary_metric=PRIMARY_METRIC,
+        measured = accuracy is not None and base_value is not None
+        checks.append(GateCheck(metric=PRIMARY_METRIC, value=accuracy, threshold=base_value, rule="above",
+                                against="base model", passed=measured and accuracy > base_value,
+                                note="" if measured else "improvement over the base model could not be measured"))
+    return GateDecision(passed=all(c.passed for c in checks), checks=checks, primary_metric=PRIMARY_METRIC,
                         primary_value=accuracy, base_value=base_value)

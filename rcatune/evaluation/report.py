@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from rcatune.evaluation.evaluate import ModelScores
-from rcatune.evaluation.gate import GateDecision
+from rcatune.artifacts import GateDecision, ModelScores
 
 SHOWN = ("rca_accuracy", "rca_semantic", "root_cause_f1", "query_parses", "query_valid", "critical_path_f1",
          "remediation_f1", "bleu", "rouge_l", "perplexity", "latency_p50_ms", "latency_p95_ms")
@@ -91,7 +90,7 @@ def write_report(folder: Path, tuned: ModelScores, base: Optional[ModelScores], 
         f"{int(tuned.metrics['examples'])} held-out incidents. Primary metric: {decision.primary_metric}.",
         metrics_table(tuned, base),
         "## Gate: " + ("passed" if decision.passed else "failed") + "\n\n"
-        + "\n".join(f"- {r}" for r in decision.reasons),
+        + "\n".join(f"- {r}" for r in decision.lines()),
         "![base vs tuned](metrics.png)",
         "![training curves](losses.png)" if losses else "",
         "## Sample answers (tuned)\n\n" + "\n\n".join(samples),

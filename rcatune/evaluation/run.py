@@ -1,47 +1,44 @@
-"""Evaluate base and tuned side by side on the test split and write the report."""
+"""Evaluate base and candidate side by side on the same examples, gate, and write the report."""
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from pydantic import BaseModel
-
-from rcatune.config.schema import EvaluationConfig, ModelConfig
-from rcatune.evaluation.evaluate import ModelScores, load_for_evaluation, score_model
-from rcatune.evaluation.gate import GateDecision, decide
+from rcatune.artifacts import Evaluation, ModelScores
+from rcatune.config.evaluation import EvaluationConfig
+from rcatune.evaluation.evaluate import score_model
+from rcatune.evaluation.gate import decide
 from rcatune.evaluation.report import write_report
+from rcatune.inference import LoadedModel
 from rcatune.schema import TrainingExample
 
 
-class Evaluation(BaseModel):
-    tuned: ModelScores
-    base: Optional[ModelScores]
-    decision: GateDecision
-    report_path: str
+def evaluate_candidate(examples: list[TrainingExample], candidate: Callable[[], LoadedModel],
+                       base: Optional[Callable[[], LoadedModel]], cfg: EvaluationConfig, system_prompt: str,
+                       max_length: int, out: Path, history: Optional[list[dict[str, Any]]] = None,
+                       progress: bool = True, title: str = "rcatune evaluation") -> Evaluation:
+    """Score the base model (when `base` loads one) and the candidate on the same examples; gate; report.
 
-
-def evaluate_candidate(examples: list[TrainingExample], model_cfg: ModelConfig, model_dir: Optional[str],
-                       is_adapter: bool, cfg: EvaluationConfig, system_prompt: str, max_length: int, out: Path,
-                       history: Optional[list[dict[str, Any]]] = None, progress: bool = True,
-                       title: str = "rcatune evaluation") -> Evaluation:
-    """Score the base model and the candidate (`model_dir`) on the same examples; gate; report."""
+    Models are passed as loaders so only one is in memory at a time."""
     examples = examples[: cfg.max_examples] if cfg.max_examples else examples
-    base = None
-    if cfg.compare_with_base:
-        model, tokenizer = load_for_evaluation(model_cfg)
-        base = score_model("base", model, tokenizer, examples, cfg, system_prompt, max_length, progress)
-        del model
-        gc.collect()
-    model, tokenizer = load_for_evaluation(model_cfg, model_dir, is_adapter)
-    tuned = score_model("tuned", model, tokenizer, examples, cfg, system_prompt, max_length, progress)
-    decision = decide(tuned.metrics, base.metrics if base else None, cfg)
+    base_scores = _score("base", base, examples, cfg, system_prompt, max_length, progress) if base else None
+    tuned = _score("tuned", candidate, examples, cfg, system_prompt, max_length, progress)
+    decision = decide(tuned.metrics, base_scores.metrics if base_scores else None, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    for scores in (base, tuned):
+    for scores in (base_scores, tuned):
         if scores is not None:
             (out / f"answers_{scores.name}.jsonl").write_text(
                 "".join(json.dumps(row) + "\n" for row in scores.answers), encoding="utf-8")
-    report = write_report(out, tuned, base, decision, history or [], title)
-    return Evaluation(tuned=tuned, base=base, decision=decision, report_path=str(report))
+    report = write_report(out, tuned, base_scores, decision, history or [], title)
+    return Evaluation(tuned=tuned, base=base_scores, decision=decision, report_path=str(report))
+
+
+def _score(name: str, load: Callable[[], LoadedModel], examples: list[TrainingExample], cfg: EvaluationConfig,
+           system_prompt: str, max_length: int, progress: bool) -> ModelScores:
+    loaded = load()
+    try:
+        return score_model(name, loaded, examples, cfg, system_prompt, max_length, progress)
+    finally:
+        loaded.release()

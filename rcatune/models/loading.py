@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
-from rcatune.config.schema import Dtype, LoraMethodConfig, ModelConfig, QloraMethodConfig, Quantisation, TinyModelConfig
+from rcatune.config.model import ModelConfig
 from rcatune.errors import ConfigError
 from rcatune.models.templates import TEMPLATES
-from rcatune.state import state_dir
-
-
-def resolve_model_path(model: ModelConfig) -> str:
-    """A folder or hub id for `from_pretrained`; the tiny model is built (once) under the state folder."""
-    if isinstance(model, TinyModelConfig):
-        from rcatune.models.tiny import ensure_tiny_model
-
-        return str(ensure_tiny_model(model, state_dir() / "models"))
-    return model.name_or_path
+from rcatune.runtime import Runtime
 
 
 def _not_loadable(model: ModelConfig, error: Exception) -> ConfigError:
@@ -29,7 +20,8 @@ def _not_loadable(model: ModelConfig, error: Exception) -> ConfigError:
     )
 
 
-def load_tokenizer(model: ModelConfig, path: str):
+def load_tokenizer(model: ModelConfig, path: str, keep_saved_template: bool = False):
+    """The tokenizer with the family's chat template (or, for a trained folder, the one saved with it)."""
     from transformers import AutoTokenizer
 
     try:
@@ -38,67 +30,33 @@ def load_tokenizer(model: ModelConfig, path: str):
                                                   token=os.environ.get("HF_TOKEN"))
     except (OSError, ValueError) as error:
         raise _not_loadable(model, error) from None
-    if model.chat_template != "tokenizer":
+    if model.chat_template != "tokenizer" and not (keep_saved_template and tokenizer.chat_template):
         tokenizer.chat_template = TEMPLATES[model.chat_template]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def torch_dtype(dtype: Dtype, on_gpu: bool):
-    import torch
-
-    if not on_gpu and dtype is not Dtype.float32:
-        return torch.float32  # bf16/fp16 training on CPU is slow and lossy: compute in fp32 there
-    return {Dtype.float32: torch.float32, Dtype.bfloat16: torch.bfloat16, Dtype.float16: torch.float16}[dtype]
-
-
-def quantisation_config(method: Any, on_gpu: bool):
-    """bitsandbytes settings for QLoRA; None for other methods."""
-    if not isinstance(method, QloraMethodConfig):
-        return None
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    if method.quantisation is Quantisation.int8:
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type=method.quantisation.value, bnb_4bit_use_double_quant=method.double_quant,
-        bnb_4bit_compute_dtype=torch.bfloat16 if on_gpu else torch.float32,
-    )
-
-
-def check_quantisable(model: ModelConfig, method: Any) -> None:
-    """bitsandbytes on CPU needs layer widths that are multiples of 32 (seen with 0.50.2)."""
-    if isinstance(method, QloraMethodConfig) and isinstance(model, TinyModelConfig):
-        for name in ("hidden_size", "intermediate_size"):
-            if getattr(model, name) % 32:
-                raise ConfigError(f"method=qlora: model.{name}={getattr(model, name)} is not a multiple of 32, "
-                                  "which bitsandbytes needs to quantise a layer; pick a width that is, or method=lora")
-
-
-def load_model(model: ModelConfig, method: Any, path: str, on_gpu: bool):
+def load_model(model: ModelConfig, method: Optional[Any], path: str, runtime: Runtime):
+    """`from_pretrained` in the runtime's precision; `method` (a `rcatune.training.methods` object) may
+    ask for a quantised base."""
     from transformers import AutoModelForCausalLM
 
-    check_quantisable(model, method)
-    kwargs = {"dtype": torch_dtype(model.dtype, on_gpu), "revision": model.revision,
-              "trust_remote_code": model.trust_remote_code, "token": os.environ.get("HF_TOKEN")}
-    quantisation = quantisation_config(method, on_gpu)
-    if quantisation is not None:
-        kwargs["quantization_config"] = quantisation
+    kwargs: dict[str, Any] = {"dtype": runtime.torch_dtype(model.dtype.value), "revision": model.revision,
+                              "trust_remote_code": model.trust_remote_code, "token": os.environ.get("HF_TOKEN")}
+    if method is not None:
+        method.check(model)
+        quantisation = method.quantisation_config(runtime)
+        if quantisation is not None:
+            kwargs["quantization_config"] = quantisation
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as error:
         raise _not_loadable(model, error) from None
 
 
-def lora_targets(model: ModelConfig, method: LoraMethodConfig) -> list[str]:
-    return list(method.target_modules or model.lora_target_modules)
-
-
 def existing_module_names(torch_model) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name, _ in torch_model.named_modules() if name}
 
 
-__all__ = ["check_quantisable", "existing_module_names", "load_model", "load_tokenizer", "lora_targets",
-           "quantisation_config", "resolve_model_path", "torch_dtype"]
+__all__ = ["existing_module_names", "load_model", "load_tokenizer"]

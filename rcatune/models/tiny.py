@@ -14,7 +14,7 @@ import json
 import logging
 from pathlib import Path
 
-from rcatune.config.schema import TinyModelConfig
+from rcatune.config.model import TinyModelConfig
 from rcatune.models.templates import TEMPLATES
 
 log = logging.getLogger(__name__)

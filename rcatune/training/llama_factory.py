@@ -3,7 +3,7 @@ transformers' Trainer in-process.
 
 rcatune writes LLaMA-Factory's training YAML and `dataset_info.json` from the same config (model,
 method, hyper-parameters, template), runs the CLI from its own venv (`make llamafactory`: it pins
-transformers <= 5.6) with its log streamed, and returns the same `TrainResult` as `trainer=hf`, so
+transformers <= 5.6) with its log streamed, and returns the same `TrainedModel` as `trainer=hf`, so
 evaluation, registration and export do not know which backend trained.
 
 LLaMA-Factory exits 0 after dropping examples it cannot read; here a dropped example, or a count of
@@ -21,22 +21,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from rcatune.config.schema import (
-    FreezeMethodConfig,
-    FullMethodConfig,
-    LoraMethodConfig,
-    ModelConfig,
-    QloraMethodConfig,
-    Quantisation,
-    TrainerConfig,
-)
+from rcatune.artifacts import TrainedModel
+from rcatune.config.method import Quantisation
+from rcatune.config.model import ModelConfig
+from rcatune.config.trainer import LlamaFactoryTrainerConfig
 from rcatune.errors import RcatuneError
 from rcatune.formats.llama_factory import write_llama_factory
 from rcatune.prompts import render
-from rcatune.schema import TrainingExample
-from rcatune.training.hf import ADAPTER_OR_MODEL, TrainResult, epoch_of, find_checkpoint
+from rcatune.runtime import Runtime
+from rcatune.training.base import (
+    ADAPTER_OR_MODEL,
+    TrainingJob,
+    epoch_of,
+    find_checkpoint,
+    finish_folder,
+    model_spec,
+    numeric_history,
+    write_metrics,
+)
 from rcatune.venvs import find_executable
 
 log = logging.getLogger("rcatune")
@@ -61,33 +65,42 @@ def find_cli() -> str:
                             f"{CLI_ENV} at a llamafactory-cli")
 
 
-def finetuning_settings(method: Any, model_cfg: ModelConfig) -> dict[str, Any]:
-    """LLaMA-Factory's method keys for an rcatune method config."""
-    if isinstance(method, LoraMethodConfig):
-        settings: dict[str, Any] = {
-            "finetuning_type": "lora", "lora_rank": method.rank, "lora_alpha": method.alpha,
-            "lora_dropout": method.dropout,
-            "lora_target": ",".join(method.target_modules or model_cfg.lora_target_modules)}
-        if isinstance(method, QloraMethodConfig):
-            bits = {Quantisation.int8: 8}.get(method.quantisation, 4)
-            settings.update(quantization_bit=bits, quantization_method="bnb",
-                            double_quantization=method.double_quant)
-            if method.quantisation is Quantisation.fp4:
-                settings["quantization_type"] = "fp4"
-        return settings
-    if isinstance(method, FreezeMethodConfig):
-        settings = {"finetuning_type": "freeze", "freeze_trainable_layers": method.trainable_layers}
-        if method.trainable_modules:
-            settings["freeze_trainable_modules"] = ",".join(method.trainable_modules)
-        return settings
-    if isinstance(method, FullMethodConfig):
-        return {"finetuning_type": "full"}
-    raise LlamaFactoryError(f"method {getattr(method, 'name', method)!r} has no LLaMA-Factory equivalent")
+def _lora(method, model_cfg: ModelConfig) -> dict[str, Any]:
+    cfg = method.config
+    return {"finetuning_type": "lora", "lora_rank": cfg.rank, "lora_alpha": cfg.alpha, "lora_dropout": cfg.dropout,
+            "lora_target": ",".join(method.targets(model_cfg))}
 
 
-def training_yaml(model_path: str, model_cfg: ModelConfig, method: Any, trainer_cfg: TrainerConfig,
-                  data_dir: Path, output_dir: Path, on_gpu: bool, progress: bool,
-                  resume: str | None = None) -> dict[str, Any]:
+def _qlora(method, model_cfg: ModelConfig) -> dict[str, Any]:
+    cfg = method.config
+    settings = {**_lora(method, model_cfg), "quantization_bit": 8 if cfg.quantisation is Quantisation.int8 else 4,
+                "quantization_method": "bnb", "double_quantization": cfg.double_quant}
+    if cfg.quantisation is Quantisation.fp4:
+        settings["quantization_type"] = "fp4"
+    return settings
+
+
+def _freeze(method, model_cfg: ModelConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = {"finetuning_type": "freeze", "freeze_trainable_layers": method.config.trainable_layers}
+    if method.config.trainable_modules:
+        settings["freeze_trainable_modules"] = ",".join(method.config.trainable_modules)
+    return settings
+
+
+# How each rcatune method is spelled in LLaMA-Factory's config, by method name.
+METHOD_SETTINGS: dict[str, Callable[[Any, ModelConfig], dict[str, Any]]] = {
+    "lora": _lora, "qlora": _qlora, "freeze": _freeze, "full": lambda method, model_cfg: {"finetuning_type": "full"}}
+
+
+def finetuning_settings(method, model_cfg: ModelConfig) -> dict[str, Any]:
+    """LLaMA-Factory's method keys for an rcatune method (a `rcatune.training.methods.Method`)."""
+    if method.name not in METHOD_SETTINGS:
+        raise LlamaFactoryError(f"method {method.name!r} has no LLaMA-Factory equivalent")
+    return METHOD_SETTINGS[method.name](method, model_cfg)
+
+
+def training_yaml(model_path: str, model_cfg: ModelConfig, method, trainer_cfg: LlamaFactoryTrainerConfig,
+                  data_dir: Path, output_dir: Path, runtime: Runtime, resume: str | None = None) -> dict[str, Any]:
     """The LLaMA-Factory `train` config for the same run `trainer=hf` would do."""
     config: dict[str, Any] = {
         "model_name_or_path": model_path,
@@ -95,7 +108,7 @@ def training_yaml(model_path: str, model_cfg: ModelConfig, method: Any, trainer_
         "stage": "sft", "do_train": True,
         **finetuning_settings(method, model_cfg),
         "dataset": TRAIN_SET, "eval_dataset": VAL_SET, "dataset_dir": str(data_dir),
-        "template": trainer_cfg.template or model_cfg.llama_factory_template,
+        "template": trainer_cfg.template_for(model_cfg.family.name),
         "cutoff_len": trainer_cfg.max_length,
         "overwrite_cache": True, "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
         "packing": trainer_cfg.packing, "neat_packing": trainer_cfg.packing,  # no attention across examples
@@ -110,10 +123,9 @@ def training_yaml(model_path: str, model_cfg: ModelConfig, method: Any, trainer_
         "lr_scheduler_type": trainer_cfg.lr_scheduler.value, "warmup_ratio": trainer_cfg.warmup_ratio,
         "weight_decay": trainer_cfg.weight_decay, "seed": trainer_cfg.seed,
         "gradient_checkpointing": trainer_cfg.gradient_checkpointing,
-        "eval_strategy": "epoch", "report_to": "none", "disable_tqdm": not progress,
-        "bf16": on_gpu and model_cfg.dtype.value == "bfloat16",
-        "fp16": on_gpu and model_cfg.dtype.value == "float16",
-        "use_cpu": not on_gpu,
+        "eval_strategy": "epoch", "report_to": "none", "disable_tqdm": not runtime.progress,
+        **runtime.mixed_precision(model_cfg.dtype.value),
+        "use_cpu": not runtime.on_gpu,
     }
     if trainer_cfg.save_steps:
         config["save_steps"] = trainer_cfg.save_steps
@@ -179,69 +191,68 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def train(train_set: list[TrainingExample], val_set: list[TrainingExample], model_cfg: ModelConfig, method: Any,
-          trainer_cfg: TrainerConfig, output_dir: Path, system_prompt: str, progress: bool = True) -> TrainResult:
-    """Train with LLaMA-Factory; same inputs and result as `rcatune.training.hf.train`."""
-    import torch
+class LlamaFactoryTrainer:
+    """Train with LLaMA-Factory; same inputs and result as `rcatune.training.hf.HfTrainer`."""
 
-    from rcatune.models.loading import load_tokenizer, resolve_model_path
-    from rcatune.training.data import tokenize
+    def __init__(self, config: LlamaFactoryTrainerConfig) -> None:
+        self.config = config
 
-    cli = find_cli()
-    on_gpu = torch.cuda.is_available()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = resolve_model_path(model_cfg)
-    data_dir = output_dir / "llamafactory_data"
-    write_llama_factory(data_dir, {"train": [render(e, system_prompt) for e in train_set],
-                                   "val": [render(e, system_prompt) for e in val_set]})
-    # Its checkpoints live in its output folder; resolve 'latest' and read the epoch before it trains,
-    # since save_total_limit may rotate that checkpoint away.
-    resume = find_checkpoint(trainer_cfg.resume_from, output_dir / ADAPTER_OR_MODEL) if trainer_cfg.resume_from \
-        else None
-    start_epoch = epoch_of(resume)
-    config = training_yaml(model_path, model_cfg, method, trainer_cfg, data_dir, output_dir, on_gpu, progress,
-                           resume)
-    config_file = output_dir / "llamafactory_train.yaml"
-    _write_yaml(config_file, config)
-    log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
-    started = time.perf_counter()
-    code, lines, peak_mb = run_cli(cli, config_file, output_dir / "llamafactory.log", echo=progress)
-    wall = time.perf_counter() - started
-    if code != 0:
-        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
-        raise LlamaFactoryError(f"llamafactory-cli train exited with {code} ({last[:300]}); its whole log: "
-                                f"{output_dir / 'llamafactory.log'}")
-    check_log(lines, len(train_set))
-    model_dir = output_dir / ADAPTER_OR_MODEL
-    results = _read_json(model_dir / "all_results.json")
-    state = _read_json(model_dir / "trainer_state.json")
-    history = [{k: float(v) for k, v in entry.items() if isinstance(v, (int, float))}
-               for entry in state.get("log_history", [])]
-    # Real tokens counted the way trainer=hf counts them (the same chat template and cut), so the two
-    # backends' throughput compares like for like.
-    tokenizer = load_tokenizer(model_cfg, model_path)
-    real = tokenize(train_set, tokenizer, system_prompt, trainer_cfg.max_length).tokens
-    epochs = float(results.get("epoch", trainer_cfg.epochs))
-    train_seconds = float(results.get("train_runtime", wall))
-    metrics = {
-        "train_loss": float(results.get("train_loss", float("nan"))),
-        "eval_loss": float(results.get("eval_loss", float("nan"))),
-        "train_seconds": round(train_seconds, 2),
-        "train_wall_seconds": round(wall, 2),  # with LLaMA-Factory's start-up and preprocessing
-        "train_tokens_per_second": round(real * (epochs - start_epoch) / train_seconds, 1) if train_seconds > 0
-        else 0.0,
-        "train_real_tokens": float(real * (epochs - start_epoch)),
-        "train_examples": float(len(train_set)),
-        "peak_memory_mb": round(peak_mb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "epochs": epochs,
-        "global_steps": float(state.get("global_step", 0)),
-    }
-    (output_dir / "train_metrics.json").write_text(json.dumps({"metrics": metrics, "history": history}, indent=1))
-    is_adapter = (model_dir / "adapter_config.json").exists()
-    if not is_adapter and not (model_dir / "config.json").exists():
-        raise LlamaFactoryError(f"LLaMA-Factory finished but left no model in {model_dir}")
-    if not (model_dir / "tokenizer_config.json").exists():
-        tokenizer.save_pretrained(model_dir)
-    return TrainResult(base_model=model_path, method=getattr(method, "name", "?"), output_dir=str(output_dir),
-                       model_dir=str(model_dir), is_adapter=is_adapter, metrics=metrics, history=history,
-                       resumed_from=resume)
+    def train(self, job: TrainingJob) -> TrainedModel:
+        from rcatune.models.loading import load_tokenizer
+        from rcatune.training.data import tokenize
+
+        cfg, output_dir = self.config, job.output_dir
+        cli = find_cli()
+        output_dir.mkdir(parents=True, exist_ok=True)
+        model_path = job.model.resolve_path()
+        data_dir = output_dir / "llamafactory_data"
+        write_llama_factory(data_dir, {"train": [render(e, job.system_prompt) for e in job.train_set],
+                                       "val": [render(e, job.system_prompt) for e in job.val_set]})
+        # Its checkpoints live in its output folder; resolve 'latest' and read the epoch before it trains,
+        # since save_total_limit may rotate that checkpoint away.
+        resume = find_checkpoint(cfg.resume_from, output_dir / ADAPTER_OR_MODEL) if cfg.resume_from else None
+        start_epoch = epoch_of(resume)
+        config = training_yaml(model_path, job.model, job.method, cfg, data_dir, output_dir, job.runtime, resume)
+        config_file = output_dir / "llamafactory_train.yaml"
+        _write_yaml(config_file, config)
+        log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
+        started = time.perf_counter()
+        code, lines, peak_mb = run_cli(cli, config_file, output_dir / "llamafactory.log", echo=job.runtime.progress)
+        wall = time.perf_counter() - started
+        if code != 0:
+            last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+            raise LlamaFactoryError(f"llamafactory-cli train exited with {code} ({last[:300]}); its whole log: "
+                                    f"{output_dir / 'llamafactory.log'}")
+        check_log(lines, len(job.train_set))
+        model_dir = output_dir / ADAPTER_OR_MODEL
+        results = _read_json(model_dir / "all_results.json")
+        state = _read_json(model_dir / "trainer_state.json")
+        history = numeric_history(state.get("log_history", []))
+        # Real tokens counted the way trainer=hf counts them (the same chat template and cut), so the two
+        # backends' throughput compares like for like.
+        tokenizer = load_tokenizer(job.model, model_path)
+        real = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length).tokens
+        epochs = float(results.get("epoch", cfg.epochs))
+        trained_epochs = epochs - start_epoch
+        train_seconds = float(results.get("train_runtime", wall))
+        metrics = {
+            "train_loss": float(results.get("train_loss", float("nan"))),
+            "eval_loss": float(results.get("eval_loss", float("nan"))),
+            "train_seconds": round(train_seconds, 2),
+            "train_wall_seconds": round(wall, 2),  # with LLaMA-Factory's start-up and preprocessing
+            "train_tokens_per_second": round(real * trained_epochs / train_seconds, 1) if train_seconds > 0
+            else 0.0,
+            "train_real_tokens": float(real * trained_epochs),
+            "train_examples": float(len(job.train_set)),
+            "peak_memory_mb": round(peak_mb or resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "epochs": epochs,
+            "global_steps": float(state.get("global_step", 0)),
+        }
+        write_metrics(output_dir, metrics, history)
+        is_adapter = (model_dir / "adapter_config.json").exists()
+        if not is_adapter and not (model_dir / "config.json").exists():
+            raise LlamaFactoryError(f"LLaMA-Factory finished but left no model in {model_dir}")
+        finish_folder(model_dir, job, tokenizer, is_adapter)
+        return TrainedModel(base_model=model_path, model_spec=model_spec(job), method=job.method.name,
+                            backend=cfg.name, output_dir=str(output_dir), model_dir=str(model_dir),
+                            is_adapter=is_adapter, metrics=metrics, history=history, resumed_from=resume)

@@ -1,65 +1,133 @@
-"""Apply a fine-tuning method to a loaded model: which weights train, and how."""
+"""Fine-tuning methods (`method=`): which weights train, and how. Each option's `_target_` is one of these
+classes, built with its config; a backend asks it to prepare a loaded model."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from rcatune.config.schema import (
+from rcatune.config.method import (
     FreezeMethodConfig,
     FullMethodConfig,
     LoraMethodConfig,
-    ModelConfig,
     QloraMethodConfig,
+    Quantisation,
 )
+from rcatune.config.model import ModelConfig, TinyModelConfig
 from rcatune.errors import ConfigError
-from rcatune.models.loading import existing_module_names, lora_targets
+from rcatune.models.loading import existing_module_names
+from rcatune.runtime import Runtime
 
 
-def apply_method(model, model_cfg: ModelConfig, method: Any, gradient_checkpointing: bool = False):
-    """Return the model ready to train under `method` (a peft model for LoRA/QLoRA)."""
-    if isinstance(method, LoraMethodConfig):  # QLoRA is a LoRA subclass
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+class Method:
+    """Full fine-tuning's behaviour is the default: every weight trains, no quantised base."""
 
-        targets = lora_targets(model_cfg, method)
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def check(self, model_cfg: ModelConfig) -> None:
+        """Refuse settings that cannot work on this model, before anything loads."""
+
+    def quantisation_config(self, runtime: Runtime):
+        return None
+
+    def apply(self, model, model_cfg: ModelConfig, gradient_checkpointing: bool = False):
+        for parameter in model.parameters():
+            parameter.requires_grad = True
+        return model
+
+
+class Full(Method):
+    config: FullMethodConfig
+
+
+class Lora(Method):
+    """Low-rank adapters on the family's target modules (or `method.target_modules`)."""
+
+    config: LoraMethodConfig
+
+    def targets(self, model_cfg: ModelConfig) -> list[str]:
+        return list(self.config.target_modules or model_cfg.lora_target_modules)
+
+    def apply(self, model, model_cfg: ModelConfig, gradient_checkpointing: bool = False):
+        from peft import LoraConfig, get_peft_model
+
+        targets = self.targets(model_cfg)
         missing = sorted(set(targets) - existing_module_names(model))
         if missing:
             linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                              if type(m).__name__.startswith("Linear")} - {"lm_head"})
             raise ConfigError(f"LoRA target modules {missing} do not exist in {model_cfg.name_or_path}; "
-                              f"its linear modules are {linear} (set model.lora_target_modules or "
+                              f"its linear modules are {linear} (set model.family.lora_target_modules or "
                               "method.target_modules)")
-        if isinstance(method, QloraMethodConfig):
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-        config = LoraConfig(r=method.rank, lora_alpha=method.alpha, lora_dropout=method.dropout,
+        model = self.prepare(model, gradient_checkpointing)
+        config = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
                             target_modules=targets, task_type="CAUSAL_LM")
         return get_peft_model(model, config)
-    if isinstance(method, FullMethodConfig):
-        for parameter in model.parameters():
-            parameter.requires_grad = True
+
+    def prepare(self, model, gradient_checkpointing: bool):
         return model
-    if isinstance(method, FreezeMethodConfig):
-        return _freeze(model, method)
-    raise ConfigError(f"method {getattr(method, 'name', method)!r} is not supported by this trainer")
 
 
-def _freeze(model, method: FreezeMethodConfig):
-    for parameter in model.parameters():
-        parameter.requires_grad = False
-    if method.trainable_modules:
-        names = [n for n, _ in model.named_parameters() if any(f".{m}." in f".{n}" for m in method.trainable_modules)]
-        if not names:
-            raise ConfigError(f"method.trainable_modules {method.trainable_modules} match no parameter")
-    else:
+class Qlora(Lora):
+    """LoRA over a 4-bit (NF4/FP4) or 8-bit base quantised by bitsandbytes."""
+
+    config: QloraMethodConfig
+
+    def check(self, model_cfg: ModelConfig) -> None:
+        if isinstance(model_cfg, TinyModelConfig):  # bitsandbytes on CPU needs widths in multiples of 32
+            for name in ("hidden_size", "intermediate_size"):
+                if getattr(model_cfg, name) % 32:
+                    raise ConfigError(f"method=qlora: model.{name}={getattr(model_cfg, name)} is not a multiple "
+                                      "of 32, which bitsandbytes needs to quantise a layer; pick a width that is, "
+                                      "or method=lora")
+
+    def quantisation_config(self, runtime: Runtime):
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if self.config.quantisation is Quantisation.int8:
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.config.quantisation.value,
+                                  bnb_4bit_use_double_quant=self.config.double_quant,
+                                  bnb_4bit_compute_dtype=torch.bfloat16 if runtime.on_gpu else torch.float32)
+
+    def prepare(self, model, gradient_checkpointing: bool):
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+
+
+class Freeze(Method):
+    """Only the last `trainable_layers` decoder layers (or the named `trainable_modules`) train."""
+
+    config: FreezeMethodConfig
+
+    def apply(self, model, model_cfg: ModelConfig, gradient_checkpointing: bool = False):
+        for parameter in model.parameters():
+            parameter.requires_grad = False
+        wanted = set(self._trainable(model))
+        for name, parameter in model.named_parameters():
+            if name in wanted:
+                parameter.requires_grad = True
+        return model
+
+    def _trainable(self, model) -> list[str]:
+        modules: Optional[list[str]] = self.config.trainable_modules
+        if modules:
+            names = [n for n, _ in model.named_parameters() if any(f".{m}." in f".{n}" for m in modules)]
+            if not names:
+                raise ConfigError(f"method.trainable_modules {modules} match no parameter")
+            return names
         layers = model.config.num_hidden_layers
-        if method.trainable_layers > layers:
-            raise ConfigError(f"method.trainable_layers={method.trainable_layers} but the model has {layers} layers")
-        keep = {f"layers.{i}." for i in range(layers - method.trainable_layers, layers)}
-        names = [n for n, _ in model.named_parameters() if any(k in n for k in keep)]
-    wanted = set(names)
-    for name, parameter in model.named_parameters():
-        if name in wanted:
-            parameter.requires_grad = True
-    return model
+        if self.config.trainable_layers > layers:
+            raise ConfigError(f"method.trainable_layers={self.config.trainable_layers} but the model has {layers} "
+                              "layers")
+        keep = {f"layers.{i}." for i in range(layers - self.config.trainable_layers, layers)}
+        return [n for n, _ in model.named_parameters() if any(k in n for k in keep)]
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -1,0 +1,88 @@
+"""`model=`: the base model, and `model/family=` (chosen by each model file): what a family shares.
+
+A family says once what every model of it needs: the chat template (with `{% generation %}` markers
+for answer-only loss) and the LoRA target modules. Model files pick their family in their defaults
+list (`- family: llama3`) and add only what is theirs: id, context length, dtype.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from omegaconf import MISSING
+
+from rcatune.config._require import require
+
+
+class Dtype(str, enum.Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+@dataclass
+class FamilyConfig:
+    name: str = MISSING  # llama3 | llama2 | mistral | qwen2 | phi3 | tiny
+    chat_template: str = "tokenizer"  # a name in rcatune.models.templates, or 'tokenizer' (the model's own)
+    lora_target_modules: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        require(bool(self.lora_target_modules), "model.family.lora_target_modules", "name at least one module")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = MISSING
+    family: FamilyConfig = MISSING
+    context_length: int = 2048
+    dtype: Dtype = Dtype.bfloat16
+    trust_remote_code: bool = False
+    revision: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        require(self.context_length > 0, "model.context_length", "must be positive")
+
+    @property
+    def chat_template(self) -> str:
+        return self.family.chat_template
+
+    @property
+    def lora_target_modules(self) -> list[str]:
+        return list(self.family.lora_target_modules)
+
+    def resolve_path(self) -> str:
+        """A folder or hub id for `from_pretrained`."""
+        return self.name_or_path
+
+
+LLAMA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TinyModelConfig(ModelConfig):
+    """A Llama-architecture model built and cached under the state folder (no hub needed). Its family is
+    its own (Llama modules, ChatML with answer-only loss markers), so it needs no `model/family` option."""
+
+    name_or_path: str = "tiny-llama"
+    family: FamilyConfig = field(default_factory=lambda: FamilyConfig(
+        name="tiny", chat_template="chatml", lora_target_modules=list(LLAMA_MODULES)))
+    context_length: int = 1024
+    dtype: Dtype = Dtype.float32
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 4
+    vocab_size: int = 4096
+
+    def resolve_path(self) -> str:
+        """The tiny model is built once under the state folder, then loaded like any checkout."""
+        from rcatune.models.tiny import ensure_tiny_model
+        from rcatune.state import state_dir
+
+        return str(ensure_tiny_model(self, state_dir() / "models"))
+
+
+SCHEMAS = {"base": ModelConfig, "tiny": TinyModelConfig}
+FAMILY_SCHEMAS = {"base": FamilyConfig}

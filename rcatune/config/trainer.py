@@ -1,0 +1,87 @@
+"""`trainer=`: the training backend. Every backend shares the hyper-parameters below (defaults: the
+original design's for 7-8B models); `_target_` is the backend class, and a backend adds only its own
+fields. `trainer/pace=` patches the hyper-parameters of whichever backend is chosen (model=tiny
+picks `trainer/pace=tiny`)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from omegaconf import MISSING
+
+from rcatune.config._require import require
+
+
+class Scheduler(str, enum.Enum):
+    linear = "linear"
+    cosine = "cosine"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+
+
+@dataclass
+class TrainerConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    learning_rate: float = 2e-4
+    lr_scheduler: Scheduler = Scheduler.cosine
+    warmup_ratio: float = 0.1
+    epochs: float = 3.0
+    batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    max_length: int = 2048
+    gradient_checkpointing: bool = True
+    weight_decay: float = 0.0
+    group_by_length: bool = True  # batches of similar lengths: less padding
+    packing: bool = False  # several examples per row, no attention across them: pays off only with a
+    # variable-length attention kernel (flash-attention on GPU); with eager/SDPA it costs more (bench/NOTES.md)
+    seed: int = 42
+    logging_steps: int = 10
+    save_steps: Optional[int] = None  # None: a checkpoint each epoch
+    save_total_limit: int = 2
+    resume_from: Optional[str] = None  # 'latest' (this run folder), a run folder, or a checkpoint folder
+
+    def __post_init__(self) -> None:
+        require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
+        require(0.0 <= self.warmup_ratio < 1.0, "trainer.warmup_ratio",
+                f"must be within [0, 1), got {self.warmup_ratio}")
+        require(self.epochs > 0, "trainer.epochs", f"must be positive, got {self.epochs}")
+        require(self.batch_size > 0, "trainer.batch_size", f"must be positive, got {self.batch_size}")
+        require(self.gradient_accumulation_steps > 0, "trainer.gradient_accumulation_steps", "must be positive")
+        require(self.max_length > 0, "trainer.max_length", "must be positive")
+        require(self.weight_decay >= 0, "trainer.weight_decay", "must be >= 0")
+        require(self.save_steps is None or self.save_steps > 0, "trainer.save_steps", "must be positive or null")
+
+
+@dataclass
+class HfTrainerConfig(TrainerConfig):
+    """transformers' Trainer + peft (+ bitsandbytes), in-process."""
+
+    _target_: str = "rcatune.training.hf.HfTrainer"
+    name: str = "hf"
+
+
+LLAMA_FACTORY_TEMPLATES = {"llama3": "llama3", "llama2": "llama2", "mistral": "mistral", "qwen2": "qwen",
+                           "phi3": "phi", "tiny": "chatml"}
+
+
+@dataclass
+class LlamaFactoryTrainerConfig(TrainerConfig):
+    """LLaMA-Factory's CLI from its own venv (make llamafactory)."""
+
+    _target_: str = "rcatune.training.llama_factory.LlamaFactoryTrainer"
+    name: str = "llama_factory"
+    template: Optional[str] = None  # its template name; None: `templates[model.family.name]`
+    templates: Dict[str, str] = field(default_factory=lambda: dict(LLAMA_FACTORY_TEMPLATES))
+
+    def template_for(self, family: str) -> str:
+        if self.template:
+            return self.template
+        require(family in self.templates, "trainer.template",
+                f"LLaMA-Factory has no template known for model family {family!r}: set trainer.template=NAME")
+        return self.templates[family]
+
+
+SCHEMAS = {"hf": HfTrainerConfig, "llama_factory": LlamaFactoryTrainerConfig}

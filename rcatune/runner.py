@@ -1,0 +1,177 @@
+"""Run any registered pipeline from a typed config. The runner knows no pipeline by name.
+
+A pipeline module (in `pipelines/`) registers a `PipelineDefinition`: its name (the `pipeline.name` of
+its `conf/pipeline/` file), the ZenML pipeline, how its inputs are built from the typed run config,
+its ZenML options, and which step outputs go into `run_summary.json`. Adding a pipeline is one module
+and one config file; nothing here changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import pkgutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from rcatune import constants
+from rcatune.config import RunConfig
+from rcatune.errors import ConfigError, RcatuneError
+from rcatune.progress import interactive
+from rcatune.runinfo import RunSummary, git_state
+from rcatune.runtime import Runtime
+from rcatune.state import configure_environment, mlflow_artifact_root, mlflow_tracking_uri
+
+log = logging.getLogger("rcatune")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run knows besides its typed config: the resolved config, the command line, where it writes."""
+
+    resolved: dict[str, Any]  # the composed config, interpolations resolved (recorded, tracked)
+    choices: dict[str, Any]  # group -> option, as Hydra chose them
+    overrides: list[str]  # the command line's overrides: enough to run it again
+    run_dir: Path
+    project_root: Path
+    git: dict[str, Any] = field(default_factory=dict)
+    runtime: Runtime = field(default_factory=Runtime)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A step output whose artifact goes into the run summary (`artifact.summarise(summary)`)."""
+
+    step: str  # the step's name in the pipeline (its function name)
+    artifact: str  # the output's artifact name (rcatune.constants)
+    summarise: Optional[Callable[[Any, RunSummary], None]] = None  # default: the artifact's own `summarise`
+    load: bool = True  # False: only its metadata (a dataset's data_hash) is wanted
+
+
+@dataclass(frozen=True)
+class PipelineDefinition:
+    name: str
+    pipeline: Any  # the ZenML pipeline
+    inputs: Callable[[RunConfig, RunContext], dict[str, Any]]
+    outputs: tuple[Output, ...] = ()
+    options: Callable[[RunConfig], dict[str, Any]] = lambda cfg: {}
+    # The pipeline that actually runs for this config, when another one should (None: this one).
+    route: Callable[[RunConfig], Optional[str]] = lambda cfg: None
+    check: Callable[[RunConfig], None] = lambda cfg: None  # refuse a config before anything starts
+    finish: Callable[[RunConfig, RunContext, RunSummary], None] = lambda cfg, context, summary: None
+
+
+_REGISTRY: dict[str, PipelineDefinition] = {}
+
+
+def register(definition: PipelineDefinition) -> PipelineDefinition:
+    _REGISTRY[definition.name] = definition
+    return definition
+
+
+def load_pipelines(package: str = "pipelines") -> dict[str, PipelineDefinition]:
+    """Import every module of `package` (each registers its pipeline); the registry by name."""
+    root = importlib.import_module(package)
+    for module in pkgutil.iter_modules(root.__path__):
+        importlib.import_module(f"{package}.{module.name}")
+    return dict(_REGISTRY)
+
+
+def definition_for(cfg: RunConfig) -> PipelineDefinition:
+    """The pipeline this config runs (following a pipeline's route to another)."""
+    definition = _lookup(cfg.pipeline.name)
+    routed = definition.route(cfg)
+    return _lookup(routed) if routed else definition
+
+
+def _lookup(name: str) -> PipelineDefinition:
+    if name not in _REGISTRY:
+        raise ConfigError(f"pipeline.name: no pipeline named {name!r} is registered (known: {sorted(_REGISTRY)}); "
+                          "a pipeline is a module in pipelines/ plus a file in conf/pipeline/")
+    return _REGISTRY[name]
+
+
+def run(cfg: RunConfig, context: RunContext) -> RunSummary:
+    """Run the configured pipeline on the configured stack; always leave run_summary.json behind."""
+    started = time.perf_counter()
+    definition = definition_for(cfg)
+    summary = RunSummary(pipeline=definition.name, run_dir=str(context.run_dir), choices=context.choices,
+                         overrides=context.overrides, git=context.git)
+    try:
+        definition.check(cfg)
+        _execute(definition, cfg, context, summary)
+        summary.status = "succeeded"
+    except RcatuneError as error:  # expected: bad data, bad config, a server down, a token refused
+        summary.status, summary.error = "failed", str(error)
+        raise
+    except Exception as error:  # a bug: its traceback is kept
+        import traceback
+
+        summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
+        summary.traceback = traceback.format_exc()
+        raise
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 2)
+        _add_files(context.run_dir, summary)
+        summary.write(context.run_dir)
+    return summary
+
+
+def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
+    from zenml.enums import ExecutionMode
+
+    from rcatune.logs import quiet_logs
+    from rcatune.stacks import ensure_stack, ensure_zenml_repository, load_definition
+    from rcatune.tracking import ensure_experiment
+
+    if cfg.stack.remote:
+        raise RcatuneError(f"stack={cfg.stack.name} is remote and needs a deployed ZenML server; see stacks/README.md")
+    state = configure_environment()
+    quiet_logs(bars=context.runtime.progress and interactive())
+    ensure_zenml_repository(state)
+    ensure_stack(load_definition(context.project_root / "stacks" / cfg.stack.definition, state))
+    experiment = cfg.experiment_name or definition.name
+    ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
+    # FAIL_FAST: the failed step's own exception comes back (not a RuntimeError naming the step), and the
+    # steps after it are not attempted
+    options = {"enable_cache": cfg.pipeline.enable_cache, "execution_mode": ExecutionMode.FAIL_FAST,
+               "settings": {"experiment_tracker": {"experiment_name": experiment}}, **definition.options(cfg)}
+    pipeline = definition.pipeline.with_options(**options)
+    zenml_run = pipeline(**definition.inputs(cfg, context))
+    _collect(zenml_run, definition.outputs, summary)
+    summary.zenml_run = zenml_run.name
+    definition.finish(cfg, context, summary)
+
+
+def _collect(zenml_run: Any, outputs: tuple[Output, ...], summary: RunSummary) -> None:
+    """Each declared output the run produced, into the summary."""
+    for output in outputs:
+        step = zenml_run.steps.get(output.step)
+        if step is None or output.artifact not in step.outputs:
+            continue
+        artifact_version = step.outputs[output.artifact][0]
+        value = artifact_version.load() if output.load else artifact_version
+        (output.summarise or type(value).summarise)(value, summary)
+
+
+def _add_files(run_dir: Path, summary: RunSummary) -> None:
+    """Validation counts come from the report file, so a run that failed on bad data still has them."""
+    report_file = run_dir / constants.VALIDATION_REPORT_FILE
+    if report_file.exists():
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        summary.counts["data"] = {k: report[k] for k in ("read", "accepted", "rejected", "by_reason")}
+        if report.get("quarantine_path"):
+            summary.artifacts["quarantine"] = report["quarantine_path"]
+        summary.artifacts["validation_report"] = str(report_file)
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if config_file.exists():
+        summary.artifacts["resolved_config"] = str(config_file)
+
+
+def run_context(resolved: dict[str, Any], choices: dict[str, Any], overrides: list[str], run_dir: Path,
+                project_root: Path, runtime: Runtime) -> RunContext:
+    return RunContext(resolved=resolved, choices=choices, overrides=overrides, run_dir=run_dir,
+                      project_root=project_root, git=git_state(project_root), runtime=runtime)
