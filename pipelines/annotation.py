@@ -9,6 +9,7 @@ from zenml import pipeline
 from rcatune import constants
 from rcatune.config import RunConfig, Spec, to_spec
 from rcatune.config.annotation import AnnotationAction
+from rcatune.config.scrub import ScrubConfig
 from rcatune.errors import ConfigError
 from rcatune.runinfo import RunSummary
 from rcatune.runner import Output, PipelineDefinition, RunContext, register
@@ -19,22 +20,23 @@ from steps.tracking import track_run_config
 
 
 @pipeline(enable_cache=False)
-def annotation_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, annotation: Spec, action: str,
+def annotation_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, scrub: ScrubConfig, annotation: Spec,
+                        action: str,
                         output_dir: str, runtime: Runtime, read_source: bool = True) -> None:
     track_run_config(config, git)
     dataset = None
     if read_source:  # push, or sync into the configured data (annotation.merge_into=source)
-        dataset, _report = load_data(data, output_dir, runtime)
+        dataset, _report = load_data(data, scrub, output_dir, runtime)
     if action == "push":
         push_for_review(dataset, annotation, runtime)
     elif action == "status":
         review_status(annotation)
     else:
-        sync_reviews(dataset, annotation, output_dir, runtime)
+        sync_reviews(dataset, annotation, scrub, output_dir, runtime)
 
 
 def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
-    return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data),
+    return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data), "scrub": cfg.scrub,
             "annotation": to_spec("annotation", cfg.annotation), "action": cfg.annotation.action.value,
             "output_dir": str(context.run_dir), "runtime": context.runtime,
             "read_source": cfg.annotation.reads_source and cfg.annotation.action is not AnnotationAction.status}

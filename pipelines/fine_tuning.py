@@ -13,6 +13,7 @@ from rcatune.config import RunConfig, Spec, to_spec
 from rcatune.config.data import SplitConfig
 from rcatune.config.evaluation import EvaluationConfig
 from rcatune.config.root import ExportConfig, FormatsConfig
+from rcatune.config.scrub import ScrubConfig
 from rcatune.runner import Output, PipelineDefinition, RunContext, register
 from rcatune.runtime import Runtime
 from steps.evaluation import evaluate_model, gate_model
@@ -22,16 +23,19 @@ from steps.training import train_model
 
 
 @pipeline(enable_cache=False)
-def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, split: SplitConfig,
-                         formats: FormatsConfig, output_dir: str, runtime: Runtime, model: Spec, method: Spec,
-                         trainer: Spec, max_length: int, evaluation: EvaluationConfig, export: ExportConfig,
-                         facts: dict[str, Any], annotation: Optional[Spec] = None, read_source: bool = True) -> None:
-    dataset, splits = prepare_data(config, git, data, split, formats, output_dir, runtime, annotation, read_source)
+def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, scrub: ScrubConfig,
+                         split: SplitConfig, formats: FormatsConfig, output_dir: str, runtime: Runtime, model: Spec,
+                         method: Spec, trainer: Spec, max_length: int, evaluation: EvaluationConfig,
+                         export: ExportConfig, facts: dict[str, Any], annotation: Optional[Spec] = None,
+                         read_source: bool = True) -> None:
+    dataset, splits = prepare_data(config, git, data, scrub, split, formats, output_dir, runtime, annotation,
+                                   read_source)
     trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, runtime)
     result, _report = evaluate_model(splits, trained, evaluation, formats.system_prompt, max_length, output_dir,
                                      runtime)
     decision = gate_model(result)
-    promotion = register_model(dataset, trained, result, decision, {**facts, "config": config})
+    promotion = register_model(dataset, splits, trained, result, decision, evaluation, formats.system_prompt,
+                               max_length, {**facts, "config": config}, runtime)
     export_trained(trained, result, promotion, export, facts, evaluation.max_new_tokens, output_dir, runtime)
 
 

@@ -10,6 +10,7 @@ from rcatune import constants
 from rcatune.config import RunConfig, Spec, to_spec
 from rcatune.config.data import SplitConfig
 from rcatune.config.root import FormatsConfig
+from rcatune.config.scrub import ScrubConfig
 from rcatune.runner import Output, PipelineDefinition, RunContext, register
 from rcatune.runtime import Runtime
 from steps.annotation import summarise_review, sync_reviews
@@ -17,8 +18,9 @@ from steps.data import export_data, load_data, split_data, summarise_dataset, su
 from steps.tracking import track_run_config
 
 
-def prepare_data(config: dict[str, Any], git: dict[str, Any], data: Spec, split: SplitConfig, formats: FormatsConfig,
-                 output_dir: str, runtime: Runtime, annotation: Optional[Spec] = None, read_source: bool = True):
+def prepare_data(config: dict[str, Any], git: dict[str, Any], data: Spec, scrub: ScrubConfig, split: SplitConfig,
+                 formats: FormatsConfig, output_dir: str, runtime: Runtime, annotation: Optional[Spec] = None,
+                 read_source: bool = True):
     """The data steps every training pipeline starts with; returns the (reviewed) dataset and its splits.
 
     With `annotation`, expert reviews are merged in before the split: into what the pushes sent, unless
@@ -26,26 +28,26 @@ def prepare_data(config: dict[str, Any], git: dict[str, Any], data: Spec, split:
     track_run_config(config, git)
     dataset = None
     if read_source:
-        dataset, _report = load_data(data, output_dir, runtime)
+        dataset, _report = load_data(data, scrub, output_dir, runtime)
     if annotation is not None:
-        dataset, _review = sync_reviews(dataset, annotation, output_dir, runtime)
+        dataset, _review = sync_reviews(dataset, annotation, scrub, output_dir, runtime)
     splits = split_data(dataset, split)
     export_data(splits, formats, output_dir)
     return dataset, splits
 
 
 @pipeline(enable_cache=False)
-def prepare_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, split: SplitConfig,
+def prepare_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, scrub: ScrubConfig, split: SplitConfig,
                      formats: FormatsConfig, output_dir: str, runtime: Runtime, annotation: Optional[Spec] = None,
                      read_source: bool = True) -> None:
-    prepare_data(config, git, data, split, formats, output_dir, runtime, annotation, read_source)
+    prepare_data(config, git, data, scrub, split, formats, output_dir, runtime, annotation, read_source)
 
 
 def data_inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
     """The inputs of `prepare_data`, shared by every pipeline built on it."""
     review = cfg.annotation.enabled
     return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data),
-            "split": cfg.data.split, "formats": cfg.formats, "output_dir": str(context.run_dir),
+            "scrub": cfg.scrub, "split": cfg.data.split, "formats": cfg.formats, "output_dir": str(context.run_dir),
             "runtime": context.runtime, "annotation": to_spec("annotation", cfg.annotation) if review else None,
             "read_source": not review or cfg.annotation.reads_source}
 

@@ -11,6 +11,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, Field
 
 from rcatune.config import Spec
+from rcatune.evaluation.stats import PairedComparison
 from rcatune.runinfo import RunSummary
 
 PRIMARY_METRIC = "rca_accuracy"
@@ -47,13 +48,23 @@ class ModelScores(BaseModel):
     answers: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class SetScores(BaseModel):
+    """Both models on one evaluation set (`test`: phrased like training; `shift`: a phrasing never trained
+    on; `data`: a whole data source), and their paired comparison."""
+
+    name: str
+    tuned: ModelScores
+    base: Optional[ModelScores] = None
+    comparison: Optional[PairedComparison] = None  # tuned vs base, paired by example
+
+
 class GateCheck(BaseModel):
     """One threshold: `value` against `threshold` (`at_least` or `at_most`); `value` None when unmeasured."""
 
     metric: str
     value: Optional[float]
     threshold: Optional[float]
-    rule: str  # at_least | at_most | above (strictly, e.g. the base model's value)
+    rule: str  # at_least | at_most | below (strictly)
     passed: bool
     against: str = "threshold"  # what the threshold is: a configured threshold, or 'base model'
     note: str = ""
@@ -61,10 +72,12 @@ class GateCheck(BaseModel):
     def text(self) -> str:
         if self.value is None:
             return f"{self.metric}: not measured ({self.note})" if self.note else f"{self.metric}: not measured"
-        words = {"at_least": "minimum", "at_most": "maximum", "above": "must beat"}[self.rule]
-        shown = f"{self.threshold:.3f}" if self.threshold is not None else "n/a"
-        return f"{self.metric} {self.value:.3f} vs {words} {shown}" + (
-            f" ({self.against})" if self.against != "threshold" else "")
+        words = {"at_least": "minimum", "at_most": "maximum", "below": "must be below"}[self.rule]
+        shown = f"{self.threshold:.3g}" if self.threshold is not None else "n/a"
+        value = f"{self.value:.3g}" if self.metric == "mcnemar_p" else f"{self.value:.3f}"
+        text = f"{self.metric} {value} vs {words} {shown}"
+        context = [c for c in (self.against if self.against != "threshold" else "", self.note) if c]
+        return text + (f" ({'; '.join(context)})" if context else "")
 
 
 class GateDecision(BaseModel):
@@ -83,20 +96,41 @@ class GateDecision(BaseModel):
 
 
 class Evaluation(BaseModel):
-    tuned: ModelScores
-    base: Optional[ModelScores]
+    sets: list[SetScores]  # the headline set first
     decision: GateDecision
     report_path: str
     candidate: str = "tuned"
+    overlap: list[str] = Field(default_factory=list)  # evaluation examples the candidate trained on (forced)
+
+    @property
+    def headline(self) -> SetScores:
+        """The set the gate and promotion judge on: the phrasing-shift split when there is one."""
+        return self.sets[0]
+
+    @property
+    def tuned(self) -> ModelScores:
+        return self.headline.tuned
+
+    @property
+    def base(self) -> Optional[ModelScores]:
+        return self.headline.base
 
     def summarise(self, summary: RunSummary) -> None:
-        summary.evaluation = {"tuned": self.tuned.metrics, "base": self.base.metrics if self.base else None}
+        summary.evaluation = {
+            "headline": self.headline.name, "tuned": self.tuned.metrics,
+            "base": self.base.metrics if self.base else None,
+            "sets": {s.name: {"tuned": s.tuned.metrics, "base": s.base.metrics if s.base else None,
+                              "comparison": s.comparison.model_dump() if s.comparison else None} for s in self.sets}}
         summary.artifacts["evaluation_report"] = self.report_path
         summary.decisions["gate"] = "passed" if self.decision.passed else "failed"
         summary.decisions["gate_checks"] = [c.model_dump() for c in self.decision.checks]
+        if self.overlap:
+            summary.decisions["evaluation_overlap"] = (f"{len(self.overlap)} evaluation sessions were training data "
+                                                       "(pipeline.allow_overlap=true)")
         value = self.decision.primary_value
         if value is not None:
-            summary.primary_metric = {"name": self.decision.primary_metric, "value": value}
+            summary.primary_metric = {"name": self.decision.primary_metric, "set": self.headline.name,
+                                      "value": value}
 
 
 class Promotion(BaseModel):
@@ -104,7 +138,9 @@ class Promotion(BaseModel):
     reason: str
     primary_metric: str
     value: Optional[float]
-    production_value: Optional[float]
+    production_value: Optional[float]  # production re-scored on the same evaluation set
+    production_version: Optional[str] = None
+    comparison: Optional[PairedComparison] = None  # candidate vs production, paired
     zenml_model: Optional[str] = None
     zenml_version: Optional[str] = None
     mlflow_model: Optional[str] = None
@@ -115,6 +151,8 @@ class Promotion(BaseModel):
         summary.decisions["stage_reason"] = self.reason
         summary.decisions["zenml_model_version"] = f"{self.zenml_model} v{self.zenml_version}"
         summary.decisions["mlflow_model_version"] = f"{self.mlflow_model} v{self.mlflow_version}"
+        if self.comparison is not None:
+            summary.decisions["versus_production"] = self.comparison.model_dump()
 
 
 class ExportBundle(BaseModel):

@@ -19,6 +19,7 @@ from rcatune.config import load_spec
 from rcatune.config.method import Quantisation
 from rcatune.config.model import ModelConfig
 from rcatune.inference import PromptSignature, describe_folder
+from rcatune.lineage import TrainingData
 from rcatune.models.loading import load_model
 from rcatune.runtime import Runtime
 
@@ -134,6 +135,9 @@ def export_model(trained: TrainedModel, out: Path, quantisation: Quantisation, f
     signature = PromptSignature.read(trained.model_dir)
     if signature is not None:
         signature.save(merged)
+    training_data = TrainingData.read(trained.model_dir)
+    if training_data is not None:
+        training_data.save(merged)
     describe_folder(merged, model_cfg, is_adapter=False, method=trained.method)
     quantised = quantise(merged, quantisation, out / f"quantised-{quantisation.value}")
     merged_bytes = folder_bytes(merged)

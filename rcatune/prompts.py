@@ -61,9 +61,8 @@ def render_input(example: TrainingExample) -> str:
             "service_topology": example.service_topology,
             "error_signatures": example.error_signatures,
         },
-        indent=1,
         ensure_ascii=False,
-    )
+    )  # one line: the indentation of a pretty-printed dump costs about a fifth of the prompt's tokens
 
 
 def render_output(example: TrainingExample) -> str:
@@ -119,3 +118,11 @@ def parse_answer(text: str) -> Answer:
         if re.match(r"^\s*\d+\.", line) and line.strip() != "1. none"
     ]
     return Answer(sections.get("Root Cause", ""), query, paths, steps)
+
+
+def fingerprint(example: TrainingExample) -> str:
+    """A hash of what the model sees of a session (the rendered user turn): the same session under another id
+    has the same fingerprint."""
+    import hashlib
+
+    return hashlib.sha256(render(example).user_message().encode("utf-8")).hexdigest()[:24]

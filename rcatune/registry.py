@@ -1,29 +1,66 @@
 """Register versions and decide stages: ZenML Model Control Plane and the MLflow registry, in step.
 
 A version that passes the gate becomes `staging` (MLflow alias `challenger`); it becomes
-`production` (alias `champion`) only when it beats the current production version on the primary
-metric, or when there is none. Every decision carries its reason.
+`production` (alias `champion`) only when there is none, or when it beats the current production
+version on the same evaluation set: production is re-scored on the candidate's headline set, and the
+paired bootstrap interval of the accuracy gain must clear `evaluation.promotion_margin` (the exact
+McNemar p-value and the sample size are recorded beside it). Every decision carries its reason.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from rcatune.artifacts import GateDecision
+from rcatune.artifacts import GateDecision, ModelScores
+from rcatune.evaluation.stats import PairedComparison
 
 STAGE_ALIASES = {"staging": "challenger", "production": "champion"}
 
 
-def decide_stage(decision: GateDecision, production_value: Optional[float]) -> tuple[Optional[str], str]:
-    """Which stage this version earns, and why."""
+def decide_stage(decision: GateDecision, versus: Optional[PairedComparison], margin: float = 0.0,
+                 production: Optional[str] = None) -> tuple[Optional[str], str]:
+    """Which stage this version earns, and why. `versus`: the candidate against production, paired on the
+    same examples (None: there is no production version)."""
     value, metric = decision.primary_value, decision.primary_metric
     if not decision.passed:
         return None, "gate failed: " + "; ".join(check.text() for check in decision.failed)
-    if production_value is None:
+    if production is None:
         return "production", f"gate passed and there is no production version yet ({metric} {value:.3f})"
-    if value is not None and value > production_value:
-        return "production", f"{metric} {value:.3f} beats production's {production_value:.3f}"
-    return "staging", f"gate passed; {metric} {value:.3f} does not beat production's {production_value:.3f}"
+    if versus is None or versus.accuracy is None:
+        return "staging", f"gate passed; {production} could not be compared on the same examples"
+    gain = versus.accuracy
+    evidence = (f"on the same {versus.labelled} incidents {metric} {gain.first:.3f} vs {production}'s "
+                f"{gain.second:.3f}, gain {gain.difference:+.3f} with {versus.confidence:.0%} paired bootstrap "
+                f"interval [{gain.low:+.3f}, {gain.high:+.3f}], exact McNemar p = {versus.mcnemar_p:.3g}")
+    if gain.low > margin:
+        return "production", f"beats {production}: {evidence}; the interval clears the margin {margin:g}"
+    return "staging", (f"gate passed but does not beat {production}: {evidence}; the interval does not clear "
+                       f"the margin {margin:g}")
+
+
+def production_version(model_name: str) -> Optional[tuple[str, str]]:
+    """(number, label) of the model's production version in ZenML, or None."""
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    try:
+        current = Client().get_model_version(model_name, ModelStages.PRODUCTION)
+    except KeyError:
+        return None
+    return str(current.number), f"production v{current.number}"
+
+
+def rescore(model_name: str, version: str, sets: dict, cfg, system_prompt: str, max_length: int,
+            runtime) -> ModelScores:
+    """A registered version scored on the candidate's headline set (same examples, same settings)."""
+    from rcatune.evaluation.catalog import FaultCatalog
+    from rcatune.evaluation.run import evaluation_sets, score_sets
+    from rcatune.inference import load_version
+
+    headline = dict(list(evaluation_sets(sets, cfg).items())[:1])
+    scores = score_sets("production", lambda: load_version(model_name, version, runtime), headline, cfg,
+                        system_prompt, max_length, FaultCatalog.load(cfg.fault_catalog), runtime.progress)
+    return next(iter(scores.values()))
 
 
 def register_mlflow_version(name: str, run_id: str, artifact_path: str, stage: Optional[str],

@@ -28,6 +28,10 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
             from rcatune.artifacts import GateCheck
 
             lines += [f"    {'ok' if c['passed'] else 'FAILED':<7} {GateCheck(**c).text()}" for c in value]
+        elif key == "versus_production":
+            from rcatune.evaluation.stats import PairedComparison
+
+            lines.append(f"  versus      {PairedComparison(**value).line()}")
         else:
             lines.append(f"  {key:<11} {value}")
     if summary.error and with_error:
@@ -70,19 +74,30 @@ def _review_lines(review: dict, artifacts: dict) -> list[str]:
     return lines
 
 
-KEY_METRICS = ("rca_accuracy", "rca_semantic", "query_valid", "critical_path_f1", "bleu", "rouge_l", "perplexity",
-               "latency_p95_ms")
+KEY_METRICS = ("rca_accuracy", "label_coverage", "rca_semantic", "query_valid", "critical_path_f1", "bleu", "rouge_l",
+               "perplexity", "latency_p95_ms")
 
 
 def _evaluation_lines(evaluation: dict) -> list[str]:
-    tuned, base = evaluation.get("tuned"), evaluation.get("base")
-    if not tuned:
+    """Base and tuned per evaluation set, the headline set (the phrasing shift, when there is one) first."""
+    sets = evaluation.get("sets") or ({"data": {"tuned": evaluation["tuned"], "base": evaluation.get("base")}}
+                                      if evaluation.get("tuned") else {})
+    if not sets:
         return []
-    lines = ["  evaluation            base      tuned"]
+    names = list(sets)
+    header = "".join(f"{(n + (' (headline)' if i == 0 else '')):>24}" for i, n in enumerate(names))
+    lines = [f"  evaluation      {header}", "                    " + "        base     tuned" * len(names)]
+
+    def cell(values, key) -> str:
+        if not values or key not in values:
+            return " " * 10
+        value = values[key]
+        return f"{value:>10.3f}" if abs(value) < 1e5 else f"{value:>10.3g}"
     for key in KEY_METRICS:
-        if key in tuned:
-            before = f"{base[key]:>9.3f}" if base and key in base else " " * 9
-            lines.append(f"    {key:<18}{before}  {tuned[key]:>9.3f}")
+        if key not in sets[names[0]]["tuned"]:
+            continue
+        cells = "".join(f"    {cell(sets[n].get('base'), key)}{cell(sets[n]['tuned'], key)}" for n in names)
+        lines.append(f"    {key:<16}{cells}")
     return lines
 
 

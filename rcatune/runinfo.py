@@ -46,6 +46,7 @@ class RunSummary(BaseModel):
     decisions: dict[str, Any] = Field(default_factory=dict)
     primary_metric: dict[str, Any] | None = None  # {name, value}: what run.py returns to a sweeper
     review: dict[str, Any] = Field(default_factory=dict)  # review projects, merge counts, agreement
+    scrub: dict[str, Any] = Field(default_factory=dict)  # what was replaced, by type and field (rcatune/scrub.py)
     seconds: float | None = None
 
     def write(self, run_dir: Path) -> Path:

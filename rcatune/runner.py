@@ -165,6 +165,11 @@ def _add_files(run_dir: Path, summary: RunSummary) -> None:
         summary.counts["data"] = {k: report[k] for k in ("read", "accepted", "rejected", "by_reason")}
         if report.get("quarantine_path"):
             summary.artifacts["quarantine"] = report["quarantine_path"]
+        if report.get("scrub"):
+            summary.scrub = report["scrub"]
+            if not report["scrub"]["enabled"]:
+                summary.scrub["warning"] = ("NOT SCRUBBED (scrub=none): secrets and personal data in the source "
+                                            "reach every export, annotator and model")
         summary.artifacts["validation_report"] = str(report_file)
     config_file = run_dir / ".hydra" / "config.yaml"
     if config_file.exists():

@@ -50,7 +50,8 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 ServiceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-OPTIONAL_LABELS = ("scenario", "incident_id", "quality_ratings", "query_issues")  # left out of the JSON when unset
+# left out of the JSON when unset
+OPTIONAL_LABELS = ("scenario", "incident_id", "phrasing", "quality_ratings", "query_issues")
 
 
 class TrainingExample(BaseModel):
@@ -88,9 +89,12 @@ class TrainingExample(BaseModel):
     human_prompts_required: int = Field(ge=0)
     false_hypotheses: list[Text] = Field(default_factory=list)
 
-    # Labels beyond the original design: optional, never shown to the model.
+    # Labels beyond the original design: optional, never shown to the model. `scenario`: the fault (a
+    # catalog id, or "none" for an incident outside the catalog); `phrasing`: the generator's phrasing
+    # bank (the phrasing-shift split holds one bank out of training).
     scenario: Optional[Text] = None
     incident_id: Optional[Text] = None
+    phrasing: Optional[Text] = None
     # Expert review (annotation sync): mean ratings (1-5) per question, and query issues flagged by
     # at least half of the reviewers.
     quality_ratings: Optional[dict[Text, float]] = None

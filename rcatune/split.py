@@ -1,8 +1,12 @@
-"""Deterministic train/val/test split that keeps each incident in one split.
+"""Deterministic train/val/test split that keeps each incident in one split, plus the phrasing-shift split.
 
 Two sessions belong to the same incident when they share an `incident_id`, or when their time
 ranges overlap and they name a common affected service (the same outage diagnosed twice). Groups
 are stratified by `scenario` where the data has one, so every split sees every kind of fault.
+
+Sessions told in the held-out phrasing bank (`phrasing == shift_phrasing`, the generator's bank `d`)
+never reach train, val or test: they form the `shift` split, so a model is also scored on wording it
+never saw. Data without phrasing labels (real exports) has no shift split.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from rcatune.errors import DataError
 from rcatune.schema import TrainingExample
 
 SPLITS = ("train", "val", "test")
+SHIFT = "shift"
 
 
 @dataclass(frozen=True)
@@ -24,18 +30,22 @@ class SplitSpec:
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     seed: int = 13
     min_examples: int = 20
+    shift_phrasing: Optional[str] = "d"
 
 
 class DatasetSplits(BaseModel):
-    """The three splits, plus how many incident groups each holds."""
+    """The three splits, the phrasing-shift split, and how many incident groups each holds."""
 
     train: list[TrainingExample]
     val: list[TrainingExample]
     test: list[TrainingExample]
+    shift: list[TrainingExample] = Field(default_factory=list)
     groups: dict[str, int]
 
     def items(self) -> list[tuple[str, list[TrainingExample]]]:
-        return [(name, getattr(self, name)) for name in SPLITS]
+        """Every split that holds examples (the shift split only when there is one)."""
+        names = SPLITS + ((SHIFT,) if self.shift else ())
+        return [(name, getattr(self, name)) for name in names]
 
     def counts(self) -> dict[str, int]:
         return {name: len(examples) for name, examples in self.items()}
@@ -83,7 +93,16 @@ def incident_groups(examples: list[TrainingExample]) -> list[list[int]]:
 
 
 def split_examples(examples: list[TrainingExample], spec: SplitSpec) -> DatasetSplits:
-    """Split by incident group, stratified by scenario, deterministic for a seed."""
+    """Hold out the shift phrasing, then split the rest by incident group, stratified by scenario,
+    deterministic for a seed."""
+    shift = [e for e in examples if spec.shift_phrasing and e.phrasing == spec.shift_phrasing]
+    if shift:
+        held_incidents = {e.incident_id for e in shift if e.incident_id}
+        examples = [e for e in examples if e.phrasing != spec.shift_phrasing]
+        leaked = [e.id for e in examples if e.incident_id in held_incidents]
+        if leaked:
+            raise DataError(f"incidents told in the held-out phrasing {spec.shift_phrasing!r} also appear in "
+                            f"other phrasings ({leaked[:3]}): the shift split would leak into training")
     if len(examples) < spec.min_examples:
         raise DataError(f"only {len(examples)} valid examples, fewer than data.split.min_examples="
                         f"{spec.min_examples}. Add data (data.size=... for the sample source) or lower the minimum.")
@@ -114,5 +133,7 @@ def split_examples(examples: list[TrainingExample], spec: SplitSpec) -> DatasetS
                             f"fractions {spec.fractions}). Add data or change data.split.")
     owner = {index: group[0] for group in groups for index in group}
     group_counts = {name: len({owner[i] for i in assigned[name]}) for name in SPLITS}
-    return DatasetSplits(**splits, groups=group_counts)
+    if shift:
+        group_counts[SHIFT] = len(incident_groups(shift))
+    return DatasetSplits(**splits, shift=shift, groups=group_counts)
 

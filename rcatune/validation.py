@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from rcatune.errors import DataError
 from rcatune.progress import bar
 from rcatune.schema import TrainingExample
+from rcatune.scrub import ScrubReport
 from rcatune.sources.base import RawRecord, Source
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class ValidationReport(BaseModel):
     rejected: int = 0
     by_reason: dict[str, int] = Field(default_factory=dict)
     quarantine_path: str | None = None
+    scrub: Optional[ScrubReport] = None  # what scrubbing replaced in the accepted records
 
     @property
     def rejected_fraction(self) -> float:
@@ -192,15 +194,24 @@ def load_examples(source: Source, quarantine_path: Path, max_rejected_fraction: 
     return examples, report
 
 
-def load_source(data, out_dir: Path, progress: bool = True):
+def load_source(data, out_dir: Path, progress: bool = True, scrub=None):
     """Read the configured source (a `rcatune.config.data.DataConfig`) into a dataset, quarantine and
-    report under `out_dir`. (dataset, report)."""
+    report under `out_dir`, scrubbed with `scrub` (a `rcatune.config.scrub.ScrubConfig`; None: not at
+    all). The raw records stay in the source and the quarantine. (dataset, report)."""
     from rcatune.config import build
     from rcatune.constants import QUARANTINE_FILE, VALIDATION_REPORT_FILE
     from rcatune.schema import TrainingDataset
+    from rcatune.scrub import scrub_examples
 
+    report_path = out_dir / VALIDATION_REPORT_FILE
     examples, report = load_examples(build(data.source_spec()), out_dir / QUARANTINE_FILE, data.max_rejected_fraction,
-                                     progress, data.limit, out_dir / VALIDATION_REPORT_FILE)
+                                     progress, data.limit, report_path)
+    if scrub is not None:
+        examples, scrubbed = scrub_examples(examples, scrub)
+        report.scrub = scrubbed
+        report_path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        for line in scrubbed.lines():
+            (log.warning if not scrubbed.enabled else print)(line)
     dataset = TrainingDataset(examples=examples, metadata={"source": report.source})
     dataset.metadata["data_hash"] = dataset.content_hash()
     return dataset, report

@@ -16,9 +16,11 @@ from rcatune.annotation import loop
 from rcatune.annotation.merge import MergeReport
 from rcatune.config import Spec
 from rcatune.config.annotation import MergeInto
+from rcatune.config.scrub import ScrubConfig
 from rcatune.runinfo import RunSummary
 from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
+from rcatune.scrub import scrub_examples
 
 
 @step
@@ -80,7 +82,7 @@ def _write_outputs(out: Path, dataset: TrainingDataset, report: MergeReport) -> 
 
 
 @step(experiment_tracker=True)
-def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, output_dir: str,
+def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, scrub: ScrubConfig, output_dir: str,
                  runtime: Runtime) -> Tuple[
     Annotated[TrainingDataset, ArtifactConfig(name=constants.ANNOTATED_DATASET)],
     Annotated[MergeReport, ArtifactConfig(name=constants.REVIEW_REPORT)],
@@ -89,6 +91,7 @@ def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, output_di
 
     With annotation.wait=true, first push (idempotent) and wait until every task has its reviews.
     `dataset` is what to merge into with annotation.merge_into=source (None: what the pushes sent).
+    What the experts wrote (corrections, notes) is scrubbed like the sessions were.
     """
     import mlflow
 
@@ -110,7 +113,10 @@ def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, output_di
         print(line)
     into = dataset.metadata if dataset is not None and config.merge_into is MergeInto.source else {
         "source": f"examples pushed to review project {config.project!r}"}
-    merged = TrainingDataset(examples=result.examples, metadata={
+    examples, scrubbed = scrub_examples(result.examples, scrub)
+    if scrubbed.replaced:
+        print(f"scrub: {scrubbed.replaced} values replaced in the experts' corrections and notes")
+    merged = TrainingDataset(examples=examples, metadata={
         **into, "reviewed_from": into.get("data_hash"), "merged_into": config.merge_into.value,
         "review_server": client.url, "review_projects": [loop.title(config, t) for t in config.templates]})
     merged.metadata["data_hash"] = merged.content_hash()

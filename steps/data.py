@@ -12,6 +12,7 @@ from rcatune import constants
 from rcatune.config import Spec
 from rcatune.config.data import SplitConfig
 from rcatune.config.root import FormatsConfig
+from rcatune.config.scrub import ScrubConfig
 from rcatune.formats import FormatBundle, export_formats
 from rcatune.runinfo import RunSummary
 from rcatune.runtime import Runtime
@@ -21,23 +22,26 @@ from rcatune.validation import ValidationReport, load_source
 
 
 @step(experiment_tracker=True)
-def load_data(data: Spec, output_dir: str, runtime: Runtime) -> Tuple[
+def load_data(data: Spec, scrub: ScrubConfig, output_dir: str, runtime: Runtime) -> Tuple[
     Annotated[TrainingDataset, ArtifactConfig(name=constants.VALIDATED_DATASET)],
     Annotated[ValidationReport, ArtifactConfig(name=constants.VALIDATION_REPORT)],
 ]:
-    """Read the configured source; accept or quarantine every record."""
+    """Read the configured source; accept or quarantine every record; scrub the accepted ones."""
     import mlflow
 
-    dataset, report = load_source(data.load(), Path(output_dir), runtime.progress)
+    dataset, report = load_source(data.load(), Path(output_dir), runtime.progress, scrub)
     counts = {"read": report.read, "accepted": report.accepted, "rejected": report.rejected}
     mlflow.log_metrics({f"data_{k}": v for k, v in counts.items()})
     mlflow.log_metrics({f"data_rejected_{k}": v for k, v in report.by_reason.items()})
     mlflow.set_tag("data_hash", dataset.metadata["data_hash"])
+    mlflow.set_tag("scrub", "on" if report.scrub.enabled else "OFF (scrub=none)")
+    mlflow.log_metrics({"scrub_replaced": report.scrub.replaced,
+                        **{f"scrub_{kind.lower()}": n for kind, n in report.scrub.by_type.items()}})
     mlflow.log_artifact(str(Path(output_dir) / constants.VALIDATION_REPORT_FILE), artifact_path="data")
     if report.quarantine_path:
         mlflow.log_artifact(report.quarantine_path, artifact_path="data")
     log_metadata(metadata={**counts, "by_reason": report.by_reason, "data_hash": dataset.metadata["data_hash"],
-                           "source": dataset.metadata["source"]},
+                           "source": dataset.metadata["source"], "scrub": report.scrub.model_dump()},
                  artifact_name=constants.VALIDATED_DATASET, infer_artifact=True)
     return dataset, report
 
@@ -47,7 +51,8 @@ def split_data(dataset: TrainingDataset, split: SplitConfig) -> Annotated[
     DatasetSplits, ArtifactConfig(name=constants.DATASET_SPLITS)
 ]:
     """Train/val/test by incident group, stratified by scenario."""
-    splits = split_examples(dataset.examples, SplitSpec(split.fractions, split.seed, split.min_examples))
+    splits = split_examples(dataset.examples, SplitSpec(split.fractions, split.seed, split.min_examples,
+                                                        split.shift_phrasing))
     log_metadata(metadata={"counts": splits.counts(), "incident_groups": splits.groups,
                            "data_hash": dataset.metadata.get("data_hash")}, infer_artifact=True)
     return splits

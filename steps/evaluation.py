@@ -16,6 +16,7 @@ from rcatune.config.evaluation import EvaluationConfig
 from rcatune.evaluation.run import evaluate_candidate
 from rcatune.inference import load_base, load_folder
 from rcatune.inference.loading import read_description, registry_folder
+from rcatune.lineage import TrainingData, refuse_overlap
 from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
 from rcatune.split import DatasetSplits
@@ -44,7 +45,7 @@ def evaluate_model(splits: DatasetSplits, trained: TrainedModel, evaluation: Eva
     """Base vs tuned on the test split: metrics, plots and a markdown report."""
     base_cfg = load_spec(trained.model_spec)
     result = evaluate_candidate(
-        splits.test, lambda: load_folder(trained.model_dir, runtime, base=base_cfg),
+        {"test": splits.test, "shift": splits.shift}, lambda: load_folder(trained.model_dir, runtime, base=base_cfg),
         (lambda: load_base(base_cfg, runtime)) if evaluation.compare_with_base else None, evaluation,
         system_prompt, max_length, Path(output_dir) / constants.EVALUATION_DIR, trained.history, runtime.progress)
     return result, _track(result)
@@ -76,21 +77,27 @@ def _candidate(settings: Any, model: Spec, registry_name: str) -> tuple[str, str
 
 @step(experiment_tracker=True, enable_cache=False)
 def evaluate_candidate_model(dataset: TrainingDataset, pipeline: Spec, model: Spec, evaluation: EvaluationConfig,
-                             model_registry_name: str, system_prompt: str, max_length: int, output_dir: str,
-                             runtime: Runtime) -> tuple[
+                             model_registry_name: str, system_prompt: str, max_length: int,
+                             shift_phrasing: Optional[str], output_dir: str, runtime: Runtime) -> tuple[
     Annotated[Evaluation, ArtifactConfig(name=constants.EVALUATION)],
     Annotated[MarkdownString, ArtifactConfig(name=constants.EVALUATION_REPORT)],
 ]:
-    """Score a registered version or a model folder on every example of the data source."""
+    """Score a registered version or a model folder on every example of the data source (those in the
+    held-out phrasing apart, as the shift set); refuse data the candidate trained on."""
     import mlflow
 
-    folder, label, base = _candidate(pipeline.load(), model, model_registry_name)
+    settings = pipeline.load()
+    folder, label, base = _candidate(settings, model, model_registry_name)
+    overlap = refuse_overlap(TrainingData.read(folder), dataset.examples, label, settings.allow_overlap)
     compare = evaluation.compare_with_base and base is not None  # no known base: nothing to compare with
+    shifted = [e for e in dataset.examples if shift_phrasing and e.phrasing == shift_phrasing]
+    held = {e.id for e in shifted}
+    sets = {"shift": shifted, "data": [e for e in dataset.examples if e.id not in held]}
     result = evaluate_candidate(
-        dataset.examples, lambda: load_folder(folder, runtime, base=base),
+        sets, lambda: load_folder(folder, runtime, base=base),
         (lambda: load_base(base, runtime)) if compare else None, evaluation, system_prompt, max_length,
         Path(output_dir) / constants.EVALUATION_DIR, progress=runtime.progress,
         title=f"rcatune evaluation of {label}")
-    result.candidate = label
+    result.candidate, result.overlap = label, overlap
     mlflow.set_tag("candidate", label)
     return result, _track(result, candidate=label)

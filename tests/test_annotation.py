@@ -116,7 +116,7 @@ def test_agreement_edge_cases():
 
 # ------------------------------------------------------------------------------------------ merging
 def test_merge_applies_each_verdict_and_reports_what_it_refused(examples):
-    e = examples
+    e = [x.model_copy(update={"human_validated": True}) if i == 2 else x for i, x in enumerate(examples)]
     fix = "cartservice Redis connection pool exhausted by a retry storm"
     better_sql = "SELECT ServiceName, count() FROM otel_traces WHERE StatusCode = 'Error' GROUP BY ServiceName"
     root = [
@@ -161,7 +161,7 @@ def test_merge_applies_each_verdict_and_reports_what_it_refused(examples):
     assert out[e[0].id].corrections == {"diagnostic_query": e[0].diagnostic_query}
     assert out[e[0].id].query_issues == ["missing_filters", "wrong_aggregation"]  # each ticked by half or more
     assert out[e[1].id].root_cause == fix and out[e[1].id].corrections == {"root_cause": e[1].root_cause}
-    assert out[e[1].id].expert_notes == "trace 42 shows pool waits" and out[e[1].id].human_validated
+    assert out[e[1].id].expert_notes.endswith("trace 42 shows pool waits") and out[e[1].id].human_validated
     assert out[e[1].id].diagnostic_query == e[1].diagnostic_query  # the improved query did not parse
     assert report.held == [e[2].id] and out[e[2].id].root_cause == e[2].root_cause
     assert e[2].human_validated and not out[e[2].id].human_validated  # under review: the disagreement stands
@@ -197,6 +197,26 @@ def test_merge_applies_each_verdict_and_reports_what_it_refused(examples):
     assert validation["alpha"] == pytest.approx(0.25) and validation["meets_target"] is False
     quality = report.agreement["root_cause"]["diagnostic_quality"]
     assert quality["units"] == 1 and quality["alpha"] == 0.0  # one pair (4, 5): 1 - (2 - 1) * 2 / 2
+
+
+def test_a_corrected_root_cause_moves_the_label_it_is_scored_against(examples):
+    from rcatune.evaluation.catalog import FaultCatalog
+
+    e = examples
+    catalog = FaultCatalog.builtin()
+    fix = "The ad service burns CPU in busy threads (adHighCpu), which slows every ad request."
+    original = next(x for x in e if x.scenario not in ("adHighCpu", "none"))
+    tasks = [exported(original, "root_cause", 1, (1, [choice("validation", "incorrect"),
+                                                      text("correct_root_cause", fix)]))]
+    specs = {"root_cause": LabelSpec.parse(label_config("root_cause"))}
+    result = merge_reviews([original], {"root_cause": tasks}, specs, MergeOptions(),
+                           relabel=lambda cause: catalog.infer([cause])[0].label)
+    [merged] = result.examples
+    assert merged.root_cause == fix and merged.scenario == "adHighCpu"
+    assert merged.corrections["scenario"] == original.scenario and result.report.labels_reinferred == 1
+    from rcatune.evaluation.catalog import reference_label
+
+    assert reference_label(merged, catalog).how == "re-inferred after review"
 
 
 def test_merge_can_keep_or_drop_unreviewed_and_merge_flagged_majorities(examples):

@@ -175,10 +175,10 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
     plain = json.loads(_run(tmp_path / "sync_plain", "pipeline=annotation", "annotation.action=sync").read_text())
     assert plain["review"]["examples_in"] == SIZE and plain["review"]["unreviewed"] == SIZE - 6
     assert plain["data_hash"] == summary["data_hash"] and "data" not in plain["counts"]  # no source was read
-    # ... or into this run's data (300 sessions, of which the first SIZE were pushed), never-pushed apart
+    # ... or into this run's data (1400 sessions, of which the first SIZE were pushed), never-pushed apart
     wider = json.loads(_run(tmp_path / "sync_wider", "pipeline=annotation", "annotation.action=sync",
                             "annotation.merge_into=source").read_text())
-    assert (wider["review"]["unreviewed"], wider["review"]["never_pushed"]) == (SIZE - 6, 300 - SIZE)
+    assert (wider["review"]["unreviewed"], wider["review"]["never_pushed"]) == (SIZE - 6, 1400 - SIZE)
     print(f"review loop (push twice, 2 annotators, sync) took {time.perf_counter() - started:.1f} s")
 
     # adjudicate the disagreement (Label Studio's ground-truth star), then sync and train in one run
@@ -379,3 +379,4 @@ def test_server_script_reports_status_and_refuses_a_taken_port(label_studio):
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     log = server.ServerPaths.under().log.read_text()
     assert token_file.read_text().strip() not in log
+

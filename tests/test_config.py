@@ -193,13 +193,13 @@ def test_max_length_above_the_model_context_fails():
 
 def test_tiny_model_brings_its_own_method_pace_and_thresholds():
     tiny = _compose([])
-    assert (tiny.method.name, tiny.trainer.epochs, tiny.evaluation.min_accuracy) == ("full", 12, 0.3)
+    assert (tiny.method.name, tiny.trainer.epochs, tiny.evaluation.min_accuracy) == ("full", 3, 0.5)
     real = _compose(["model=llama3_8b"])
     assert (real.method.name, real.trainer.learning_rate, real.evaluation.min_accuracy) == ("lora", 2e-4, 0.75)
     assert _compose(["method=lora"]).method.name == "lora"
     # the pace goes with the model, whichever backend trains it; the command line still wins
     factory = _compose(["trainer=llama_factory"])
-    assert (factory.trainer.name, factory.trainer.learning_rate, factory.trainer.epochs) == ("llama_factory", 3e-3, 12)
+    assert (factory.trainer.name, factory.trainer.learning_rate, factory.trainer.epochs) == ("llama_factory", 3e-3, 3)
     assert _compose(["trainer=llama_factory", "trainer.epochs=2"]).trainer.epochs == 2
 
 

@@ -10,7 +10,7 @@ from rcatune.config.evaluation import EvaluationConfig
 from rcatune.config.model import TinyModelConfig
 from rcatune.demo.generator import generate_sessions
 from rcatune.evaluation.gate import decide
-from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, first_label, path_f1, token_f1
+from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, path_f1, token_f1
 from rcatune.prompts import parse_answer, render
 from rcatune.runtime import Runtime
 from rcatune.schema import TrainingExample
@@ -31,13 +31,6 @@ def checker(tmp_path):
     checker = QueryChecker(str(tmp_path / "chdb"))
     yield checker
     checker.close()
-
-
-def test_first_label_is_the_earliest_mention():
-    labels = ["paymentFailure", "paymentUnreachable", "adFailure"]
-    assert first_label("checkout dials badAddress (paymentUnreachable), not paymentFailure", labels) == \
-        "paymentUnreachable"
-    assert first_label("nothing relevant", labels) is None
 
 
 def test_f1_scores():
@@ -72,33 +65,121 @@ def test_semantic_similarity_ranks_paraphrases_above_unrelated():
     assert same > other + 0.2
 
 
+def _set(tuned_correct, base_correct, perplexity=3.0, bleu=0.5):
+    from rcatune.artifacts import ModelScores, SetScores
+    from rcatune.evaluation.stats import compare
+
+    def scores(name, correct):
+        rows = [{"id": f"e{i}", "rca_correct": float(c), "rca_semantic": float(c)} for i, c in enumerate(correct)]
+        return ModelScores(name=name, metrics={"rca_accuracy": sum(correct) / len(correct), "perplexity": perplexity,
+                                               "bleu": bleu}, answers=rows)
+
+    tuned, base = scores("tuned", tuned_correct), scores("base", base_correct)
+    return SetScores(name="shift", tuned=tuned, base=base, comparison=compare("tuned", tuned.answers, "base",
+                                                                              base.answers))
+
+
 def test_gate_records_every_check_as_fields():
-    cfg = EvaluationConfig(min_accuracy=0.75, max_perplexity=10, min_bleu=0.3)
-    good = {"rca_accuracy": 0.8, "perplexity": 3.0, "bleu": 0.5}
-    assert decide(good, {"rca_accuracy": 0.1}, cfg).passed
-    decision = decide({"rca_accuracy": 0.5, "perplexity": 30.0, "bleu": 0.1}, {"rca_accuracy": 0.6}, cfg)
-    assert not decision.passed and all(not c.passed for c in decision.checks)
-    assert [(c.metric, c.value, c.threshold, c.rule) for c in decision.checks] == [
-        ("rca_accuracy", 0.5, 0.75, "at_least"), ("perplexity", 30.0, 10, "at_most"), ("bleu", 0.1, 0.3, "at_least"),
-        ("rca_accuracy", 0.5, 0.6, "above")]
-    assert decision.checks[0].text() == "rca_accuracy 0.500 vs minimum 0.750"
-    no_base = decide(good, None, cfg)
-    assert not no_base.passed and no_base.checks[-1].value == 0.8 and no_base.checks[-1].threshold is None
-    assert "could not be measured" in no_base.checks[-1].note
-    unlabelled = decide({"perplexity": 3.0, "bleu": 0.5}, None, EvaluationConfig(require_improvement=False))
-    assert [c.passed for c in unlabelled.checks] == [False, True, True] and unlabelled.checks[0].value is None
+    cfg = EvaluationConfig(min_accuracy=0.75, max_perplexity=10, min_bleu=0.3, min_improvement=0.15)
+    good = _set([1] * 16 + [0] * 4, [0] * 20)
+    decision = decide(good, cfg)
+    assert decision.passed and [c.metric for c in decision.checks] == [
+        "rca_accuracy", "perplexity", "bleu", "rca_accuracy_gain", "mcnemar_p"]
+    gain, p = decision.checks[3], decision.checks[4]
+    assert gain.value == pytest.approx(0.8) and p.value == pytest.approx(2 * 0.5 ** 16)
+    bad = decide(_set([1] * 10 + [0] * 10, [1] * 8 + [0] * 12, perplexity=30.0, bleu=0.1), cfg)
+    assert not bad.passed and all(not c.passed for c in bad.checks)
+    assert [(c.metric, c.value, c.threshold, c.rule) for c in bad.checks[:3]] == [
+        ("rca_accuracy", 0.5, 0.75, "at_least"), ("perplexity", 30.0, 10, "at_most"), ("bleu", 0.1, 0.3, "at_least")]
+    assert bad.checks[0].text() == "rca_accuracy 0.500 vs minimum 0.75"
+    assert "discordant" in bad.checks[4].text()
+    from rcatune.artifacts import SetScores
+
+    alone = SetScores(name="data", tuned=good.tuned)
+    no_base = decide(alone, cfg)
+    assert not no_base.passed and no_base.checks[-1].value is None and "no base model" in no_base.checks[-1].note
+
+
+def test_mcnemar_and_paired_bootstrap_match_hand_calculations():
+    from rcatune.evaluation.stats import mcnemar_exact, paired_bootstrap
+
+    # 6 discordant pairs, all for the first: p = 2 * (1/2)^6
+    assert mcnemar_exact([True] * 6 + [False] * 4, [False] * 6 + [False] * 4) == (6, 0, pytest.approx(2 / 64))
+    # 5 vs 2 discordant: p = 2 * sum_{i<=2} C(7, i) / 2^7 = 2 * 29 / 128
+    first = [True] * 5 + [False] * 2 + [True] * 3
+    second = [False] * 5 + [True] * 2 + [True] * 3
+    assert mcnemar_exact(first, second) == (5, 2, pytest.approx(58 / 128))
+    assert mcnemar_exact([True, False], [True, False]) == (0, 0, 1.0)
+    mean, low, high = paired_bootstrap([1.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], resamples=4000)
+    assert mean == pytest.approx(0.5) and 0.0 <= low < 0.5 < high <= 1.0
+
+
+def test_the_catalog_names_the_fault_of_root_causes_written_unlike_the_generator():
+    import json
+    from pathlib import Path
+
+    from rcatune.evaluation.catalog import FaultCatalog
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / "handwritten_truth.json").read_text())
+    examples = [TrainingExample.model_validate_json(line) for line in (data / "handwritten_sessions.jsonl").open()]
+    assert all(e.scenario is None for e in examples)
+    labels = FaultCatalog.builtin().infer([e.root_cause for e in examples])
+    wrong = [(e.id, truth[e.id], label.label) for e, label in zip(examples, labels, strict=True)
+             if label.label is not None and label.label != truth[e.id]]
+    assert not wrong, wrong  # never a wrong label; at worst unlabelled
+    labelled = sum(label.label is not None for label in labels)
+    assert labelled >= 0.9 * len(examples), [(e.id, lab.how, lab.score)
+                                             for e, lab in zip(examples, labels, strict=True)]
+    assert {label.how for label in labels} <= {"inferred", "stated unknown", "unlabelled"}
+
+
+def test_the_catalog_labels_every_generated_root_cause_right():
+    from rcatune.evaluation.catalog import FaultCatalog
+
+    records = list(generate_sessions(300, seed=17))
+    labels = FaultCatalog.builtin().infer([r["root_cause"] for r in records])
+    assert [label.label for label in labels] == [r["scenario"] for r in records]
+
+
+def test_a_user_catalog_is_read_and_a_bad_one_is_named(tmp_path):
+    from rcatune.errors import ConfigError
+    from rcatune.evaluation.catalog import FaultCatalog
+
+    path = tmp_path / "faults.yaml"
+    path.write_text("faults:\n  - id: diskFull\n    name: disk full on the database host\n"
+                    "    description: The database host ran out of disk space, so writes fail.\n"
+                    "    services: [postgres]\n    keywords: [disk full, no space left]\n"
+                    "  - id: certExpired\n    name: expired TLS certificate\n"
+                    "    description: A TLS certificate expired, so clients refuse the connection.\n"
+                    "    services: [gateway]\n    keywords: [certificate, expired]\n")
+    catalog = FaultCatalog.load(str(path))
+    [disk, cert, neither] = catalog.infer(["postgres writes fail: no space left on device",
+                                           "clients reject the gateway: its certificate has expired",
+                                           "the weather is nice"])
+    assert (disk.label, cert.label, neither.label) == ("diskFull", "certExpired", None)
+    (tmp_path / "bad.yaml").write_text("faults: 3\n")
+    with pytest.raises(ConfigError, match="not a fault catalog"):
+        FaultCatalog.load(str(tmp_path / "bad.yaml"))
+    with pytest.raises(ConfigError, match="no such file"):
+        FaultCatalog.load(str(tmp_path / "absent.yaml"))
 
 
 @pytest.mark.slow
 def test_scoring_a_real_model_end_to_end(tmp_path):
+    from rcatune.evaluation.catalog import FaultCatalog
     from rcatune.evaluation.evaluate import score_model
     from rcatune.inference import load_base
 
     examples = [TrainingExample.model_validate(r) for r in generate_sessions(3, seed=5)]
-    scores = score_model("base", load_base(TINY, CPU), examples, EvaluationConfig(max_new_tokens=16), "sys", 1024,
-                         progress=False)
+    unlabelled = examples[0].model_copy(update={"scenario": None})
+    scores = score_model("base", load_base(TINY, CPU), [unlabelled, *examples[1:]], EvaluationConfig(max_new_tokens=16),
+                         "sys", 1024, FaultCatalog.builtin(), progress=False)
     metrics = scores.metrics
     assert metrics["examples"] == 3 and metrics["rca_accuracy"] == 0.0  # random weights name no fault
+    assert metrics["label_coverage"] == 1.0 and (metrics["labels_given"], metrics["labels_inferred"]) == (2, 1)
+    assert scores.answers[0]["reference_label"] == examples[0].scenario  # inferred from its root cause
+    assert all(row["predicted_label"] == "unknown" for row in scores.answers)
     assert math.isfinite(metrics["perplexity"]) and metrics["perplexity"] > 100
     assert metrics["latency_p95_ms"] >= metrics["latency_p50_ms"] > 0
     assert all(row["new_tokens"] <= 16 for row in scores.answers)
@@ -118,8 +199,10 @@ def test_batched_generation_gives_the_answers_of_one_at_a_time():
     assert all(c.seconds > 0 and c.prompt_tokens == generator.prompt_tokens(session_messages(e, "sys"))
                for c, e in zip(together, examples, strict=True))
     assert loaded.tokenizer.padding_side == "right"  # restored
+    from rcatune.evaluation.catalog import FaultCatalog
+
     scores = score_model("base", loaded, examples, EvaluationConfig(max_new_tokens=24, batch_size=3), "sys", 1024,
-                         progress=False)
+                         FaultCatalog.builtin(), progress=False)
     assert scores.metrics["generation_batch_size"] == 3.0 and scores.metrics["examples"] == 5
     assert [row["answer"] for row in scores.answers] == [c.text for c in one_by_one]
 
@@ -133,9 +216,20 @@ def test_promotion_rules():
         return GateDecision(passed=passed, checks=[check], primary_metric="rca_accuracy", primary_value=value,
                             base_value=0.0)
 
-    assert decide_stage(gate(False, 0.1), None) == (None, "gate failed: rca_accuracy 0.100 vs minimum 0.750")
+    from rcatune.evaluation.stats import compare
+
+    def versus(candidate, production):
+        rows = lambda correct: [{"id": str(i), "rca_correct": float(c)} for i, c in enumerate(correct)]  # noqa: E731
+        return compare("candidate", rows(candidate), "production v1", rows(production))
+
+    assert decide_stage(gate(False, 0.1), None) == (None, "gate failed: rca_accuracy 0.100 vs minimum 0.75")
     stage, reason = decide_stage(gate(True, 0.8), None)
     assert stage == "production" and "no production version" in reason
-    assert decide_stage(gate(True, 0.8), 0.7)[0] == "production"
-    stage, reason = decide_stage(gate(True, 0.8), 0.9)
-    assert stage == "staging" and "does not beat production's 0.900" in reason
+    clear = versus([1] * 18 + [0] * 2, [1] * 6 + [0] * 14)
+    stage, reason = decide_stage(gate(True, 0.9), clear, margin=0.0, production="production v1")
+    assert stage == "production" and "beats production v1" in reason and "McNemar" in reason
+    tie = versus([1] * 10 + [0] * 10, [1] * 10 + [0] * 10)
+    stage, reason = decide_stage(gate(True, 0.5), tie, margin=0.0, production="production v1")
+    assert stage == "staging" and "does not beat production v1" in reason and "on the same 20 incidents" in reason
+    stage, _ = decide_stage(gate(True, 0.9), clear, margin=0.9, production="production v1")
+    assert stage == "staging"  # the gain's interval does not clear a margin of 0.9

@@ -81,7 +81,7 @@ def test_hf_dataset_dict_reloads(exported):
 
     splits, bundle, prompts = exported
     loaded = load_from_disk(bundle.paths["hf"])
-    assert set(loaded) == {"train", "validation", "test"}
+    assert set(loaded) == {"train", "validation", "test", "shift"}
     assert loaded["validation"]["output"] == [p.output for p in prompts["val"]]
     assert loaded["train"]["id"] == [e.id for e in splits.train]
     assert loaded["test"][0]["messages"] == to_messages(prompts["test"][0])
@@ -135,3 +135,23 @@ def test_llama_factory_arrays_are_one_example_per_line(tmp_path):
     assert json.loads(text) == rows and len(text.splitlines()) == 4
     _write_array(tmp_path / "empty.json", [])
     assert json.loads((tmp_path / "empty.json").read_text()) == []
+
+
+def test_labels_never_reach_a_prompt_or_a_training_file(tmp_path):
+    """scenario, incident_id and phrasing are for splitting and scoring: a model must never learn from them."""
+    records = list(generate_sessions(60, seed=12))
+    sentinels = {"scenario": "SENTINELSCENARIO", "incident_id": "SENTINELINCIDENT", "phrasing": "SENTINELPHRASING"}
+    examples = [TrainingExample.model_validate({**r, **{k: f"{v}{i}" for k, v in sentinels.items()}})
+                for i, r in enumerate(records)]
+    for example in examples:
+        prompt = render(example)
+        rendered = " ".join([prompt.system, prompt.instruction, prompt.input, prompt.output])
+        assert not any(s in rendered for s in sentinels.values())
+    splits = split_examples(examples, SplitSpec(shift_phrasing=None))
+    bundle = export_formats(splits, tmp_path, [f for f in Format if f is not Format.dataset], DEFAULT_SYSTEM_PROMPT)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 10
+    for path in written:
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        assert not any(s in text for s in sentinels.values()), path
+    assert set(bundle.paths) == {"openai", "hf", "llama_factory", "csv"}

@@ -1,14 +1,23 @@
-"""The sample generator: grounded in the demo, varied, deterministic, with queries that run for real."""
+"""The sample generator: grounded in the demo, told in phrasing banks, partially observed, deterministic,
+with queries that run for real."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import sqlglot
 
-from rcatune.demo.catalog import SCENARIOS
+from rcatune.demo.faults import BANKS, FAULTS, NONE, OUTSIDE, SHIFT_BANK, UNKNOWN_LEAD
 from rcatune.demo.generator import call_graph, demo_facts, generate_sessions
 from rcatune.schema import TrainingExample
+
+INPUT_FIELDS = ("symptoms", "affected_services", "telemetry_context", "service_topology")
+
+
+def _shape(text: str) -> str:
+    """A symptom with its figures (or a template with its placeholders) blanked out."""
+    return re.sub(r"\d+(\.\d+)?", "#", re.sub(r"\{\w+\}", "#", text))
 
 
 def test_deterministic_by_seed_and_prefix_stable():
@@ -17,37 +26,84 @@ def test_deterministic_by_seed_and_prefix_stable():
     assert list(generate_sessions(10, seed=5)) != list(generate_sessions(10, seed=6))
 
 
-def test_every_scenario_is_a_flag_of_the_demo_and_appears():
+def test_every_fault_is_a_flag_of_the_demo_and_appears_with_some_outside_the_catalog():
     flags = {flag["name"] for flag in demo_facts()["feature_flags"]}
     services = set(call_graph())
-    for scenario in SCENARIOS:
-        assert scenario.flag in flags
-        for path in scenario.paths:
+    for fault in FAULTS:
+        assert fault.id in flags
+        for path in fault.paths:
             assert all(hop in services or hop in {"kafka", "valkey-cart", "astronomy-db", "frontend-web"}
                        for hop in path), path
-    seen = Counter(r["scenario"] for r in generate_sessions(len(SCENARIOS) * 8, seed=1))
-    assert set(seen) == {s.flag for s in SCENARIOS}
+        assert set(fault.root_causes) == set(fault.remediation) == set(BANKS)
+        assert all(set(signal.says) == set(BANKS) for signal in fault.signals)
+    records = list(generate_sessions(400, seed=1))
+    seen = Counter(r["scenario"] for r in records)
+    assert set(seen) == {f.id for f in FAULTS} | {NONE}
+    outside = [r for r in records if r["scenario"] == NONE]
+    assert outside and all(UNKNOWN_LEAD in r["root_cause"] for r in outside)
+    assert all(not f.in_catalog for f in OUTSIDE)
 
 
-def test_sessions_vary_and_carry_noise():
-    records = list(generate_sessions(300, seed=2))
+def test_each_bank_is_used_and_a_fault_is_told_differently_in_each():
+    records = list(generate_sessions(600, seed=2))
+    assert set(Counter(r["phrasing"] for r in records)) == set(BANKS)
     payment = [r for r in records if r["scenario"] == "paymentFailure"]
-    assert len({r["root_cause"] for r in payment}) > 3
+    by_bank = {bank: {s for r in payment if r["phrasing"] == bank for s in r["symptoms"]} for bank in BANKS}
+    for bank in BANKS:
+        others = set().union(*(by_bank[b] for b in BANKS if b != bank))
+        assert by_bank[bank] - others, f"bank {bank} has wording of its own"
+    layouts = {bank: {tuple(sorted(r["telemetry_context"])) for r in records if r["phrasing"] == bank}
+               for bank in BANKS}
+    keys = [set().union(*map(set, layouts[bank])) for bank in BANKS]
+    assert all(len(a & b) <= 1 for i, a in enumerate(keys) for b in keys[i + 1:]), "layouts differ per bank"
+
+
+def test_sessions_show_part_of_a_fault_with_noise_and_red_herrings():
+    records = list(generate_sessions(400, seed=3))
+    payment = [r for r in records if r["scenario"] == "paymentFailure"]
     assert len({tuple(r["symptoms"]) for r in payment}) == len(payment)
-    herring_words = ("within its normal", "favicon", "unchanged from last week", "routine restart", "cache hit ratio")
+    assert any(not r["error_signatures"] for r in payment) and any(r["error_signatures"] for r in payment)
+    telling = {_shape(t) for f in FAULTS for s in f.signals if s.telling for ts in s.says.values() for t in ts}
+    untold = [r for r in records if r["scenario"] != NONE and not {_shape(s) for s in r["symptoms"]} & telling]
+    assert untold, "some sessions lack every telling signal of their fault"
+    herring_words = ("favicon", "normal daily range", "unchanged", "routine", "cache hit ratio")
     assert any(any(w in s for w in herring_words for s in r["symptoms"]) for r in records)
     assert 0.4 < sum(r["human_validated"] for r in records) / len(records) < 0.8
-    assert any(r["corrections"] for r in records) and any(r["false_hypotheses"] for r in records)
     incidents = Counter(r["incident_id"] for r in records)
     assert any(count > 1 for count in incidents.values()), "some incidents are diagnosed twice"
+    by_incident = {}
+    for r in records:
+        by_incident.setdefault(r["incident_id"], set()).add(r["phrasing"])
+    assert all(len(banks) == 1 for banks in by_incident.values()), "a repeated incident keeps its bank"
 
 
-def test_root_cause_names_the_faulty_component_and_flag():
-    for record in generate_sessions(150, seed=3):
-        scenario = next(s for s in SCENARIOS if s.flag == record["scenario"])
-        assert scenario.flag in record["root_cause"]
-        component = "Kafka" if scenario.service == "kafka" else scenario.service
-        assert component in record["root_cause"]
+def test_a_flag_name_appears_in_the_input_only_where_the_real_system_writes_it():
+    written = {body for f in FAULTS for _s, _sev, body in f.logs}
+    for record in generate_sessions(300, seed=4):
+        if record["scenario"] == NONE:
+            continue
+        visible = " ".join(str(record[field]) for field in INPUT_FIELDS)
+        for name in (f.id for f in FAULTS):
+            if name in visible:
+                assert any(name in body for body in written), (name, record["id"])
+                bodies = [b for b in written if name in b]
+                remainder = visible
+                for body in bodies:
+                    remainder = remainder.replace(body.format(v="25"), "").replace(body.format(v="50"), "")
+                    remainder = remainder.replace(body, "")
+                assert name not in remainder, (name, record["id"])
+
+
+def test_the_root_cause_names_the_fault_and_its_component():
+    for record in generate_sessions(200, seed=3):
+        if record["scenario"] == NONE:
+            continue
+        fault = next(f for f in FAULTS if f.id == record["scenario"])
+        assert fault.id in record["root_cause"]
+
+
+def test_the_shift_bank_is_held_out_by_default():
+    assert SHIFT_BANK not in ("a", "b", "c") and SHIFT_BANK in BANKS
 
 
 def test_diagnostic_queries_parse_and_run_on_the_otel_exporter_tables(tmp_path):

@@ -131,10 +131,12 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
     checks = summary["decisions"]["gate_checks"]
     accuracy = summary["evaluation"]["tuned"]["rca_accuracy"]
     assert [(c["metric"], c["rule"]) for c in checks] == [("rca_accuracy", "at_least"), ("perplexity", "at_most"),
-                                                          ("bleu", "at_least"), ("rca_accuracy", "above")]
+                                                          ("bleu", "at_least"), ("rca_accuracy_gain", "at_least"),
+                                                          ("mcnemar_p", "below")]
+    assert summary["evaluation"]["headline"] == "shift" and set(summary["evaluation"]["sets"]) == {"shift", "test"}
     assert checks[0]["value"] == accuracy and checks[0]["passed"] == (accuracy >= checks[0]["threshold"])
     assert summary["decisions"]["gate"] == ("passed" if all(c["passed"] for c in checks) else "failed")
-    assert summary["primary_metric"] == {"name": "rca_accuracy", "value": accuracy}
+    assert summary["primary_metric"] == {"name": "rca_accuracy", "set": "shift", "value": accuracy}
     assert Path(summary["artifacts"]["evaluation_report"]).read_text().startswith("# rcatune evaluation")
     assert (Path(summary["artifacts"]["evaluation_report"]).parent / "metrics.png").exists()
     assert (Path(summary["artifacts"]["export_merged"]) / "config.json").exists()
@@ -169,6 +171,18 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
            f"data.path={incidents}", "evaluation.require_improvement=false", *TINY_OVERRIDES,
            f"hydra.run.dir={by_folder}")
     scored_folder = json.loads((by_folder / "run_summary.json").read_text())
+    # ... but not on the sessions it trained on, unless forced (and then the summary says so)
+    trained_on = Path(summary["artifacts"]["format_dataset"]) / "train.jsonl"
+    refused = run_py("pipeline=evaluate", f"pipeline.model_version={number}", "data=jsonl", f"data.path={trained_on}",
+                     *TINY_OVERRIDES, f"hydra.run.dir={tmp_path / 'refused'}", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "were in rcatune-rca v" in refused.stderr and "pipeline.allow_overlap=true" in refused.stderr
+    forced = tmp_path / "forced"
+    run_py("pipeline=evaluate", f"pipeline.model_version={number}", "data=jsonl", f"data.path={trained_on}",
+           "pipeline.allow_overlap=true", "evaluation.compare_with_base=false", *TINY_OVERRIDES,
+           f"hydra.run.dir={forced}")
+    overlap = json.loads((forced / "run_summary.json").read_text())["decisions"]["evaluation_overlap"]
+    assert overlap.startswith(f"{summary['counts']['splits']['train']} evaluation sessions were training data")
     # the export says which base it came from (rcatune_model.json), so base vs export is measured too
     assert scored_folder["evaluation"]["base"]["perplexity"] == pytest.approx(
         scored["evaluation"]["base"]["perplexity"], rel=1e-3)

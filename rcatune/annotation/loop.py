@@ -223,4 +223,12 @@ def sync(client: LabelStudioClient, config: LabelStudioAnnotationConfig, example
                            rating_spread_max=config.rating_spread_max, merge_flagged=config.merge_flagged,
                            drop_rejected=config.drop_rejected, drop_unreviewed=config.unreviewed is Unreviewed.drop,
                            agreement_target=config.agreement_target)
-    return merge_reviews(examples, exports, specs, options, query_ok)
+    return merge_reviews(examples, exports, specs, options, query_ok, _relabeller(config))
+
+
+def _relabeller(config: LabelStudioAnnotationConfig) -> Callable[[str], str | None]:
+    """The fault a corrected root cause names, by the catalog (built-in, or annotation.fault_catalog)."""
+    from rcatune.evaluation.catalog import FaultCatalog
+
+    catalog = FaultCatalog.load(config.fault_catalog)
+    return lambda root_cause: catalog.infer([root_cause])[0].label

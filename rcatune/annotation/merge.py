@@ -103,6 +103,7 @@ class MergeReport(BaseModel):
     human_validated_out: int = 0  # human_validated=true in the merged data (this review's + unreviewed ones')
     root_causes_corrected: int = 0
     queries_improved: int = 0
+    labels_reinferred: int = 0  # fault labels re-inferred from a corrected root cause (the old one in corrections)
     dropped: list[str] = Field(default_factory=list)  # judged incorrect, no correction
     held: list[str] = Field(default_factory=list)  # waiting for adjudication
     unreviewed: int = 0  # pushed, not (yet) reviewed
@@ -235,8 +236,9 @@ def _mean(values: list[int]) -> float:
 
 
 class _Merger:
-    def __init__(self, options: MergeOptions, query_ok: Callable[[str], str | None], report: MergeReport) -> None:
-        self.options, self.query_ok, self.report = options, query_ok, report
+    def __init__(self, options: MergeOptions, query_ok: Callable[[str], str | None], report: MergeReport,
+                 relabel: Callable[[str], str | None] | None = None) -> None:
+        self.options, self.query_ok, self.report, self.relabel = options, query_ok, report, relabel
 
     def flag_reasons(self, template: str, items: list[Review], example: TrainingExample) -> tuple[list[str], list[str]]:
         """Why a task needs adjudication: (disagreements that hold it back, rating spreads that do not)."""
@@ -294,7 +296,12 @@ class _Merger:
                             and _norm(r.values["correct_root_cause"]) != _norm(example.root_cause))
         if proposals:
             update["root_cause"] = proposals.most_common(1)[0][0]
-            update.setdefault("corrections", dict(example.corrections or {}))["root_cause"] = example.root_cause
+            corrections = update.setdefault("corrections", dict(example.corrections or {}))
+            corrections["root_cause"] = example.root_cause
+            if example.scenario and self.relabel is not None:  # the label scored against follows the correction
+                corrections["scenario"] = example.scenario
+                update["scenario"] = self.relabel(update["root_cause"])
+                self.report.labels_reinferred += 1
             update["human_validated"] = True
             self.report.validated += 1
             self.report.root_causes_corrected += 1
@@ -333,10 +340,12 @@ class _Merger:
 
 def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[str, Any]]],
                   specs: dict[str, LabelSpec], options: MergeOptions,
-                  query_ok: Callable[[str], str | None] = lambda sql: None) -> MergeResult:
+                  query_ok: Callable[[str], str | None] = lambda sql: None,
+                  relabel: Callable[[str], str | None] | None = None) -> MergeResult:
     """Merge the exported reviews of each template into the examples they were pushed from.
 
-    `query_ok(sql)` returns None for a usable query, or why it is not (e.g. 'does not parse').
+    `query_ok(sql)` returns None for a usable query, or why it is not (e.g. 'does not parse'); `relabel(root
+    cause)` the fault label a corrected root cause names (None: none is clear), so scoring follows the review.
     """
     report = MergeReport(examples_in=len(examples), agreement_target=options.agreement_target)
     by_id = {e.id: e for e in examples}
@@ -346,7 +355,7 @@ def merge_reviews(examples: list[TrainingExample], exports: dict[str, list[dict[
         all_reviews[template], tasks_of[template] = _read_reviews(template, tasks, specs[template], by_id, report)
         report.agreement[template] = _agreement(template, all_reviews[template], options.agreement_target)
     pushed_ids = {str((t.get("data") or {}).get(KEY_FIELD)) for tasks in exports.values() for t in tasks}
-    merger = _Merger(options, query_ok, report)
+    merger = _Merger(options, query_ok, report, relabel)
     out: list[TrainingExample] = []
     for example in examples:
         update: dict[str, Any] = {}

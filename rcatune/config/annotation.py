@@ -62,6 +62,7 @@ class LabelStudioAnnotationConfig(AnnotationConfig):
     drop_rejected: bool = True  # 'incorrect' with no correction: the example leaves the training data
     unreviewed: Unreviewed = Unreviewed.keep
     merge_into: MergeInto = MergeInto.pushed  # sync: what the reviews are merged into
+    fault_catalog: Optional[str] = None  # re-infer a corrected example's fault label (None: the built-in catalog)
 
     def __post_init__(self) -> None:
         require(bool(self.templates) and all(t in REVIEW_TEMPLATES for t in self.templates), "annotation.templates",

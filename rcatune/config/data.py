@@ -19,6 +19,9 @@ class SplitConfig:
     test: float = 0.15
     seed: int = 13
     min_examples: int = 20
+    # Sessions in this phrasing (the generator's `phrasing` label) never train: they are the phrasing-shift
+    # split, scored beside the test split. null: no shift split. Data without the label has none either.
+    shift_phrasing: Optional[str] = "d"
 
     def __post_init__(self) -> None:
         for name in ("train", "val", "test"):
@@ -64,7 +67,7 @@ class DataConfig:
 @dataclass
 class SampleDataConfig(DataConfig):
     _target_: str = "rcatune.sources.SampleSource"
-    size: int = 300
+    size: int = 1400
     seed: int = 7
 
     def __post_init__(self) -> None:

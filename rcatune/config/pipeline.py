@@ -26,6 +26,7 @@ class EvaluatePipelineConfig(PipelineConfig):
     name: str = "evaluate"
     model_version: str = "production"  # a stage (production, staging, latest) or a version number
     model_dir: Optional[str] = None  # or a model folder (export/merged, training/model): wins when set
+    allow_overlap: bool = False  # score data the candidate trained on anyway (refused otherwise)
 
     def __post_init__(self) -> None:
         require(self.model_version.isdigit() or self.model_version in STAGES, "pipeline.model_version",

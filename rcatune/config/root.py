@@ -15,6 +15,7 @@ from rcatune.config.evaluation import EvaluationConfig
 from rcatune.config.method import MethodConfig, Quantisation
 from rcatune.config.model import ModelConfig
 from rcatune.config.pipeline import PipelineConfig
+from rcatune.config.scrub import ScrubConfig
 from rcatune.config.stack import StackConfig
 from rcatune.config.trainer import TrainerConfig
 from rcatune.formats import Format
@@ -55,6 +56,7 @@ class RunConfig:
     evaluation: Any = MISSING
     stack: Any = MISSING
     annotation: Any = MISSING
+    scrub: Any = MISSING
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int = 42
@@ -66,7 +68,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         expected = {"pipeline": PipelineConfig, "data": DataConfig, "model": ModelConfig, "method": MethodConfig,
                     "trainer": TrainerConfig, "evaluation": EvaluationConfig, "stack": StackConfig,
-                    "annotation": AnnotationConfig}
+                    "annotation": AnnotationConfig, "scrub": ScrubConfig}
         for key, kind in expected.items():
             value = getattr(self, key)
             require(isinstance(value, kind), key, f"expected a {kind.__name__} option, got {type(value).__name__}")

@@ -42,6 +42,9 @@ class TrainerConfig:
     save_steps: Optional[int] = None  # None: a checkpoint each epoch
     save_total_limit: int = 2
     resume_from: Optional[str] = None  # 'latest' (this run folder), a run folder, or a checkpoint folder
+    # The root-cause section's tokens weigh this much in the loss (the rest of the answer 1): where the
+    # diagnosis is decided is a few tokens among hundreds of SQL and remediation ones.
+    root_cause_weight: float = 1.0
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -53,6 +56,7 @@ class TrainerConfig:
         require(self.max_length > 0, "trainer.max_length", "must be positive")
         require(self.weight_decay >= 0, "trainer.weight_decay", "must be >= 0")
         require(self.save_steps is None or self.save_steps > 0, "trainer.save_steps", "must be positive or null")
+        require(self.root_cause_weight >= 1.0, "trainer.root_cause_weight", "must be at least 1")
 
 
 @dataclass

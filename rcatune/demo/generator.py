@@ -1,12 +1,16 @@
-"""Generate realistic diagnostic sessions over the OpenTelemetry Demo, deterministically by seed.
+"""Generate diagnostic sessions over the OpenTelemetry Demo, deterministically by seed.
 
-Each session is one incident caused by one of the demo's fault flags (`catalog.SCENARIOS`): its
-symptoms (worded several ways, with noisy figures and red herrings from healthy services), the error
-signatures, the affected services and their call graph, a ClickHouse query over the OTel exporter's
-tables, critical paths, remediation, and the human side of the session (validated or not, the AI's
-wrong first answer when an expert corrected it, false hypotheses, prompts and time to identify).
-Some incidents are diagnosed twice (same `incident_id`, overlapping windows), as happens in real
-teams; the splitter must keep those together.
+Each session is one incident: a fault of the demo (`faults.FAULTS`) or, now and then, one outside the
+catalog (`faults.OUTSIDE`: the right answer names no known fault and asks for investigation). A
+session is told in one phrasing bank (its symptoms, log and span descriptions, root cause and
+remediation, and the layout, field names and units of its telemetry) and shows only part of what the
+fault does: a random subset of its signals, sometimes without the most telling one, among blips from
+healthy services and red herrings that other faults produce. Log lines and error signatures are the
+ones the real services write; a flag name appears only where they write it.
+
+Bank `d` is never trained on: sessions told in it form the phrasing-shift split. Some incidents are
+diagnosed twice (same `incident_id`, overlapping windows, the same bank), as happens in real teams;
+the splitter keeps those together.
 """
 
 from __future__ import annotations
@@ -18,15 +22,25 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterator
 
-from rcatune.demo.catalog import RED_HERRINGS, SCENARIOS, Scenario
+from rcatune.demo.faults import BANKS, FAULTS, HEALTHY_LOGS, NOISE, NONE, OUTSIDE, SHIFT_BANK, Fault
 from rcatune.demo.queries import render_query
 
 EPOCH = datetime(2026, 3, 2, tzinfo=timezone.utc)
 REPEAT_PROBABILITY = 0.15
+OUTSIDE_PROBABILITY = 0.07
+BANK_WEIGHTS = {"a": 0.3, "b": 0.3, "c": 0.25, "d": 0.15}  # d: the phrasing-shift split
 ENVIRONMENTS = ("production", "production", "staging")
-ERRORING_FLAGS = {"productCatalogFailure", "paymentUnreachable", "adFailure", "failedReadinessProbe"}
-SLOW_FLAGS = {"adHighCpu", "adManualGc", "recommendationCacheFailure", "imageSlowLoad", "intlShippingSlowdown",
-              "loadGeneratorVUs", "kafkaQueueProblems"}
+SPANS = {
+    "frontend-proxy": "ingress", "frontend": "GET /api/products", "frontend-web": "documentFetch",
+    "product-catalog": "oteldemo.ProductCatalogService/GetProduct", "cart": "oteldemo.CartService/GetCart",
+    "checkout": "oteldemo.CheckoutService/PlaceOrder", "payment": "oteldemo.PaymentService/Charge",
+    "currency": "oteldemo.CurrencyService/Convert", "shipping": "/ship-order", "quote": "/getquote",
+    "email": "/send_order_confirmation", "recommendation": "oteldemo.RecommendationService/ListRecommendations",
+    "ad": "oteldemo.AdService/GetAds", "kafka": "orders publish", "fraud-detection": "orders process",
+    "accounting": "orders process", "load-generator": "feature_flag.evaluate", "image-provider": "GET /images",
+    "otel-collector": "export", "valkey-cart": "HGET",
+}
+HEALTHY = ("currency", "quote", "product-catalog", "cart", "shipping", "email", "recommendation", "payment")
 
 
 @lru_cache(maxsize=1)
@@ -63,13 +77,15 @@ def call_graph() -> dict[str, tuple[str, ...]]:
 
 
 def topology_for(services: list[str]) -> dict[str, list[str]]:
-    """The call-graph neighbourhood of the given services: each one's callees, and who calls them."""
+    """The call graph around the given services: each one's callees, and the services that call them (with
+    only those calls)."""
     graph = call_graph()
     wanted = set(services)
+    topology = {name: list(graph.get(name, ())) for name in services if name in graph or name in services}
     for name, callees in graph.items():
-        if wanted & set(callees):
-            wanted.add(name)
-    return {name: list(graph.get(name, ())) for name in sorted(wanted) if name in graph or name in services}
+        if name not in wanted and wanted & set(callees):
+            topology[name] = [c for c in callees if c in wanted]
+    return dict(sorted(topology.items()))
 
 
 class SessionGenerator:
@@ -84,89 +100,90 @@ class SessionGenerator:
         for index in range(size):
             if self._history and self.rng.random() < REPEAT_PROBABILITY:
                 base = self.rng.choice(self._history)
-                yield self._session(index, base["scenario"], base["incident"])
+                yield self._session(index, base["fault"], base["incident"])
+                continue
+            if index < len(FAULTS):
+                fault = FAULTS[index]
+            elif self.rng.random() < OUTSIDE_PROBABILITY:
+                fault = self.rng.choice(OUTSIDE)
             else:
-                scenario = SCENARIOS[index % len(SCENARIOS)] if index < len(SCENARIOS) else self.rng.choice(SCENARIOS)
-                incident = self._new_incident(index, scenario)
-                self._history.append({"scenario": scenario, "incident": incident})
-                yield self._session(index, scenario, incident)
+                fault = self.rng.choice(FAULTS)
+            incident = self._new_incident(index, fault)
+            self._history.append({"fault": fault, "incident": incident})
+            yield self._session(index, fault, incident)
 
-    def _new_incident(self, index: int, scenario: Scenario) -> dict[str, Any]:
+    def _new_incident(self, index: int, fault: Fault) -> dict[str, Any]:
         rng = self.rng
         start = EPOCH + timedelta(hours=index * 7 + rng.randint(0, 6), minutes=rng.randint(0, 59))
-        label, value = rng.choice(scenario.variants)
-        return {
-            "id": f"inc-{self.seed}-{index:06d}",
-            "start": start,
-            "minutes": rng.choice((15, 20, 30, 45, 60)),
-            "variant": label,
-            "value": value,
-            "environment": rng.choice(ENVIRONMENTS),
-        }
+        label, value = rng.choice(fault.variants)
+        bank = rng.choices(BANKS, weights=[BANK_WEIGHTS[b] for b in BANKS])[0]
+        return {"id": f"inc-{self.seed}-{index:06d}", "start": start, "minutes": rng.choice((15, 20, 30, 45, 60)),
+                "variant": label, "value": value, "environment": rng.choice(ENVIRONMENTS), "bank": bank}
 
-    def _figures(self, scenario: Scenario, incident: dict[str, Any]) -> dict[str, Any]:
+    def _figures(self, fault: Fault, incident: dict[str, Any]) -> dict[str, Any]:
         rng = self.rng
         value = incident["value"]
-        pct = value * 100 * rng.uniform(0.85, 1.1) if scenario.error_rate else rng.uniform(92, 100)
-        if scenario.flag == "adFailure":
+        pct = value * 100 * rng.uniform(0.85, 1.1) if fault.error_rate else rng.uniform(92, 100)
+        if fault.id == "adFailure":
             pct = rng.uniform(8, 12)
-        secs = value if scenario.latency_secs else rng.choice((2, 3, 4, 6))
-        return {
-            "v": incident["variant"],
-            "pct": f"{min(pct, 100):.0f}",
-            "secs": f"{secs * rng.uniform(1.0, 1.08):.1f}",
-            "ms": f"{rng.randint(400, 4000)}",
-            "n": f"{rng.choice((2, 3, 4, 5, 10))}",
-        }
+        secs = value if fault.latency_secs else rng.choice((2, 3, 4, 6))
+        pct = min(pct, 100)
+        return {"v": incident["variant"], "pct": f"{pct:.0f}", "ratio": f"{pct / 100:.2f}",
+                "secs": f"{secs * rng.uniform(1.0, 1.08):.1f}", "ms": f"{rng.randint(400, 4000)}",
+                "n": f"{rng.choice((2, 3, 4, 5, 10))}"}
 
-    def _session(self, index: int, scenario: Scenario, incident: dict[str, Any]) -> dict[str, Any]:
+    def _symptoms(self, fault: Fault, bank: str, fill) -> list[str]:
         rng = self.rng
-        figures = self._figures(scenario, incident)
-        fill = lambda text: text.format(**figures)  # noqa: E731
+        shown = rng.sample(fault.signals, k=rng.randint(1, len(fault.signals)))
+        symptoms = [fill(rng.choice(s.says[bank])) for s in shown]
+        noise = NOISE[bank]
+        symptoms += [text for service, text in rng.sample(noise, k=rng.choice((0, 1, 1, 2)))
+                     if service not in fault.affected]
+        if rng.random() < 0.3:  # a red herring: what another fault would also show
+            other = rng.choice([f for f in FAULTS if f.id != fault.id])
+            weak = [s for s in other.signals if not s.telling]
+            if weak:
+                symptoms.append(fill(rng.choice(rng.choice(weak).says[bank])))
+        rng.shuffle(symptoms)
+        return symptoms
+
+    def _session(self, index: int, fault: Fault, incident: dict[str, Any]) -> dict[str, Any]:
+        rng = self.rng
+        bank = incident["bank"]
+        figures = self._figures(fault, incident)
+
+        def fill(text: str) -> str:
+            return text.format(**figures)
 
         shift = timedelta(minutes=rng.randint(-5, 5))
         start = incident["start"] + shift
         end = start + timedelta(minutes=incident["minutes"])
         opened = end + timedelta(minutes=rng.randint(1, 90))
+        logs = [(s, sev, fill(body)) for s, sev, body in fault.logs if rng.random() < 0.65]
+        affected = list(fault.affected)
+        if bank != "a":
+            rng.shuffle(affected)
 
-        symptoms = [fill(s) for s in rng.sample(scenario.symptoms, k=rng.randint(2, len(scenario.symptoms)))]
-        extra = rng.randint(0, min(2, len(scenario.extra_symptoms)))
-        symptoms += [fill(s) for s in rng.sample(scenario.extra_symptoms, k=extra)]
-        herrings = [fill(text) for service, text in RED_HERRINGS if service not in scenario.affected]
-        symptoms += rng.sample(herrings, k=rng.choice((0, 1, 1, 2)))
-        rng.shuffle(symptoms)
-
-        query = rng.choice(scenario.queries)
         validated = rng.random() < 0.6
-        false_hypotheses = rng.sample(scenario.false_hypotheses, k=rng.choice((0, 0, 1, 1, 2)))
-        corrections = None
-        expert_notes = None
-        if false_hypotheses and rng.random() < 0.5:
-            corrections = {"root_cause": f"AI first answer: {false_hypotheses[0]}."}
-            expert_notes = rng.choice((
-                f"Ruled out '{false_hypotheses[0]}' after checking the error signatures.",
-                f"The AI chased '{false_hypotheses[0]}'; the span attributes pointed elsewhere.",
-                "Corrected after comparing the failing spans with the healthy ones.",
-            ))
-        elif validated and rng.random() < 0.3:
-            expert_notes = rng.choice(("Confirmed with the flagd-ui history.", "Matches the runbook.",
-                                       "Confirmed by toggling the flag in staging."))
+        false_hypotheses = rng.sample(fault.false_hypotheses, k=min(len(fault.false_hypotheses),
+                                                                    rng.choice((0, 0, 1, 1, 2))))
+        corrections, expert_notes = self._review(false_hypotheses, validated)
         prompts = 1 + len(false_hypotheses) + rng.choice((0, 0, 1, 2))
-        seconds = 60 * scenario.difficulty * rng.lognormvariate(1.8, 0.5) * (1 + 0.6 * len(false_hypotheses))
-
+        seconds = 60 * fault.difficulty * rng.lognormvariate(1.8, 0.5) * (1 + 0.6 * len(false_hypotheses))
+        query = rng.choice(fault.queries)
         return {
             "id": f"sess-{self.seed}-{index:06d}",
             "timestamp": opened.isoformat(),
-            "telemetry_context": self._telemetry(scenario, incident, figures, rng),
-            "service_topology": topology_for(list(scenario.affected)),
+            "telemetry_context": self._telemetry(fault, incident, figures, logs, bank),
+            "service_topology": topology_for(list(fault.affected)),
             "time_range": [start.isoformat(), end.isoformat()],
-            "symptoms": symptoms,
-            "affected_services": list(scenario.affected),
-            "error_signatures": [fill(s) for s in scenario.error_signatures],
-            "root_cause": fill(rng.choice(scenario.root_causes)),
+            "symptoms": self._symptoms(fault, bank, fill),
+            "affected_services": affected,
+            "error_signatures": [body for _service, _severity, body in logs],
+            "root_cause": self._root_cause(fault, bank, affected, logs, fill),
             "diagnostic_query": render_query(query, start, end),
-            "critical_paths": [list(p) for p in scenario.paths],
-            "remediation_steps": list(scenario.remediation),
+            "critical_paths": [list(p) for p in fault.paths],
+            "remediation_steps": [fill(step) for step in fault.remediation[bank]],
             "human_validated": validated,
             "confidence_score": round(rng.uniform(0.75, 0.98) if validated else rng.uniform(0.35, 0.85), 2),
             "corrections": corrections,
@@ -174,36 +191,134 @@ class SessionGenerator:
             "time_to_identification": round(seconds, 1),
             "human_prompts_required": prompts,
             "false_hypotheses": false_hypotheses,
-            "scenario": scenario.flag,
+            "scenario": fault.id if fault.in_catalog else NONE,
             "incident_id": incident["id"],
+            "phrasing": bank,
         }
 
-    @staticmethod
-    def _telemetry(scenario: Scenario, incident: dict[str, Any], figures: dict[str, Any],
-                   rng: random.Random) -> dict[str, Any]:
-        services = list(scenario.affected)
-        failing = scenario.error_rate or scenario.flag in ERRORING_FLAGS
-        error_ratio = float(figures["pct"]) / 100 if failing else 0.0
-        slow_ms = float(figures["secs"]) * 1000 if scenario.latency_secs else float(figures["ms"])
-        spans = {}
-        for rank, service in enumerate(services):
-            culprit_side = rank < 2
-            spans[service] = {
-                "spans": rng.randint(800, 20000),
-                "error_ratio": round(error_ratio * rng.uniform(0.6, 1.0), 3) if culprit_side else 0.0,
-                "p95_ms": round(slow_ms * rng.uniform(0.8, 1.0)) if (scenario.flag in SLOW_FLAGS and culprit_side)
-                else rng.randint(8, 250),
+    def _root_cause(self, fault: Fault, bank: str, affected: list[str], logs: list[tuple[str, str, str]],
+                    fill) -> str:
+        """Evidence first (where it shows, and the first error it logs), then the fault, then its telling."""
+        evidence = f"Seen in {', '.join(affected)}"
+        if logs:
+            first = logs[0][2]
+            evidence += f" ('{first if len(first) <= 60 else first[:57].rsplit(' ', 1)[0] + '...'}')"
+        return " ".join(filter(None, [evidence + ":", fault.lead, fill(self.rng.choice(fault.root_causes[bank]))]))
+
+    def _review(self, false_hypotheses: list[str], validated: bool) -> tuple[Any, Any]:
+        rng = self.rng
+        if false_hypotheses and rng.random() < 0.5:
+            notes = rng.choice((f"Ruled out '{false_hypotheses[0]}' after checking the error signatures.",
+                                f"The AI chased '{false_hypotheses[0]}'; the span attributes pointed elsewhere.",
+                                "Corrected after comparing the failing spans with the healthy ones."))
+            return {"root_cause": f"AI first answer: {false_hypotheses[0]}."}, notes
+        if validated and rng.random() < 0.3:
+            return None, rng.choice(("Confirmed with the flagd-ui history.", "Matches the runbook.",
+                                     "Confirmed by toggling the flag in staging."))
+        return None, None
+
+    # ------------------------------------------------------------------------------------------ telemetry
+    def _stats(self, fault: Fault, figures: dict[str, Any]) -> dict[str, dict[str, float]]:
+        """Requests, error ratio and p95 (ms) per service shown: the affected ones (most of them) and a few
+        healthy ones."""
+        rng = self.rng
+        profile = fault.profile
+        pct = float(figures["pct"]) / 100
+        services = [s for s in fault.affected if rng.random() < 0.85] or [fault.affected[0]]
+        services += rng.sample([s for s in HEALTHY if s not in fault.affected], k=rng.randint(0, 2))
+        stats = {}
+        for service in services:
+            requests = rng.randint(800, 20000) * profile.traffic.get(service, 1.0)
+            errors = profile.errors.get(service, 0.0) * pct * rng.uniform(0.7, 1.0)
+            slow = profile.slow.get(service)
+            if slow == "secs":
+                p95 = float(figures["secs"]) * 1000 * rng.uniform(0.85, 1.0)
+            elif slow == "ms":
+                p95 = float(figures["ms"]) * rng.uniform(0.7, 1.0)
+            else:
+                p95 = rng.randint(8, 250)
+            stats[service] = {"requests": round(requests), "error_ratio": round(errors, 3), "p95_ms": round(p95)}
+        return stats
+
+    def _resources(self, fault: Fault, figures: dict[str, Any]) -> dict[str, dict[str, float]]:
+        rng = self.rng
+        out = {}
+        for service in fault.profile.memory:
+            if rng.random() < 0.7:
+                out[service] = {"memory_pct_of_limit": rng.randint(82, 99), "restarts": rng.randint(0, 4)}
+        for service in fault.profile.cpu:
+            if rng.random() < 0.7:
+                out[service] = {"cpu_cores": float(figures["n"]) + round(rng.uniform(0.2, 0.8), 1)}
+        return out
+
+    def _telemetry(self, fault: Fault, incident: dict[str, Any], figures: dict[str, Any],
+                   logs: list[tuple[str, str, str]], bank: str) -> dict[str, Any]:
+        rng = self.rng
+        stats = self._stats(fault, figures)
+        resources_ = self._resources(fault, figures)
+        noise_logs = [entry for entry in rng.sample(HEALTHY_LOGS, k=rng.randint(0, 2)) if entry[0] not in
+                      fault.affected]
+        all_logs = logs + noise_logs
+        rng.shuffle(all_logs)
+        minutes = incident["minutes"]
+        if bank == "a":
+            context: dict[str, Any] = {
+                "environment": incident["environment"], "window_minutes": minutes,
+                "trace_summary": {s: {"spans": v["requests"], "error_ratio": v["error_ratio"], "p95_ms": v["p95_ms"]}
+                                  for s, v in stats.items()},
+                "log_lines": rng.randint(200, 9000),
+                "alert": rng.choice(("error-rate SLO burn", "latency SLO burn", "on-call page", "customer report")),
             }
-        return {
-            "environment": incident["environment"],
-            "window_minutes": incident["minutes"],
-            "trace_summary": spans,
-            "log_lines": rng.randint(200, 9000),
-            "alert": rng.choice(("error-rate SLO burn", "latency SLO burn", "on-call page", "customer report",
-                                 "anomaly detector")),
+            if all_logs:
+                context["logs"] = [{"service": s, "severity": sev, "body": body} for s, sev, body in all_logs]
+            if resources_:
+                context["resources"] = resources_
+            return context
+        if bank == "b":
+            context = {
+                "window": f"{minutes}m", "env": incident["environment"][:4],
+                "operations": [{"service": s, "operation": SPANS.get(s, "request"), "requests": v["requests"],
+                                "errors_pct": round(100 * v["error_ratio"], 1),
+                                "latency_p95_s": round(v["p95_ms"] / 1000, 3)} for s, v in stats.items()],
+            }
+            if all_logs:
+                context["recent_logs"] = [f"{sev} {s}: {body}" for s, sev, body in all_logs]
+            if resources_:
+                context["saturation"] = {s: ", ".join(f"{k}={v}" for k, v in r.items()) for s, r in resources_.items()}
+            return context
+        if bank == "c":
+            context = {
+                "otel_traces": [{"ServiceName": s, "SpanName": SPANS.get(s, "request"), "count": v["requests"],
+                                 "error_count": round(v["requests"] * v["error_ratio"]),
+                                 "p95_duration_ns": int(v["p95_ms"] * 1_000_000)} for s, v in stats.items()],
+                "window_s": minutes * 60,
+            }
+            if all_logs:
+                context["otel_logs"] = [{"ServiceName": s, "SeverityText": sev, "Body": body}
+                                        for s, sev, body in all_logs]
+            if resources_:
+                context["otel_metrics"] = [{"ServiceName": s, "MetricName": k, "Value": v}
+                                           for s, r in resources_.items() for k, v in r.items()]
+            return context
+        # bank d (the phrasing shift): a hand-kept incident sheet
+        context = {
+            "notes": rng.choice(("numbers pulled from grafana for the incident window",
+                                 "copied from the dashboards during the call", "rough numbers from tracing")),
+            "per_service": [[s, f"{100 * v['error_ratio']:.0f}% errors", f"p95 {v['p95_ms'] / 1000:.1f}s",
+                             f"{v['requests'] / 1000:.1f}k req"] for s, v in stats.items()],
+            "duration": f"about {minutes} minutes",
         }
+        if all_logs:
+            context["log_snippets"] = [f"{s} ({sev.lower()}): {body}" for s, sev, body in all_logs]
+        if resources_:
+            context["resource_notes"] = [f"{s}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.items())
+                                         for s, r in resources_.items()]
+        return context
 
 
 def generate_sessions(size: int, seed: int = 7) -> Iterator[dict[str, Any]]:
     """`size` sessions as JSON-form dicts, identical for the same seed."""
     yield from SessionGenerator(seed).sessions(size)
+
+
+__all__ = ["SHIFT_BANK", "SessionGenerator", "call_graph", "demo_facts", "generate_sessions", "topology_for"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rcatune.demo.catalog import Query
+from rcatune.demo.faults import Query
 
 
 def _window(start: datetime, end: datetime, column: str = "Timestamp") -> str:

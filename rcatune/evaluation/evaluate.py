@@ -9,7 +9,8 @@ from typing import Any
 
 from rcatune.artifacts import PRIMARY_METRIC, ModelScores
 from rcatune.config.evaluation import EvaluationConfig
-from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, first_label, semantic_similarity
+from rcatune.evaluation.catalog import FaultCatalog, reference_label
+from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, semantic_similarity
 from rcatune.inference import Completion, GenerationSettings, Generator, LoadedModel, session_messages
 from rcatune.progress import bar
 from rcatune.prompts import parse_answer, render
@@ -55,29 +56,37 @@ def generate_answers(loaded: LoadedModel, examples: list[TrainingExample], cfg: 
 
 
 def score_model(name: str, loaded: LoadedModel, examples: list[TrainingExample], cfg: EvaluationConfig,
-                system_prompt: str, max_length: int, progress: bool = True) -> ModelScores:
-    """Generate for every example and compute every metric."""
-    labels = sorted({e.scenario for e in examples if e.scenario})
+                system_prompt: str, max_length: int, catalog: FaultCatalog, progress: bool = True) -> ModelScores:
+    """Generate for every example and compute every metric.
+
+    Root-cause accuracy counts the examples whose reference fault is known (given as `scenario`, or
+    inferred from the reference root cause against `catalog`): `label_coverage` says which share that is."""
     references = [render(e, system_prompt).output for e in examples]
-    rows: list[dict[str, Any]] = []
-    predicted_causes: list[str] = []
     completions, generation_seconds = generate_answers(loaded, examples, cfg, system_prompt, name, progress)
+    predicted_answers = [parse_answer(c.text) for c in completions]
+    predicted_labels = catalog.infer([a.root_cause for a in predicted_answers])
+    unlabelled = [i for i, e in enumerate(examples) if not e.scenario]
+    inferred = dict(zip(unlabelled, catalog.infer([examples[i].root_cause for i in unlabelled]), strict=True))
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         checker = QueryChecker(folder)
         try:
-            for example, reference_text, completion in zip(examples, references, completions, strict=True):
-                predicted, reference = parse_answer(completion.text), parse_answer(reference_text)
-                predicted_causes.append(predicted.root_cause)
-                row = {"id": example.id, "scenario": example.scenario, "answer": completion.text,
-                       "latency_s": completion.seconds, "new_tokens": completion.completion_tokens,
-                       "finish_reason": completion.finish_reason, **answer_scores(predicted, reference, checker)}
-                if example.scenario:
-                    row["predicted_scenario"] = first_label(predicted.root_cause, labels)
-                    row["rca_correct"] = float(row["predicted_scenario"] == example.scenario)
+            for index, (example, reference_text, completion) in enumerate(zip(examples, references, completions,
+                                                                             strict=True)):
+                predicted, reference = predicted_answers[index], parse_answer(reference_text)
+                truth = reference_label(example, catalog, inferred.get(index))
+                guess = predicted_labels[index]
+                row = {"id": example.id, "reference_label": truth.label, "reference_how": truth.how,
+                       "reference_score": truth.score, "predicted_label": guess.label or "unknown",
+                       "predicted_score": guess.score, "answer": completion.text, "latency_s": completion.seconds,
+                       "new_tokens": completion.completion_tokens, "finish_reason": completion.finish_reason,
+                       **answer_scores(predicted, reference, checker)}
+                if truth.label is not None:
+                    row["rca_correct"] = float(guess.label == truth.label)
                 rows.append(row)
         finally:
             checker.close()
-    similarity = semantic_similarity(predicted_causes, [e.root_cause for e in examples])
+    similarity = semantic_similarity([a.root_cause for a in predicted_answers], [e.root_cause for e in examples])
     for row, value in zip(rows, similarity, strict=True):
         row["rca_semantic"] = value
     latencies = sorted(r["latency_s"] for r in rows)
@@ -87,6 +96,10 @@ def score_model(name: str, loaded: LoadedModel, examples: list[TrainingExample],
     scored = [r["rca_correct"] for r in rows if "rca_correct" in r]
     if scored:
         metrics[PRIMARY_METRIC] = statistics.fmean(scored)
+    metrics["label_coverage"] = len(scored) / len(rows) if rows else 0.0
+    for how in ("given", "inferred", "re-inferred after review", "stated unknown", "unlabelled"):
+        metrics[f"labels_{how.replace(' ', '_').replace('-', '_')}"] = float(sum(r["reference_how"] == how
+                                                                                for r in rows))
     metrics["bleu"] = corpus_bleu([r["answer"] for r in rows], references)
     metrics["perplexity"] = perplexity(loaded, examples, system_prompt, max_length)
     metrics["latency_p50_ms"] = 1000 * _quantile(latencies, 0.5)

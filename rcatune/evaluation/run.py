@@ -1,4 +1,4 @@
-"""Evaluate base and candidate side by side on the same examples, gate, and write the report."""
+"""Evaluate base and candidate side by side on the same evaluation sets, compare them paired, gate, report."""
 
 from __future__ import annotations
 
@@ -6,39 +6,67 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from rcatune.artifacts import Evaluation, ModelScores
+from rcatune.artifacts import Evaluation, ModelScores, SetScores
 from rcatune.config.evaluation import EvaluationConfig
+from rcatune.evaluation.catalog import FaultCatalog
 from rcatune.evaluation.evaluate import score_model
 from rcatune.evaluation.gate import decide
 from rcatune.evaluation.report import write_report
+from rcatune.evaluation.stats import compare
 from rcatune.inference import LoadedModel
 from rcatune.schema import TrainingExample
 
-
-def evaluate_candidate(examples: list[TrainingExample], candidate: Callable[[], LoadedModel],
-                       base: Optional[Callable[[], LoadedModel]], cfg: EvaluationConfig, system_prompt: str,
-                       max_length: int, out: Path, history: Optional[list[dict[str, Any]]] = None,
-                       progress: bool = True, title: str = "rcatune evaluation") -> Evaluation:
-    """Score the base model (when `base` loads one) and the candidate on the same examples; gate; report.
-
-    Models are passed as loaders so only one is in memory at a time."""
-    examples = examples[: cfg.max_examples] if cfg.max_examples else examples
-    base_scores = _score("base", base, examples, cfg, system_prompt, max_length, progress) if base else None
-    tuned = _score("tuned", candidate, examples, cfg, system_prompt, max_length, progress)
-    decision = decide(tuned.metrics, base_scores.metrics if base_scores else None, cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    for scores in (base_scores, tuned):
-        if scores is not None:
-            (out / f"answers_{scores.name}.jsonl").write_text(
-                "".join(json.dumps(row) + "\n" for row in scores.answers), encoding="utf-8")
-    report = write_report(out, tuned, base_scores, decision, history or [], title)
-    return Evaluation(tuned=tuned, base=base_scores, decision=decision, report_path=str(report))
+Loader = Callable[[], LoadedModel]
 
 
-def _score(name: str, load: Callable[[], LoadedModel], examples: list[TrainingExample], cfg: EvaluationConfig,
-           system_prompt: str, max_length: int, progress: bool) -> ModelScores:
+def evaluation_sets(sets: dict[str, list[TrainingExample]], cfg: EvaluationConfig) -> dict[str, list[TrainingExample]]:
+    """The non-empty sets, the headline one (the phrasing shift, when there is one) first, each cut to
+    `max_examples`."""
+    ordered = sorted(((name, examples) for name, examples in sets.items() if examples),
+                     key=lambda item: item[0] != "shift")
+    return {name: examples[: cfg.max_examples] if cfg.max_examples else examples for name, examples in ordered}
+
+
+def score_sets(name: str, load: Loader, sets: dict[str, list[TrainingExample]], cfg: EvaluationConfig,
+               system_prompt: str, max_length: int, catalog: FaultCatalog, progress: bool) -> dict[str, ModelScores]:
+    """One model (loaded once) on every set."""
     loaded = load()
     try:
-        return score_model(name, loaded, examples, cfg, system_prompt, max_length, progress)
+        return {set_name: score_model(f"{name} / {set_name}" if len(sets) > 1 else name, loaded, examples, cfg,
+                                      system_prompt, max_length, catalog, progress)
+                for set_name, examples in sets.items()}
     finally:
         loaded.release()
+
+
+def evaluate_candidate(sets: dict[str, list[TrainingExample]], candidate: Loader, base: Optional[Loader],
+                       cfg: EvaluationConfig, system_prompt: str, max_length: int, out: Path,
+                       history: Optional[list[dict[str, Any]]] = None, progress: bool = True,
+                       title: str = "rcatune evaluation") -> Evaluation:
+    """Score the base model (when `base` loads one) and the candidate on the same sets; compare; gate; report.
+
+    Models are passed as loaders so only one is in memory at a time."""
+    sets = evaluation_sets(sets, cfg)
+    catalog = FaultCatalog.load(cfg.fault_catalog)
+    base_scores = score_sets("base", base, sets, cfg, system_prompt, max_length, catalog, progress) if base else {}
+    tuned = score_sets("tuned", candidate, sets, cfg, system_prompt, max_length, catalog, progress)
+    results = []
+    for name in sets:
+        comparison = compare("tuned", tuned[name].answers, "base", base_scores[name].answers, cfg.confidence,
+                             cfg.bootstrap_resamples) if name in base_scores else None
+        results.append(SetScores(name=name, tuned=_named(tuned[name], "tuned"),
+                                 base=_named(base_scores[name], "base") if name in base_scores else None,
+                                 comparison=comparison))
+    decision = decide(results[0], cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        for scores in (result.base, result.tuned):
+            if scores is not None:
+                (out / f"answers_{result.name}_{scores.name}.jsonl").write_text(
+                    "".join(json.dumps(row) + "\n" for row in scores.answers), encoding="utf-8")
+    report = write_report(out, results, decision, history or [], title, catalog)
+    return Evaluation(sets=results, decision=decision, report_path=str(report))
+
+
+def _named(scores: ModelScores, name: str) -> ModelScores:
+    return scores.model_copy(update={"name": name})

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Iterable, Optional
 
 from rcatune.prompts import Answer
 
 _WORD = re.compile(r"[a-z0-9_./-]+")
-
-
-def first_label(text: str, labels: Iterable[str]) -> Optional[str]:
-    """The label (e.g. a fault flag) the text names first, or None."""
-    lowered = text.lower()
-    hits = [(lowered.find(label.lower()), label) for label in labels if label.lower() in lowered]
-    return min(hits)[1] if hits else None
 
 
 def _tokens(text: str) -> list[str]:
@@ -100,21 +92,21 @@ def _minilm():
     return AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
 
 
-def semantic_similarity(predicted: list[str], reference: list[str]) -> list[float]:
-    """Cosine similarity of all-MiniLM-L6-v2 sentence embeddings (mean pooling), clipped to [0, 1]."""
+def embed(texts: list[str]):
+    """all-MiniLM-L6-v2 sentence embeddings (mean pooling), L2-normalised; one row per text."""
     import torch
 
     tokenizer, model = _minilm()
+    batch = tokenizer([t or " " for t in texts], padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
 
-    def embed(texts: list[str]):
-        batch = tokenizer([t or " " for t in texts], padding=True, truncation=True, max_length=256,
-                          return_tensors="pt")
-        with torch.no_grad():
-            hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1)
 
+def semantic_similarity(predicted: list[str], reference: list[str]) -> list[float]:
+    """Cosine similarity of the sentence embeddings, clipped to [0, 1]."""
     scores = (embed(predicted) * embed(reference)).sum(-1).clamp(min=0.0, max=1.0)
     return [float(s) for s in scores]
 

@@ -37,7 +37,6 @@ def export_formats(splits: DatasetSplits, out_dir: Path, formats: list[Format], 
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts = {name: [render(e, system_prompt) for e in examples] for name, examples in splits.items()}
     ids = {name: [e.id for e in examples] for name, examples in splits.items()}
-    scenarios = {name: [e.scenario or "" for e in examples] for name, examples in splits.items()}
     paths: dict[str, str] = {}
     for fmt in formats:
         fmt = Format(fmt)
@@ -61,12 +60,12 @@ def export_formats(splits: DatasetSplits, out_dir: Path, formats: list[Format], 
                 raise DataError("OpenAI chat export breaks OpenAI's file rules:\n  " + "\n  ".join(problems[:20]))
             paths["openai"] = str(folder)
         elif fmt is Format.hf:
-            write_hf_dataset(out_dir / "hf", prompts, ids, scenarios)
+            write_hf_dataset(out_dir / "hf", prompts, ids)
             paths["hf"] = str(out_dir / "hf")
         elif fmt is Format.llama_factory:
             write_llama_factory(out_dir / "llama_factory", prompts)
             paths["llama_factory"] = str(out_dir / "llama_factory")
         elif fmt is Format.csv:
-            write_csv(out_dir / "prompts.csv", prompts, ids, scenarios)
+            write_csv(out_dir / "prompts.csv", prompts, ids)
             paths["csv"] = str(out_dir / "prompts.csv")
     return FormatBundle(root=str(out_dir), paths=paths, counts=splits.counts())

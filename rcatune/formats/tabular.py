@@ -7,37 +7,35 @@ from pathlib import Path
 
 from rcatune.prompts import Prompt, to_messages
 
-CSV_COLUMNS = ("id", "split", "scenario", "system", "instruction", "input", "output")
+# No label columns (scenario, incident id, phrasing): these files are what people train on, and a label
+# beside the prompt is a column some trainer will feed the model. The labels stay in the dataset format.
+CSV_COLUMNS = ("id", "split", "system", "instruction", "input", "output")
 
 
-def write_csv(path: Path, split_prompts: dict[str, list[Prompt]], ids: dict[str, list[str]],
-              scenarios: dict[str, list[str]]) -> int:
+def write_csv(path: Path, split_prompts: dict[str, list[Prompt]], ids: dict[str, list[str]]) -> int:
     rows = 0
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for split, prompts in split_prompts.items():
-            for prompt, example_id, scenario in zip(prompts, ids[split], scenarios[split], strict=True):
-                writer.writerow([example_id, split, scenario, prompt.system, prompt.instruction, prompt.input,
-                                 prompt.output])
+            for prompt, example_id in zip(prompts, ids[split], strict=True):
+                writer.writerow([example_id, split, prompt.system, prompt.instruction, prompt.input, prompt.output])
                 rows += 1
     return rows
 
 
-def write_hf_dataset(path: Path, split_prompts: dict[str, list[Prompt]], ids: dict[str, list[str]],
-                     scenarios: dict[str, list[str]]) -> None:
-    """A `DatasetDict` (train/validation/test) saved with `save_to_disk`; reload with `load_from_disk`."""
+def write_hf_dataset(path: Path, split_prompts: dict[str, list[Prompt]], ids: dict[str, list[str]]) -> None:
+    """A `DatasetDict` (train/validation/test[/shift]) saved with `save_to_disk`; reload with `load_from_disk`."""
     from datasets import Dataset, DatasetDict
     from datasets.utils.logging import disable_progress_bar
 
     disable_progress_bar()
 
-    hf_names = {"train": "train", "val": "validation", "test": "test"}
+    hf_names = {"train": "train", "val": "validation", "test": "test", "shift": "shift"}
     parts = {}
     for split, prompts in split_prompts.items():
         parts[hf_names[split]] = Dataset.from_dict({
             "id": ids[split],
-            "scenario": scenarios[split],
             "system": [p.system for p in prompts],
             "instruction": [p.instruction for p in prompts],
             "input": [p.input for p in prompts],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from functools import lru_cache
 from pathlib import Path
 
 from rcatune.config.model import TinyModelConfig
@@ -19,30 +20,37 @@ from rcatune.models.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # 2: the corpus has phrasing banks, without the held-out one
 CORPUS_SESSIONS = 600
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
 
-
 def build_key(cfg: TinyModelConfig) -> str:
+    """Everything that shapes the model and its tokenizer, the corpus text included (a generator change
+    builds a new tokenizer rather than reuse a stale one)."""
     shape = {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
                                           "vocab_size", "context_length")}
-    payload = json.dumps({"version": BUILD_VERSION, "shape": shape, "corpus": CORPUS_SESSIONS}, sort_keys=True)
+    text = hashlib.sha256("\x00".join(corpus()).encode()).hexdigest()
+    payload = json.dumps({"version": BUILD_VERSION, "shape": shape, "corpus": text}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def corpus() -> list[str]:
-    """Text the tokenizer learns from: rendered sample sessions and the demo facts."""
+@lru_cache(maxsize=1)
+def corpus() -> tuple[str, ...]:
+    """Text the tokenizer learns from: rendered sample sessions and the demo facts. Sessions in the held-out
+    phrasing bank stay out, so the phrasing-shift split is new wording to the tokenizer too."""
+    from rcatune.demo.faults import SHIFT_BANK
     from rcatune.demo.generator import demo_facts, generate_sessions
     from rcatune.prompts import DEFAULT_SYSTEM_PROMPT, render
     from rcatune.schema import TrainingExample
 
     texts = [DEFAULT_SYSTEM_PROMPT, json.dumps(demo_facts(), ensure_ascii=False)]
     for record in generate_sessions(CORPUS_SESSIONS, seed=1234):
+        if record.get("phrasing") == SHIFT_BANK:
+            continue
         prompt = render(TrainingExample.model_validate(record))
         texts += [prompt.instruction, prompt.input, prompt.output]
-    return texts
+    return tuple(texts)
 
 
 def build_tokenizer(cfg: TinyModelConfig):

@@ -70,12 +70,15 @@ def epoch_of(checkpoint: Optional[str]) -> float:
 
 def finish_folder(model_dir: Path, job: TrainingJob, tokenizer, is_adapter: bool) -> None:
     """What makes a trained folder loadable and checkable on its own: the tokenizer with the chat template
-    rcatune renders with (LLaMA-Factory saves its own), the signature of that rendering, a description."""
+    rcatune renders with (LLaMA-Factory saves its own), the signature of that rendering, a description,
+    and what it was trained on."""
     from rcatune.inference import PromptSignature, describe_folder
+    from rcatune.lineage import TrainingData
 
     tokenizer.save_pretrained(model_dir)
     PromptSignature.of(tokenizer, job.system_prompt).save(model_dir)
     describe_folder(model_dir, job.model, is_adapter, job.method.name)
+    TrainingData.of(job.train_set + job.val_set).save(model_dir)
 
 
 def write_metrics(output_dir: Path, metrics: dict[str, float], history: list[dict[str, float]]) -> None:

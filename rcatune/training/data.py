@@ -19,8 +19,27 @@ class TokenizedSet:
     tokens: int  # real (non-padding) tokens
 
 
-def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max_length: int) -> TokenizedSet:
-    """Chat-template each example; labels are the assistant tokens (the `{% generation %}` block)."""
+ROOT_CAUSE_END = "Diagnostic Query:"
+
+
+def _root_cause_length(tokenizer, answer_ids: list[int]) -> int:
+    """How many of the answer's first tokens make up its root-cause section (binary search on decoded prefixes)."""
+    low, high = 0, len(answer_ids)
+    while low < high:
+        middle = (low + high) // 2
+        if ROOT_CAUSE_END in tokenizer.decode(answer_ids[:middle + 1]):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max_length: int,
+             root_cause_weight: float = 1.0) -> TokenizedSet:
+    """Chat-template each example; labels are the assistant tokens (the `{% generation %}` block).
+
+    With `root_cause_weight` above 1, each feature also carries `loss_weights`: the root-cause section's
+    tokens (where the diagnosis is decided) weigh that much, the rest of the answer 1."""
     features, truncated = [], 0
     for example in examples:
         encoded = tokenizer.apply_chat_template(
@@ -34,7 +53,13 @@ def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max
             truncated += 1
             ids, mask = ids[:max_length], mask[:max_length]
         labels = [token if keep else IGNORE for token, keep in zip(ids, mask, strict=True)]
-        features.append({"input_ids": ids, "labels": labels})
+        feature = {"input_ids": ids, "labels": labels}
+        if root_cause_weight != 1.0:
+            start = mask.index(1)
+            cut = start + _root_cause_length(tokenizer, ids[start:])
+            feature["loss_weights"] = [0.0 if not keep else (root_cause_weight if i < cut else 1.0)
+                                       for i, keep in enumerate(mask)]
+        features.append(feature)
     if truncated:
         log.warning("%d of %d examples were longer than trainer.max_length=%d and were cut", truncated,
                     len(examples), max_length)
@@ -56,6 +81,8 @@ class PadCollator:
         import torch
 
         width = max(len(item["input_ids"]) for item in batch)
+        weighted = "loss_weights" in batch[0]
+        weights = torch.zeros((len(batch), width), dtype=torch.float)
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
         extra = torch.zeros((len(batch), width), dtype=torch.long)  # attention mask, or position ids
@@ -63,9 +90,25 @@ class PadCollator:
             length = len(item["input_ids"])
             ids[row, :length] = torch.tensor(item["input_ids"])
             labels[row, :length] = torch.tensor(item["labels"])
+            if weighted:
+                weights[row, :length] = torch.tensor(item["loss_weights"])
             if self.packed:
                 extra[row, :length] = torch.tensor(item.get("position_ids") or list(range(length)))
                 extra[row, length:] = torch.arange(width - length)
             else:
                 extra[row, :length] = 1
-        return {"input_ids": ids, "labels": labels, ("position_ids" if self.packed else "attention_mask"): extra}
+        out = {"input_ids": ids, "labels": labels, ("position_ids" if self.packed else "attention_mask"): extra}
+        if weighted:
+            out["loss_weights"] = weights
+        return out
+
+
+def weighted_loss(logits, labels, weights):
+    """Next-token cross entropy, each target token weighted (the mean over the weights)."""
+    import torch
+
+    logits, labels, weights = logits[:, :-1].float(), labels[:, 1:], weights[:, 1:]
+    losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                               ignore_index=IGNORE, reduction="none")
+    weights = weights.reshape(-1) * (labels.reshape(-1) != IGNORE)
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-9)

@@ -27,7 +27,7 @@ from rcatune.training.base import (
     peak_memory_mb,
     write_metrics,
 )
-from rcatune.training.data import PadCollator, tokenize
+from rcatune.training.data import PadCollator, tokenize, weighted_loss
 from rcatune.training.methods import parameter_counts
 from rcatune.training.packing import pack
 
@@ -55,6 +55,26 @@ def _mlflow_callback():
     return MlflowCurves()
 
 
+def _trainer_class(root_cause_weight: float):
+    """transformers' Trainer, or one whose loss weighs each answer token (trainer.root_cause_weight)."""
+    from transformers import Trainer
+
+    if root_cause_weight == 1.0:
+        return Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            weights = inputs.pop("loss_weights", None)
+            if weights is None:  # evaluation batches: the plain answer loss
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            loss = weighted_loss(outputs.logits, labels, weights)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
 class HfTrainer:
     """Fine-tune in-process with transformers' Trainer."""
 
@@ -63,7 +83,7 @@ class HfTrainer:
 
     def train(self, job: TrainingJob) -> TrainedModel:
         """Fine-tune the base model on `job.train_set`; evaluate on `job.val_set` each epoch."""
-        from transformers import Trainer, set_seed
+        from transformers import set_seed
 
         cfg, runtime, output_dir = self.config, job.runtime, job.output_dir
         set_seed(cfg.seed)
@@ -77,12 +97,13 @@ class HfTrainer:
         model.config.use_cache = False  # no KV cache in training; packed rows need it off for their mask
         trainable, total = parameter_counts(model)
 
-        train_tokens = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length)
-        val_tokens = tokenize(job.val_set, tokenizer, job.system_prompt, cfg.max_length)
+        train_tokens = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length, cfg.root_cause_weight)
+        val_tokens = tokenize(job.val_set, tokenizer, job.system_prompt, cfg.max_length)  # eval loss: unweighted
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
         start_epoch = epoch_of(resume)
         train_features = pack(train_tokens.features, cfg.max_length) if cfg.packing else train_tokens.features
-        trainer = Trainer(model=model, args=self.arguments(job, len(train_features)), train_dataset=train_features,
+        trainer = _trainer_class(cfg.root_cause_weight)(
+                          model=model, args=self.arguments(job, len(train_features)), train_dataset=train_features,
                           eval_dataset=val_tokens.features,
                           data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),
                           callbacks=[_mlflow_callback()])

@@ -19,13 +19,16 @@ def pack(features: list[dict[str, list[int]]], max_length: int) -> list[dict[str
         length = len(feature["input_ids"])
         slot = next((r for r, space in enumerate(free) if space >= length), None)
         if slot is None:
-            rows.append({"input_ids": [], "labels": [], "position_ids": []})
+            rows.append({"input_ids": [], "labels": [], "position_ids": [],
+                         **({"loss_weights": []} if "loss_weights" in feature else {})})
             free.append(max_length)
             slot = len(rows) - 1
         row = rows[slot]
         row["input_ids"] += feature["input_ids"]
         row["labels"] += feature["labels"]
         row["position_ids"] += list(range(length))
+        if "loss_weights" in feature:
+            row["loss_weights"] += feature["loss_weights"]
         free[slot] -= length
     return rows
 
