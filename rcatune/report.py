@@ -19,6 +19,11 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
         lines.append("  splits      " + ", ".join(f"{k} {v}" for k, v in splits.items()))
     if summary.data_hash:
         lines.append(f"  data hash   {summary.data_hash[:16]}")
+    if summary.scrub:
+        from rcatune.scrub import ScrubReport
+
+        scrubbed = ScrubReport.model_validate({k: v for k, v in summary.scrub.items() if k != "warning"})
+        lines.append("  scrub       " + scrubbed.lines()[0].removeprefix("scrub: "))
     for key, value in summary.metrics.items():
         lines.append(f"  {key:<11} {value:.4g}")
     lines += _review_lines(summary.review, summary.artifacts)

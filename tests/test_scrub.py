@@ -169,3 +169,15 @@ def test_generated_sessions_lose_nothing(key):
     scrubbed, report = scrub_examples(examples, ScrubConfig())
     assert report.replaced == 0, report.by_field
     assert scrubbed == examples
+
+
+def test_the_run_summary_says_what_scrubbing_did(key):
+    from rcatune.report import summary_lines
+    from rcatune.runinfo import RunSummary
+
+    examples, _, _ = _plant()
+    for config, expected in ((ScrubConfig(), "values replaced in 11 of 20 records"),
+                             (ScrubConfig(enabled=False), "OFF")):
+        _, report = scrub_examples(examples, config)
+        summary = RunSummary(pipeline="prepare", run_dir="r", scrub=report.model_dump())
+        assert any(line.startswith("  scrub") and expected in line for line in summary_lines(summary))
