@@ -70,17 +70,18 @@ def plain(overrides: list[str], out: Path) -> dict:
     phases["imports"] = time.perf_counter() - started - phases["compose"]
     runtime = Runtime.detect(cfg.device.value, progress=False)
     out.mkdir(parents=True, exist_ok=True)
-    dataset, _ = timed("load_data", lambda: load_source(cfg.data, out, progress=False))
+    dataset, _ = timed("load_data", lambda: load_source(cfg.data, out, progress=False, scrub=cfg.scrub))
     split = cfg.data.split
     splits = timed("split_data", lambda: split_examples(dataset.examples, SplitSpec(split.fractions, split.seed,
-                                                                                    split.min_examples)))
+                                                                                    split.min_examples,
+                                                                                    split.shift_phrasing)))
     timed("export_data", lambda: export_formats(splits, out / "formats", list(cfg.formats.formats),
                                                 cfg.formats.system_prompt, cfg.formats.openai_max_tokens))
     job = TrainingJob(splits.train, splits.val, cfg.model, instantiate(cfg.method), cfg.formats.system_prompt,
                       out / "training", runtime)
     result = timed("train_model", lambda: train(cfg.trainer, job))
     timed("evaluate_model", lambda: evaluate_candidate(
-        splits.test, lambda: load_folder(result.model_dir, runtime, base=cfg.model),
+        {"test": splits.test, "shift": splits.shift}, lambda: load_folder(result.model_dir, runtime, base=cfg.model),
         lambda: load_base(cfg.model, runtime), cfg.evaluation, cfg.formats.system_prompt, cfg.trainer.max_length,
         out / "evaluation", result.history, progress=False))
     facts = {"name": "bench", "base_model": result.base_model, "method": result.method}

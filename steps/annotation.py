@@ -123,8 +123,8 @@ def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, scrub: Sc
     paths = _write_outputs(Path(output_dir) / constants.ANNOTATION_DIR, merged, report)
     counts = {k: getattr(report, k) for k in ("annotations_read", "annotations_merged_from", "annotations_rejected",
                                               "annotations_skipped", "reviewed", "validated", "human_validated_out",
-                                              "root_causes_corrected", "queries_improved", "unreviewed",
-                                              "never_pushed", "examples_out")}
+                                              "root_causes_corrected", "labels_reinferred", "queries_improved",
+                                              "unreviewed", "never_pushed", "examples_out")}
     counts.update(dropped=len(report.dropped), held=len(report.held), flagged=len(report.flagged))
     agreement = {f"{template}.{question}": {k: v for k, v in figures.items() if v is not None}
                  for template, questions in report.agreement.items() for question, figures in questions.items()}
@@ -161,5 +161,5 @@ def review_summary(report: MergeReport) -> dict[str, Any]:
     return json.loads(report.model_dump_json(include={"examples_in", "examples_out", "annotations_read",
                                                       "annotations_merged_from", "annotations_rejected",
                                                       "annotations_skipped", "validated", "human_validated_out",
-                                                      "root_causes_corrected", "queries_improved", "unreviewed",
-                                                      "never_pushed", "decisions", "agreement"}))
+                                                      "root_causes_corrected", "labels_reinferred", "queries_improved",
+                                                      "unreviewed", "never_pushed", "decisions", "agreement"}))

@@ -163,7 +163,10 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
     lines = (run_dir / "annotation" / "merged.jsonl").read_text().splitlines()
     merged = {x["id"]: x for x in map(json.loads, lines)}
     fixed = merged[e[1].id]
-    assert fixed["root_cause"] == FIX[1] and fixed["corrections"] == {"root_cause": e[1].root_cause}
+    assert fixed["root_cause"] == FIX[1]
+    # the label scored against follows the correction: a pool exhaustion is no fault of the built-in catalog
+    assert fixed["corrections"] == {"root_cause": e[1].root_cause, "scenario": e[1].scenario}
+    assert fixed.get("scenario") is None and review["labels_reinferred"] == 2
     assert fixed["expert_notes"].endswith("pool wait spans in trace 42") and fixed["human_validated"]
     assert merged[e[2].id]["root_cause"] == FIX[2] and merged[e[0].id]["diagnostic_query"] == BETTER_SQL
     assert merged[e[0].id]["quality_ratings"] == {"diagnostic_quality": 4.5, "query_relevance": 4.0}
@@ -380,3 +383,73 @@ def test_server_script_reports_status_and_refuses_a_taken_port(label_studio):
     log = server.ServerPaths.under().log.read_text()
     assert token_file.read_text().strip() not in log
 
+
+
+# ------------------------------------------------------------------------------------------------ leaks
+def _scan(roots: list[Path], needles: dict[str, list[bytes]]) -> tuple[int, list[str]]:
+    """Every file under `roots`: (how many were read, 'needle in path' for each hit, in any of its forms)."""
+    files, hits = 0, []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+            files += 1
+            content = path.read_bytes()
+            hits += [f"{name} in {path}" for name, forms in needles.items() if any(f in content for f in forms)]
+    return files, hits
+
+
+def _forms(value: str) -> list[bytes]:
+    """A value as it may be written: plain, JSON-escaped (newlines, quotes), URL-encoded."""
+    from urllib.parse import quote
+
+    return list(dict.fromkeys(v.encode() for v in (value, json.dumps(value)[1:-1], quote(value, safe=""))))
+
+
+def test_no_secret_and_no_planted_value_reaches_any_file_a_run_writes(label_studio, state_home, tmp_path,
+                                                                        monkeypatch):
+    """Unique values in every secret the project reads (hub token, Label Studio token, ClickHouse user and
+    password, scrub key) and planted secrets/personal data in the sessions; train, push for review, fail a
+    ClickHouse read; then every file the runs wrote (Hydra config, logs, run summaries, formats, model card,
+    export, MLflow params/tags/artifacts, ZenML store and artifacts, the review server's database) holds none."""
+    from rcatune.demo.generator import generate_sessions
+    from tests.test_scrub import _plant
+
+    token = server.ServerPaths.under().token.read_text().strip()  # the real server's real token
+    secrets = {"HF_TOKEN": "hf_LeakScanHubToken7Q2w9", "CLICKHOUSE_USER": "leakscan-user-5k2",
+               "CLICKHOUSE_PASSWORD": "LeakScan-Pa55-8rT", "RCATUNE_SCRUB_KEY": "leakscan-scrub-key-3vX",
+               "LABEL_STUDIO_API_KEY": token}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "state"  # a state folder of its own, so every file in it was written by these runs
+    monkeypatch.setenv("RCATUNE_HOME", str(home))
+    for name in ("ZENML_CONFIG_PATH", "ZENML_REPOSITORY_PATH", "MLFLOW_TRACKING_URI", "HF_HOME"):
+        monkeypatch.delenv(name, raising=False)  # the runs derive them from the new state folder
+    planted_examples, planted, _ = _plant()
+    data = tmp_path / "input" / "sessions.jsonl"  # the input file is the user's: it holds the raw values
+    data.parent.mkdir()
+    extra = [TrainingExample.model_validate(r) for r in generate_sessions(40, seed=12)]
+    data.write_text("".join(e.model_dump_json() + "\n" for e in [*planted_examples, *extra]))
+    source = ["data=jsonl", f"data.path={data}"]
+
+    trained = json.loads(_run(tmp_path / "train", *source, "trainer.epochs=1", *TINY_OVERRIDES).read_text())
+    assert trained["status"] == "succeeded" and trained["counts"]["data"]["accepted"] == 60
+    assert trained["scrub"]["replaced"] >= len(planted)
+    pushed = json.loads(_run(tmp_path / "push", "pipeline=annotation", *source, "annotation.project=leak scan",
+                             f"annotation.url={label_studio['url']}").read_text())
+    assert [p["imported"] for p in pushed["review"]["projects"]] == [60, 60]
+    failed = run_py("pipeline=prepare", "data=clickhouse", f"data.url=http://127.0.0.1:{free_port()}",
+                    "data.query=SELECT 1", "progress=false", f"hydra.run.dir={tmp_path / 'clickhouse'}", check=False)
+    assert "ClickHouse query failed" in _one_line_error(failed)
+
+    needles = {f"${name}": _forms(value) for name, value in secrets.items()}
+    needles.update({f"planted {value[:12]!r}": _forms(value) for value in planted})
+    assert len(needles) == len(secrets) + len(planted)
+    assert _scan([data.parent], needles)[1]  # the scan finds what is there: the raw input holds the planted values
+    runs = [tmp_path / name for name in ("train", "push", "clickhouse")]
+    files, hits = _scan([home, *runs], needles)
+    # The review server's own folder keeps its token (that is where it lives); nothing else of ours may be there.
+    review_files, review_hits = _scan([server.ServerPaths.under(state_home).root],
+                                      {k: v for k, v in needles.items() if k != "$LABEL_STUDIO_API_KEY"})
+    print(f"\nleak scan: {files} files written by the runs and {review_files} of the review server, "
+          f"{len(needles)} needles, {len(hits) + len(review_hits)} hits")
+    assert files > 100 and review_files > 0
+    assert not hits and not review_hits, hits + review_hits
