@@ -1,0 +1,1 @@
+"""The model server: an OpenAI-compatible API over the inference layer."""
