@@ -159,7 +159,7 @@ def test_metrics_count_what_the_requests_did(url):
 
     before = requests.get(url + "/metrics", timeout=10).text
     reply = _chat(url, max_tokens=8).json()
-    _chat(url, max_tokens=8, stream=True).content
+    assert _chat(url, max_tokens=8, stream=True).content.endswith(b"data: [DONE]\n\n")
     requests.post(url + "/v1/chat/completions", json={"model": "nope", "messages": []}, timeout=10)
     after = requests.get(url + "/metrics", timeout=10).text
     out = sample(after, "rcatune_tokens_total", model="tiny-base", direction="out") - \
