@@ -17,7 +17,7 @@ LF_STAMP := $(LF_VENV)/.installed
 
 .PHONY: help setup run test test-fast lint lock clean-state zenml-runs zenml-models mlflow-ui \
 	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
-	bench bench-smoke
+	bench bench-smoke serve deploy podman podman-start podman-stop kube
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -34,8 +34,9 @@ setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup labelstudio llamafactory  ## run the test suite (unit + integration with real local stores and servers)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 $(PY) -m pytest -m "not gpu"
+test: setup labelstudio llamafactory podman kube  ## run the test suite (unit + integration with real local stores and servers)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
+	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 $(PY) -m pytest -m "not gpu"
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest
@@ -88,6 +89,24 @@ lock-llamafactory: llamafactory  ## rewrite constraints-llamafactory.txt from .v
 	  $(LF_VENV)/bin/python -m pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
 	  | grep -v -E '^(nvidia-|triton==|torchvision==)'; } > constraints-llamafactory.txt
 
+serve: setup  ## serve the production version on 127.0.0.1:8400 (OpenAI-compatible; python -m rcatune.serving --help)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) -m rcatune.serving --version production
+
+deploy: setup  ## deploy the production version locally (blue/green on 127.0.0.1:8300); see pipeline=deployment
+	$(PY) run.py pipeline=deployment
+
+podman: ## Debian's podman (a Docker API for deployer=docker) and an offline Python base image (root, ~2 min)
+	scripts/podman-setup.sh
+
+podman-start: setup podman  ## serve the Docker API from podman; prints the deployer.docker_host to use
+	$(PY) -m rcatune.deploy.podman start
+
+podman-stop: setup  ## stop podman's API service
+	$(PY) -m rcatune.deploy.podman stop
+
+kube: ## build the Kubernetes control plane the deployer tests use (Debian's source; root, ~9 min cold, cached)
+	scripts/kube-build.sh
+
 bench: setup llamafactory  ## benchmarks side by side (CPU, under 20 minutes): bench/results/*.json and *.md
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) bench/run_all.py
 
@@ -108,6 +127,6 @@ mlflow-ui: setup  ## MLflow UI on 127.0.0.1:5000 over the project store
 	RCATUNE_HOME=$${RCATUNE_HOME:-$(CURDIR)/.rcatune}; MLFLOW_DISABLE_TELEMETRY=true \
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///$$RCATUNE_HOME/mlflow/mlflow.db
 
-clean-state:  ## delete the state folder (runs, ZenML store, MLflow store, Label Studio data): stops the server first
-	@if [ -x $(PY) ]; then $(PY) -m rcatune.annotation.server stop || true; fi
+clean-state:  ## delete the state folder (runs, ZenML store, MLflow store, Label Studio data): stops servers first
+	@if [ -x $(PY) ]; then $(PY) -m rcatune.annotation.server stop || true; $(PY) -m rcatune.deploy stop-all || true; fi
 	rm -rf $${RCATUNE_HOME:-.rcatune}

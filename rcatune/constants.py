@@ -23,3 +23,6 @@ ANNOTATED_DATASET = "annotated_dataset"  # the versioned dataset a review sync p
 REVIEW_REPORT = "review_report"
 PUSH_REPORT = "review_push"
 ANNOTATION_DIR = "annotation"
+RELEASE = "release"  # the registered version a deployment serves
+DEPLOYMENT = "deployment"  # the record of a deploy, rollback or stop
+DEPLOYMENT_STATUS = "deployment_status"

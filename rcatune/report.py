@@ -27,6 +27,7 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
     for key, value in summary.metrics.items():
         lines.append(f"  {key:<11} {value:.4g}")
     lines += _review_lines(summary.review, summary.artifacts)
+    lines += _deployment_lines(summary.deployment)
     lines += _evaluation_lines(summary.evaluation)
     for key, value in summary.decisions.items():
         if key == "gate_checks":
@@ -76,6 +77,33 @@ def _review_lines(review: dict, artifacts: dict) -> list[str]:
             alpha = headline.get("alpha")
             lines.append(f"  agreement   {headline['percent_agreement']:.1%} on the validation choice over "
                          f"{headline['units']} tasks (alpha {'n/a' if alpha is None else f'{alpha:.3f}'})")
+    return lines
+
+
+def _deployment_lines(deployment: dict) -> list[str]:
+    if not deployment:
+        return []
+    if "action" not in deployment:  # a status
+        shown = {k: v for k, v in deployment.items() if not isinstance(v, dict)}
+        lines = ["  deployment  " + ", ".join(f"{k} {v}" for k, v in shown.items())]
+        for role in ("active", "previous"):
+            if deployment.get(role):
+                item = deployment[role]
+                lines.append(f"    {role:<9} v{item['version']} ({item['model']}) at {item['url']} "
+                             f"{'answers' if item.get('answers') else 'DOES NOT ANSWER'}")
+        return lines
+    from rcatune.deploy.records import DeploymentRecord
+
+    record = DeploymentRecord.model_validate(deployment)
+    lines = [f"  deployment  {record.line()}"]
+    if record.endpoint:
+        lines.append(f"    endpoint  {record.endpoint}/v1  (OpenAI API; model \"{record.registry_name}\" or "
+                     f"\"{record.model}\")")
+    for key in ("switch_seconds", "warm", "image", "revision", "context"):
+        if key in record.detail:
+            lines.append(f"    {key:<9} {record.detail[key]}")
+    if "commands" in record.detail:
+        lines += [f"    run       {command}" for command in record.detail["commands"]]
     return lines
 
 

@@ -47,6 +47,7 @@ class RunSummary(BaseModel):
     primary_metric: dict[str, Any] | None = None  # {name, value}: what run.py returns to a sweeper
     review: dict[str, Any] = Field(default_factory=dict)  # review projects, merge counts, agreement
     scrub: dict[str, Any] = Field(default_factory=dict)  # what was replaced, by type and field (rcatune/scrub.py)
+    deployment: dict[str, Any] = Field(default_factory=dict)  # endpoint, version now serving, previous (deploy/)
     seconds: float | None = None
 
     def write(self, run_dir: Path) -> Path:

@@ -49,3 +49,38 @@ def write_jsonl(tmp_path):
         return path
 
     return write
+
+
+# A quick tiny model that still answers in the trained format (so a deployment's smoke test passes): 40
+# sessions seen 20 times at a high learning rate, about a minute on 2 cores.
+SERVABLE_OVERRIDES = ["data.size=40", "trainer.epochs=24", "trainer.learning_rate=1e-2", "model.hidden_size=64",
+                      "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
+                      "data.split.min_examples=5", "progress=false", "evaluation.max_new_tokens=48",
+                      "evaluation.max_examples=4"]
+
+
+def run_py(*args: str, check: bool = True, timeout: int = 900):
+    """`python run.py ARGS` from the checkout, in this test session's state folder."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def servable_versions(tmp_path_factory, state_home) -> list[dict]:
+    """Two registered versions whose exports pass a deployment's smoke test: [{number, export, run_dir}]."""
+    versions = []
+    for seed in (1, 2):  # the same sessions, two training seeds
+        run_dir = tmp_path_factory.mktemp(f"servable{seed}")
+        run_py(*SERVABLE_OVERRIDES, f"seed={seed}", f"hydra.run.dir={run_dir}")
+        summary = json.loads((run_dir / "run_summary.json").read_text())
+        assert summary["decisions"]["export_smoke_test"] == "passed", summary["decisions"]
+        number = summary["decisions"]["zenml_model_version"].rsplit(" v", 1)[1]
+        versions.append({"number": number, "export": summary["artifacts"]["export_merged"], "run_dir": run_dir})
+    return versions

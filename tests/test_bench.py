@@ -45,6 +45,9 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
         figures = json.loads((tmp_path / f"{stem}_smoke.json").read_text())
         assert figures["machine"]["cpus"] and figures["runs"], stem
         assert (tmp_path / f"{stem}_smoke.md").read_text() in text
+    serving = json.loads((tmp_path / "serving_smoke.json").read_text())
+    assert set(serving["batched_over_one_at_a_time"]) == {"c=1", "c=4"} and serving["rows"]
+    assert (tmp_path / "serving_smoke.md").read_text() in text
     train = json.loads((tmp_path / "train_throughput_smoke.json").read_text())
     expected = {"rcatune", "rcatune_packed", "baseline"} | ({"llamafactory"} if has_llamafactory else set())
     assert set(train["medians"]) == expected

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from rcatune.config import RunConfig, locate, register_configs
 from rcatune.config.data import DataConfig, SampleDataConfig
+from rcatune.config.deployer import DeployerConfig
 from rcatune.errors import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -86,6 +87,8 @@ def _check_targets(cfg: RunConfig) -> None:
         target = locate(node._target_)
         if isinstance(node, DataConfig):
             inspect.signature(target).bind(**node.source_args())
+        elif isinstance(node, DeployerConfig):
+            inspect.signature(target).bind(node, cfg.serving)
         else:
             inspect.signature(target).bind(node)
 

@@ -114,15 +114,16 @@ def test_mcnemar_and_paired_bootstrap_match_hand_calculations():
     assert mean == pytest.approx(0.5) and 0.0 <= low < 0.5 < high <= 1.0
 
 
-def test_the_catalog_names_the_fault_of_root_causes_written_unlike_the_generator():
+@pytest.mark.parametrize("name", ["handwritten", "holdout"])
+def test_the_catalog_names_the_fault_of_root_causes_written_unlike_the_generator(name):
     import json
     from pathlib import Path
 
     from rcatune.evaluation.catalog import FaultCatalog
 
     data = Path(__file__).parent / "data"
-    truth = json.loads((data / "handwritten_truth.json").read_text())
-    examples = [TrainingExample.model_validate_json(line) for line in (data / "handwritten_sessions.jsonl").open()]
+    truth = json.loads((data / f"{name}_truth.json").read_text())
+    examples = [TrainingExample.model_validate_json(line) for line in (data / f"{name}_sessions.jsonl").open()]
     assert all(e.scenario is None for e in examples)
     labels = FaultCatalog.builtin().infer([e.root_cause for e in examples])
     wrong = [(e.id, truth[e.id], label.label) for e, label in zip(examples, labels, strict=True)

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_py
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY_OVERRIDES = ["model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
                   "data.split.min_examples=10", "progress=false", "evaluation.max_new_tokens=48",
                   "evaluation.max_examples=4"]
-
-
-def run_py(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"run.py {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def mlflow_run(run_id: str):

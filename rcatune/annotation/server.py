@@ -20,9 +20,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from pathlib import Path
 import requests
 
 from rcatune.errors import RcatuneError
+from rcatune.processes import alive, port_free, spawn, stop_group, tail
 from rcatune.state import state_dir
 from rcatune.venvs import find_executable
 
@@ -93,16 +91,6 @@ def find_binary() -> str:
     raise RcatuneError(f"Label Studio is not installed: {INSTALL_HINT}, or point {BIN_ENV} at a label-studio binary")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _healthy(url: str) -> bool:
     try:
         response = requests.get(f"{url}/health", timeout=3)
@@ -111,23 +99,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def running(paths: ServerPaths | None = None) -> dict | None:
     """The running server started from this state folder ({pid, port, url}), or None."""
     paths = paths or ServerPaths.under()
     if not paths.info.exists():
         return None
     info = json.loads(paths.info.read_text(encoding="utf-8"))
-    if _alive(info["pid"]) and _healthy(info["url"]):
+    if alive(info["pid"]) and _healthy(info["url"]):
         return info
     return None
 
@@ -146,7 +124,7 @@ def start(port: int = DEFAULT_PORT, timeout_s: float = 240.0, paths: ServerPaths
     if info:
         return {**info, "seconds": 0.0, "already_running": True}
     binary = find_binary()
-    if not _port_free(port):
+    if not port_free(port, HOST):
         raise RcatuneError(f"port {port} on {HOST} is taken (Label Studio would quietly move to another one): "
                            f"stop what listens there, or pass --port / LABEL_STUDIO_PORT")
     for folder in (paths.data, paths.home):
@@ -165,9 +143,7 @@ def start(port: int = DEFAULT_PORT, timeout_s: float = 240.0, paths: ServerPaths
     command = [binary, "start", "--no-browser", "--internal-host", HOST, "--port", str(port),
                "--data-dir", str(paths.data)]
     started = time.perf_counter()
-    with open(paths.log, "ab") as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, cwd=paths.root)
+    process = spawn(command, paths.log, env, paths.root)
     url = f"http://{HOST}:{port}"
     info = {"pid": process.pid, "port": port, "url": url}
     _write_secret(paths.info, json.dumps(info))
@@ -177,7 +153,7 @@ def start(port: int = DEFAULT_PORT, timeout_s: float = 240.0, paths: ServerPaths
         if process.poll() is not None:
             paths.info.unlink(missing_ok=True)
             raise RcatuneError(f"Label Studio exited with code {process.returncode} while starting; "
-                               f"last lines of {paths.log}:\n{_tail(paths.log)}")
+                               f"last lines of {paths.log}:\n{tail(paths.log)}")
         if elapsed > timeout_s:
             stop(paths)
             raise RcatuneError(f"Label Studio did not answer {url}/health within {timeout_s:.0f} s; see {paths.log}")
@@ -193,35 +169,9 @@ def stop(paths: ServerPaths | None = None, timeout_s: float = 30.0) -> bool:
     paths = paths or ServerPaths.under()
     if not paths.info.exists():
         return False
-    pid = json.loads(paths.info.read_text(encoding="utf-8"))["pid"]
-    was_running = _alive(pid)
-    if was_running:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + timeout_s
-        while _alive(pid) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.2)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-            _reap(pid)
+    was_running = stop_group(json.loads(paths.info.read_text(encoding="utf-8"))["pid"], timeout_s)
     paths.info.unlink(missing_ok=True)
     return was_running
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    if not path.exists():
-        return "(no log)"
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
 def admin_token(paths: ServerPaths | None = None) -> str:

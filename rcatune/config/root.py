@@ -11,11 +11,13 @@ from omegaconf import MISSING
 from rcatune.config._require import require
 from rcatune.config.annotation import AnnotationConfig
 from rcatune.config.data import DataConfig
+from rcatune.config.deployer import DeployerConfig, DeploymentConfig
 from rcatune.config.evaluation import EvaluationConfig
 from rcatune.config.method import MethodConfig, Quantisation
 from rcatune.config.model import ModelConfig
 from rcatune.config.pipeline import PipelineConfig
 from rcatune.config.scrub import ScrubConfig
+from rcatune.config.serving import ServingConfig
 from rcatune.config.stack import StackConfig
 from rcatune.config.trainer import TrainerConfig
 from rcatune.formats import Format
@@ -57,8 +59,11 @@ class RunConfig:
     stack: Any = MISSING
     annotation: Any = MISSING
     scrub: Any = MISSING
+    deployer: Any = MISSING
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     seed: int = 42
     progress: bool = True
     device: Device = Device.auto
@@ -68,7 +73,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         expected = {"pipeline": PipelineConfig, "data": DataConfig, "model": ModelConfig, "method": MethodConfig,
                     "trainer": TrainerConfig, "evaluation": EvaluationConfig, "stack": StackConfig,
-                    "annotation": AnnotationConfig, "scrub": ScrubConfig}
+                    "annotation": AnnotationConfig, "scrub": ScrubConfig, "deployer": DeployerConfig}
         for key, kind in expected.items():
             value = getattr(self, key)
             require(isinstance(value, kind), key, f"expected a {kind.__name__} option, got {type(value).__name__}")

@@ -7,7 +7,7 @@ fails at composition, and `__post_init__` (run when `run.py` converts the config
 
 from __future__ import annotations
 
-from rcatune.config import annotation, data, evaluation, method, model, pipeline, scrub, stack, trainer
+from rcatune.config import annotation, data, deployer, evaluation, method, model, pipeline, scrub, stack, trainer
 from rcatune.config.root import RunConfig
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
@@ -21,6 +21,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "stack": stack.SCHEMAS,
     "annotation": annotation.SCHEMAS,
     "scrub": scrub.SCHEMAS,
+    "deployer": deployer.SCHEMAS,
 }
 
 

@@ -103,23 +103,10 @@ def _plain_tokenizer(folder: Path):
 
 def registry_folder(model_name: str, version: str) -> tuple[str, str]:
     """(trained model folder, label) of a ZenML model version, by stage or number."""
-    from zenml.client import Client
-    from zenml.enums import ModelStages
+    from rcatune.registry import find_version
 
-    from rcatune import constants
-
-    key: Any = int(version) if str(version).isdigit() else ModelStages(version)
-    try:
-        model_version = Client().get_model_version(model_name, key)
-    except (KeyError, ValueError) as error:
-        raise ConfigError(f"model version {version!r} of {model_name!r} does not exist ({error}). List versions "
-                          "with: make zenml-models") from None
-    artifact = model_version.get_artifact(constants.TRAINED_MODEL)
-    if artifact is None:
-        raise ConfigError(f"{model_name} v{model_version.number} was not registered by a rcatune fine_tuning run "
-                          "that recorded its model; point at its folder instead")
-    trained = artifact.load()
-    return trained.model_dir, f"{model_name} v{model_version.number} ({model_version.stage})"
+    found = find_version(model_name, version)
+    return found.model_dir, found.label
 
 
 def load_version(model_name: str, version: str, runtime: Runtime) -> LoadedModel:

@@ -1,38 +1,35 @@
-"""An OpenAI-compatible server over the inference layer (first slice of issue 11).
+"""An OpenAI-compatible server over the inference layer.
 
-One process serves several models (`ServedModel`s, each a loaded model under a name, with its parent).
-Plain generations run on one worker thread; beyond `max_queue` waiting requests, 429. Not yet here:
-streams bypass that queue, no batching across requests, no CLI or deployer (issue 11).
+One process serves several models (`ServedModel`s: full models, or adapters over one shared base,
+each listed in `/v1/models` with its parent), picked by the request's `model`. Generation runs on the
+engine's one worker (`rcatune.serving.engine`): concurrent plain requests are batched, streams run in
+turn, and beyond `max_queue` waiting requests a new one gets 429. Before it reports ready, every model
+is checked against the prompt signature saved at training (a mismatch refuses to serve, naming what
+differs) and warmed up with one generation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from rcatune.serving.engine import Busy, Engine, ServedModel
+
 TOKEN_ENV = "RCATUNE_SERVE_TOKEN"
-
-
-@dataclass
-class ServedModel:
-    name: str
-    loaded: Any  # rcatune.inference.LoadedModel
-    parent: Optional[str] = None
-    created: int = field(default_factory=lambda: int(time.time()))
+VERSION_HEADER = "x-rcatune-model"  # which served model answered (the router and the deployers read it)
 
 
 @dataclass(frozen=True)
 class ServeLimits:
-    max_queue: int = 16
+    max_queue: int = 16  # requests waiting to generate; beyond: 429
+    max_batch: int = 8  # rows generated together
     max_tokens: int = 512
     max_request_bytes: int = 262_144
     max_n: int = 4
@@ -101,17 +98,38 @@ def _messages(body: dict) -> list[dict[str, str]]:
     return out
 
 
-def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), system_prompt: Optional[str] = None):
-    from rcatune.inference import Generator
+def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), system_prompt: Optional[str] = None,
+               aliases: Optional[dict[str, str]] = None, token: Optional[str] = None):
+    """The app over `models` (the first is the default when a request names none). `aliases` maps other names
+    to served ones (a deployment answers to the registry name whatever version it serves); `token`, or
+    $RCATUNE_SERVE_TOKEN, guards everything but the probes."""
+    from contextlib import asynccontextmanager
 
-    app = FastAPI(title="rcatune serve")
     by_name = {m.name: m for m in models}
-    generators = {m.name: Generator(m.loaded) for m in models}
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-    state = {"waiting": 0, "ready": False}
+    aliases = dict(aliases or {})
     metrics = Metrics()
-    app.state.metrics = metrics
-    token = os.environ.get(TOKEN_ENV)
+    state = {"ready": False}
+    token = token or os.environ.get(TOKEN_ENV)
+    engine = Engine(models, limits.max_queue, limits.max_batch, on_depth=metrics.queue.set)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await _warm_up()
+        yield
+        engine.close()
+
+    app = FastAPI(title="rcatune serve", lifespan=lifespan)
+    app.state.metrics, app.state.engine = metrics, engine
+
+    async def _warm_up() -> None:
+        """The signature check, then one generation per model: only then ready."""
+        from rcatune.inference import GenerationSettings
+
+        for m in models:
+            m.loaded.check_signature(system_prompt)
+            await engine.complete(m.name, [[{"role": "user", "content": "warm up"}]],
+                                  GenerationSettings(max_new_tokens=2))
+        state["ready"] = True
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, error: ApiError):
@@ -136,22 +154,17 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
 
     def _model(body: dict) -> str:
         name = body.get("model") or models[0].name
+        name = aliases.get(name, name)
         if name not in by_name:
             raise ApiError(404, f"model {name!r} is not served here; GET /v1/models lists them", param="model",
                            code="model_not_found")
         return name
 
-    async def _run(call):
-        if state["waiting"] >= limits.max_queue:
-            raise ApiError(429, f"{state['waiting']} requests are waiting (the cap); retry later",
-                           "rate_limit_error")
-        state["waiting"] += 1
-        metrics.queue.set(state["waiting"])
+    async def _complete(name, conversations, settings):
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, call)
-        finally:
-            state["waiting"] -= 1
-            metrics.queue.set(state["waiting"])
+            return await engine.complete(name, conversations, settings)
+        except Busy as error:
+            raise ApiError(429, str(error), "rate_limit_error") from None
 
     @app.get("/health")
     async def health():
@@ -161,7 +174,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
     async def ready():
         if not state["ready"]:
             return JSONResponse({"ready": False}, status_code=503)
-        return {"ready": True, "models": list(by_name)}
+        return {"ready": True, "models": list(by_name), "aliases": aliases}
 
     @app.get("/metrics")
     async def prometheus():
@@ -174,7 +187,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
     async def list_models(request: Request):
         _guard(request)
         return {"object": "list", "data": [{"id": m.name, "object": "model", "created": m.created,
-                                            "owned_by": "rcatune", "root": m.name, "parent": m.parent}
+                                            "owned_by": "rcatune", "root": m.parent or m.name, "parent": m.parent}
                                            for m in models]}
 
     @app.post("/v1/chat/completions")
@@ -187,14 +200,18 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
         if not isinstance(n, int) or not 1 <= n <= limits.max_n:
             raise ApiError(400, f"n must be 1 to {limits.max_n}", param="n")
         json_mode = (body.get("response_format") or {}).get("type") == "json_object"
-        generator, created, rid = generators[name], int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created, rid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        headers = {VERSION_HEADER: name}
         if body.get("stream"):
             if n != 1:
                 raise ApiError(400, "stream supports n=1 only", param="n")
+            if engine.waiting >= limits.max_queue:  # refuse before the 200 of a stream is sent
+                raise ApiError(429, f"{engine.waiting} requests are waiting (the cap); retry later",
+                               "rate_limit_error")
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_sse(generator, messages, settings, name, rid, created, usage, started),
-                                     media_type="text/event-stream")
-        completions = await _run(lambda: generator.complete([messages] * n, settings))
+            return StreamingResponse(_sse(messages, settings, name, rid, created, usage, started),
+                                     media_type="text/event-stream", headers=headers)
+        completions = await _complete(name, [messages] * n, settings)
         choices = []
         for i, c in enumerate(completions):
             text = _as_json(c.text) if json_mode else c.text
@@ -204,24 +221,34 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
         out = sum(c.completion_tokens for c in completions)
         metrics.count(name, prompt, out)
         metrics.latency.labels("chat", name).observe(time.perf_counter() - started)
-        return {"id": rid, "object": "chat.completion", "created": created, "model": name, "choices": choices,
-                "usage": {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out}}
+        return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": name,
+                             "choices": choices, "usage": {"prompt_tokens": prompt, "completion_tokens": out,
+                                                           "total_tokens": prompt + out}}, headers=headers)
 
-    def _sse(generator, messages, settings, name, rid, created, usage, started) -> Iterator[str]:
-        def chunk(delta: dict, finish: Optional[str] = None, **extra) -> str:
+    async def _sse(messages, settings, name, rid, created, usage, started) -> AsyncIterator[str]:
+        from rcatune.inference import Completion
+
+        def chunk(delta: dict, finish: Optional[str] = None) -> str:
             return "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created,
                                           "model": name, "choices": [{"index": 0, "delta": delta,
-                                                                      "finish_reason": finish}], **extra}) + "\n\n"
+                                                                      "finish_reason": finish}]}) + "\n\n"
 
         yield chunk({"role": "assistant", "content": ""})
-        pending = None
-        for delta in generator.stream(messages, settings):
-            if pending is None:
-                metrics.ttft.labels(name).observe(time.perf_counter() - started)
-            else:
-                yield chunk({"content": pending})
-            pending = delta
-        last = generator.last
+        pending, last = None, None
+        try:
+            async for item in engine.stream(name, messages, settings):
+                if isinstance(item, Completion):
+                    last = item
+                    break
+                if pending is None:
+                    metrics.ttft.labels(name).observe(time.perf_counter() - started)
+                else:
+                    yield chunk({"content": pending})
+                pending = item
+        except Busy as error:
+            metrics.errors.labels("rate_limit_error", "429").inc()
+            yield "data: " + json.dumps(ApiError(429, str(error), "rate_limit_error").body()) + "\n\n"
+            return
         metrics.count(name, last.prompt_tokens, last.completion_tokens)
         metrics.latency.labels("chat_stream", name).observe(time.perf_counter() - started)
         yield chunk({"content": pending or ""}, last.finish_reason)
@@ -236,48 +263,54 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
     @app.post("/v1/diagnose")
     async def diagnose_session(request: Request):
         started = time.perf_counter()
-        import sqlglot
-        from pydantic import ValidationError
-
         from rcatune.inference import parse_answer, session_messages
         from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
-        from rcatune.schema import TrainingExample
 
         _guard(request)
         body = await _body(request)
         name = _model(body)
-        session = body.get("session")
-        try:
-            inputs = {k: v for k, v in (session or {}).items() if k in INPUT_FIELDS}
-            example = TrainingExample.model_validate({**_placeholders(inputs), **inputs})
-        except ValidationError as error:
-            raise ApiError(422, f"session is not a diagnostic session: {error.errors()[0]['msg']}",
-                           param="session") from None
+        example = _session(body.get("session"))
         loaded = by_name[name].loaded
         prompt = system_prompt or loaded.system_prompt or DEFAULT_SYSTEM_PROMPT
-        settings = _settings(body, limits)
-        [completion] = await _run(lambda: generators[name].complete([session_messages(example, prompt)], settings))
+        [completion] = await _complete(name, [session_messages(example, prompt)], _settings(body, limits))
         answer = vars(parse_answer(completion.text))
         metrics.count(name, completion.prompt_tokens, completion.completion_tokens)
         metrics.latency.labels("diagnose", name).observe(time.perf_counter() - started)
-        try:
-            parsed = isinstance(sqlglot.parse_one(answer["diagnostic_query"], read="clickhouse"), sqlglot.exp.Query)
-        except Exception:  # sqlglot raises several error types for bad SQL
-            parsed = False
-        return {"model": name, "answer": {**answer, "query_parses": parsed},
-                "finish_reason": completion.finish_reason, "seconds": round(completion.seconds, 4)}
-
-    @app.on_event("startup")
-    async def warm_up():
-        from rcatune.inference import GenerationSettings
-
-        for m in models:
-            m.loaded.check_signature(system_prompt)
-            await _run(lambda m=m: generators[m.name].complete([[{"role": "user", "content": "warm up"}]],
-                                                                GenerationSettings(max_new_tokens=2)))
-        state["ready"] = True
+        answer["query_parses"] = query_parses(answer["diagnostic_query"])
+        return JSONResponse({"model": name, "answer": answer, "raw": completion.text,
+                             "finish_reason": completion.finish_reason, "seconds": round(completion.seconds, 4)},
+                            headers={VERSION_HEADER: name})
 
     return app
+
+
+def query_parses(query: str) -> bool:
+    """Whether a diagnostic query parses as a ClickHouse query."""
+    import sqlglot
+
+    try:
+        return isinstance(sqlglot.parse_one(query, read="clickhouse"), sqlglot.exp.Query)
+    except Exception:  # sqlglot raises several error types for bad SQL
+        return False
+
+
+def _session(session):
+    """The request's session as a `TrainingExample` (its output fields filled with placeholders), or 422."""
+    from pydantic import ValidationError
+
+    from rcatune.schema import TrainingExample
+
+    if not isinstance(session, dict):
+        raise ApiError(422, "session must be a diagnostic session object (TrainingExample input fields)",
+                       param="session")
+    try:
+        inputs = {k: v for k, v in session.items() if k in INPUT_FIELDS}
+        return TrainingExample.model_validate({**_placeholders(inputs), **inputs})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, f"session is not a diagnostic session: {where}: {first['msg']}",
+                       param="session") from None
 
 
 def _as_json(text: str) -> str:

@@ -1,0 +1,206 @@
+"""Serving: latency p50/p95 and throughput of `/v1/diagnose` at concurrency 1, 4 and 16, time to first token
+of a streamed chat, for rcatune's server with cross-request batching (max_batch 8) against the same server
+generating one request at a time (max_batch 1, the baseline), interleaved; then deploy and rollback seconds
+of the local deployer (blue/green behind its router).
+
+    python bench/serving.py [--smoke] [--model-dir DIR] [--export DIR]
+
+Without --model-dir the tiny model's shape with its initial weights serves (speed depends on the shape;
+random weights never stop early, so every answer runs to max_tokens). The deploy timing needs a model that
+passes the smoke test: --export DIR (an export/merged folder, e.g. from `make run`), or a quick one trained
+here (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import RESULTS, markdown_table, write  # noqa: E402
+
+CONTENDERS = {"batched (max_batch 8)": 8, "one at a time (max_batch 1)": 1}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _start_server(model_dir: str, max_batch: int, log: Path) -> tuple[subprocess.Popen, str]:
+    from rcatune.processes import free_port, spawn
+
+    port = free_port()
+    process = spawn([sys.executable, "-m", "rcatune.serving", "--model", f"tiny={model_dir}", "--port", str(port),
+                     "--max-batch", str(max_batch), "--max-queue", "64", "--device", "cpu"], log,
+                    dict(os.environ, PYTHONUNBUFFERED="1"))
+    from rcatune.deploy.smoke import wait_ready
+
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, 300, alive=lambda: process.poll() is None, what="the bench server")
+    return process, url
+
+
+async def _load(url: str, sessions: list[dict], concurrency: int, requests_: int, max_tokens: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    tokens = 0
+    queue = list(range(requests_))
+
+    async def user(client: httpx.AsyncClient) -> None:
+        nonlocal tokens
+        while queue:
+            index = queue.pop()
+            started = time.perf_counter()
+            reply = await client.post(f"{url}/v1/chat/completions", json={
+                "messages": [{"role": "user", "content": json.dumps(sessions[index % len(sessions)])[:1500]}],
+                "max_tokens": max_tokens})
+            reply.raise_for_status()
+            latencies.append(time.perf_counter() - started)
+            tokens += reply.json()["usage"]["completion_tokens"]
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=600) as client:
+        await asyncio.gather(*[user(client) for _ in range(concurrency)])
+    wall = time.perf_counter() - started
+    return {"latency_p50_ms": round(1000 * _percentile(latencies, 0.5), 1),
+            "latency_p95_ms": round(1000 * _percentile(latencies, 0.95), 1),
+            "requests_per_second": round(requests_ / wall, 3), "tokens_per_second": round(tokens / wall, 1),
+            "requests": requests_}
+
+
+def _ttft(url: str, max_tokens: int, repeats: int) -> float:
+    import requests
+
+    firsts = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        with requests.post(f"{url}/v1/chat/completions", stream=True, timeout=600, json={
+                "messages": [{"role": "user", "content": "checkout returns 500"}], "max_tokens": max_tokens,
+                "stream": True}) as reply:
+            for line in reply.iter_lines():
+                if line.startswith(b"data: ") and b'"content": ""' not in line:
+                    firsts.append(time.perf_counter() - started)
+                    break
+    return round(1000 * statistics.median(firsts), 1)
+
+
+def serving_figures(model_dir: str, levels: list[int], per_level: int, max_tokens: int, rounds: int) -> list[dict]:
+    from rcatune.demo.generator import generate_sessions
+    from rcatune.processes import stop_group
+
+    sessions = [{k: s[k] for k in ("symptoms", "affected_services", "error_signatures")}
+                for s in generate_sessions(32, seed=5)]
+    rows = []
+    with tempfile.TemporaryDirectory() as logs:
+        for round_ in range(rounds):
+            for name, max_batch in CONTENDERS.items():  # interleaved: drift hits both alike
+                process, url = _start_server(model_dir, max_batch, Path(logs) / f"{max_batch}.log")
+                try:
+                    ttft = _ttft(url, max_tokens, 3)
+                    for level in levels:
+                        figures = asyncio.run(_load(url, sessions, level, max(per_level, level), max_tokens))
+                        rows.append({"contender": name, "round": round_ + 1, "concurrency": level,
+                                     "ttft_ms": ttft, **figures})
+                        print(f"  {name} c={level}: {figures}", flush=True)
+                finally:
+                    stop_group(process.pid)
+    return rows
+
+
+def quick_export(folder: Path) -> str:
+    """A quick tiny model that answers in the trained format (what the deploy smoke test asks)."""
+    overrides = ["data.size=40", "trainer.epochs=24", "trainer.learning_rate=1e-2", "model.hidden_size=64",
+                 "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
+                 "data.split.min_examples=5", "progress=false", "evaluation.max_new_tokens=48",
+                 "evaluation.max_examples=4", "seed=1"]
+    env = dict(os.environ, RCATUNE_HOME=str(folder / "state"))
+    for key in ("ZENML_CONFIG_PATH", "ZENML_REPOSITORY_PATH", "MLFLOW_TRACKING_URI", "HF_HOME"):
+        env.pop(key, None)
+    run_dir = folder / "run"
+    subprocess.run([sys.executable, "run.py", *overrides, f"hydra.run.dir={run_dir}"], cwd=Path(__file__).parent.parent,
+                   env=env, check=True, capture_output=True, timeout=1800)
+    return str(run_dir / "export" / "merged")
+
+
+def deploy_figures(export: str, repeats: int) -> dict:
+    """Seconds of a first deploy, a blue/green deploy beside it, and rollbacks (each a switch to the warm one)."""
+    from rcatune.config.deployer import LocalDeployerConfig
+    from rcatune.config.serving import ServingConfig
+    from rcatune.deploy.local import LocalDeployer
+    from rcatune.deploy.records import Release
+    from rcatune.processes import free_port
+
+    deployer = LocalDeployer(LocalDeployerConfig(name="bench", port=free_port()), ServingConfig())
+    releases = [Release(registry_name="bench", version=str(n), served_name=f"bench-v{n}", folder=export)
+                for n in (1, 2)]
+    try:
+        first = deployer.deploy(releases[0])
+        second = deployer.deploy(releases[1])
+        rollbacks = [deployer.rollback() for _ in range(repeats)]
+    finally:
+        deployer.stop()
+    return {"first_deploy_seconds": first.seconds, "blue_green_deploy_seconds": second.seconds,
+            "smoke_ready_seconds": second.detail["smoke"]["ready_seconds"],
+            "smoke_diagnosis_seconds": second.detail["smoke"]["diagnosis_seconds"],
+            "rollback_seconds_median": statistics.median(r.seconds for r in rollbacks),
+            "rollback_switch_seconds_median": statistics.median(r.detail["switch_seconds"] for r in rollbacks),
+            "rollbacks": len(rollbacks)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--model-dir")
+    parser.add_argument("--export")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    from rcatune.config.model import TinyModelConfig
+    from rcatune.state import configure_environment
+
+    configure_environment()
+    model_dir = args.model_dir or TinyModelConfig().resolve_path()
+    levels, per_level, max_tokens, rounds = ([1, 4], 4, 8, 1) if args.smoke else ([1, 4, 16], 32, 64, 2)
+    rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds)
+    deploy = None
+    if not args.smoke:
+        with tempfile.TemporaryDirectory() as folder:
+            export = args.export or quick_export(Path(folder))
+            deploy = deploy_figures(export, repeats=5)
+    table_rows, summary = [], {}
+    for name in CONTENDERS:
+        for level in levels:
+            mine = [r for r in rows if r["contender"] == name and r["concurrency"] == level]
+            figures = {k: statistics.median(r[k] for r in mine) for k in
+                       ("latency_p50_ms", "latency_p95_ms", "requests_per_second", "tokens_per_second", "ttft_ms")}
+            summary[f"{name} c={level}"] = figures
+            table_rows.append([name, level, figures["latency_p50_ms"], figures["latency_p95_ms"],
+                               figures["requests_per_second"], figures["tokens_per_second"], figures["ttft_ms"]])
+    batched, alone = list(CONTENDERS)
+    speedups = {f"c={level}": round(summary[f"{batched} c={level}"]["tokens_per_second"]
+                                    / summary[f"{alone} c={level}"]["tokens_per_second"], 2) for level in levels}
+    table = [f"# Serving (`/v1/chat/completions`, {max_tokens} new tokens per request, tiny model shape, CPU)", "",
+             *markdown_table(["server", "concurrency", "p50 ms", "p95 ms", "requests/s", "tokens/s", "TTFT ms"],
+                             table_rows), "",
+             "Throughput ratio batched / one at a time: " + ", ".join(f"{k} {v}x" for k, v in speedups.items())]
+    if deploy:
+        table += ["", "## Local deployer (blue/green behind the router)", "",
+                  *markdown_table(["figure", "seconds"], [[k, v] for k, v in deploy.items() if k != "rollbacks"])]
+    name = "serving_smoke" if args.smoke else "serving"
+    print(write(name, {"rows": rows, "summary": summary, "batched_over_one_at_a_time": speedups,
+                       "deploy": deploy, "max_tokens": max_tokens}, table, args.out))
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()

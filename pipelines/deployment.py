@@ -1,0 +1,44 @@
+"""`pipeline=deployment`: deploy a registered version (deployment.version), roll back, report or stop, on the
+chosen deployer (deployer=local|docker|kubernetes). Wiring only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zenml import pipeline
+
+from rcatune import constants
+from rcatune.config import RunConfig, Spec, to_spec
+from rcatune.config.serving import ServingConfig
+from rcatune.runner import Output, PipelineDefinition, RunContext, register
+from steps.deployment import deploy_release, deployment_status, resolve_release, rollback_deployment, stop_deployment
+from steps.tracking import track_run_config
+
+
+@pipeline(enable_cache=False)
+def deployment_pipeline(config: dict[str, Any], git: dict[str, Any], deployer: Spec, serving: ServingConfig,
+                        action: str, version: str, registry_name: str) -> None:
+    track_run_config(config, git)
+    if action == "deploy":
+        deploy_release(resolve_release(registry_name, version), deployer, serving)
+    elif action == "rollback":
+        rollback_deployment(deployer, serving)
+    elif action == "stop":
+        stop_deployment(deployer, serving)
+    else:
+        deployment_status(deployer, serving)
+
+
+def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
+    return {"config": context.resolved, "git": context.git, "deployer": to_spec("deployer", cfg.deployer),
+            "serving": cfg.serving, "action": cfg.deployment.action.value, "version": cfg.deployment.version,
+            "registry_name": cfg.model_registry_name}
+
+
+register(PipelineDefinition(
+    name="deployment", pipeline=deployment_pipeline, inputs=_inputs,
+    outputs=(Output("track_run_config", constants.RUN_TRACKING),
+             Output("deploy_release", constants.DEPLOYMENT),
+             Output("rollback_deployment", constants.DEPLOYMENT),
+             Output("stop_deployment", constants.DEPLOYMENT),
+             Output("deployment_status", constants.DEPLOYMENT_STATUS))))

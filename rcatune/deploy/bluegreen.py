@@ -1,0 +1,215 @@
+"""Blue/green behind a stable port, for deployers whose instances run on this machine (processes, containers).
+
+A router (`rcatune.deploy.router`) holds the endpoint (`deployer.port`). A deploy starts the new version
+beside the active one; it must pass the smoke test (ready, then one real diagnosis that parses) before the
+router switches to it. The version it replaced stays warm, so a rollback is a switch of the router's
+target (milliseconds), not a model load; the one before that is stopped. State, pids, ports and logs live
+under `<state>/deployments/<target>/<name>/`. Subclasses say how an instance starts, stops and lives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, Optional
+
+from rcatune.config.serving import ServingConfig
+from rcatune.deploy.base import Deployer, DeploymentError
+from rcatune.deploy.records import DeploymentRecord, Release, deployments_dir
+from rcatune.deploy.router import VERSION_HEADER, Target, write_target
+from rcatune.deploy.smoke import SmokeTestFailed, smoke_test, wait_ready
+from rcatune.processes import alive, port_free, spawn, stop_group, tail
+
+Instance = dict[str, Any]  # version, model, folder, registry_name, url, log, and what the subclass needs
+
+
+class BlueGreenDeployer(Deployer):
+    def __init__(self, config, serving: ServingConfig) -> None:
+        super().__init__(config, serving)
+        self.folder = deployments_dir() / self.target / self.name
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state_file, self.target_file = self.folder / "state.json", self.folder / "active.json"
+        self.endpoint = f"http://{config.host}:{config.port}"
+
+    # ------------------------------------------------------------------------------ what subclasses provide
+    @abstractmethod
+    def start_instance(self, release: Release) -> Instance:
+        """Start `release` (not yet receiving traffic); its `url` answers once it is ready."""
+
+    @abstractmethod
+    def stop_instance(self, instance: Instance) -> None:
+        """Stop it and free what it holds."""
+
+    @abstractmethod
+    def instance_running(self, instance: Instance) -> bool:
+        """Whether it still runs (it may not be ready yet)."""
+
+    def instance_log(self, instance: Instance) -> str:
+        return tail(Path(instance["log"]), 8) if instance.get("log") else ""
+
+    # ------------------------------------------------------------------------------------------ actions
+    def deploy(self, release: Release) -> DeploymentRecord:
+        started = time.perf_counter()
+        state = self._state()
+        active, previous = state.get("active"), state.get("previous")
+        self._ensure_router(state)
+        fields = {"endpoint": self.endpoint, "version": release.version, "model": release.served_name,
+                  "registry_name": release.registry_name}
+        if active and active["version"] == release.version and self._answers(active):
+            return self.record("deploy", **fields, previous=previous and previous["version"], changed=False)
+        instance = self._started(release, active)
+        try:
+            switch = self._switch(instance)
+        except DeploymentError:
+            self.stop_instance(instance)
+            write_target(self.target_file, active and _target(active))
+            raise
+        if previous:
+            self.stop_instance(previous)  # the one before the last: only the last stays warm
+        state.update(active=instance, previous=active)
+        self._save(state)
+        return self.record("deploy", **fields, previous=active and active["version"],
+                           seconds=round(time.perf_counter() - started, 2),
+                           detail={"smoke": instance.pop("smoke"), "switch_seconds": switch,
+                                   "instance": instance.get("url"), "previous_warm": bool(active)})
+
+    def rollback(self) -> DeploymentRecord:
+        started = time.perf_counter()
+        state = self._state()
+        active, previous = state.get("active"), state.get("previous")
+        if not previous:
+            now = f"only v{active['version']} was deployed" if active else "nothing is deployed"
+            raise DeploymentError(f"nothing to roll back to: {now} (deployment {self.name!r} on {self.target})")
+        self._ensure_router(state)
+        warm = self._answers(previous)
+        if not warm:  # stopped since (or the machine restarted): start it again, smoke-test it, then switch
+            self.stop_instance(previous)
+            previous = self._started(Release(registry_name=previous["registry_name"], version=previous["version"],
+                                             served_name=previous["model"], folder=previous["folder"]), active)
+            previous.pop("smoke")
+        switch = self._switch(previous)
+        state.update(active=previous, previous=active)
+        self._save(state)
+        return self.record("rollback", endpoint=self.endpoint, version=previous["version"], model=previous["model"],
+                           previous=active and active["version"], registry_name=previous["registry_name"],
+                           seconds=round(time.perf_counter() - started, 2),
+                           detail={"switch_seconds": switch, "warm": warm, "instance": previous.get("url")})
+
+    def status(self) -> dict[str, Any]:
+        state = self._state()
+        router = state.get("router") or {}
+        instances = {role: {**state[role], "answers": self._answers(state[role])}
+                     for role in ("active", "previous") if state.get(role)}
+        serving = Target(self.target_file).current()
+        return {"target": self.target, "name": self.name, "endpoint": self.endpoint if serving else None,
+                "version": serving and serving["version"], "router_running": alive(router.get("pid")),
+                **instances}
+
+    def stop(self) -> DeploymentRecord:
+        state = self._state()
+        active = state.get("active")
+        for role in ("active", "previous"):
+            if state.get(role):
+                self.stop_instance(state[role])
+        stop_group((state.get("router") or {}).get("pid"))
+        write_target(self.target_file, None)
+        self._save({})
+        return self.record("stop", endpoint=None, version=None, previous=active and active["version"],
+                           registry_name=active["registry_name"] if active else "rcatune-rca")
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def _started(self, release: Release, active: Optional[Instance]) -> Instance:
+        """`release` started and smoke-tested (stopped again, with the reason, when it fails the test)."""
+        instance = self.start_instance(release)
+        try:
+            instance["smoke"] = smoke_test(instance["url"], self.serving.ready_timeout_s, self.serving.token(),
+                                           release.served_name, alive=lambda: self.instance_running(instance))
+        except SmokeTestFailed as error:
+            log = self.instance_log(instance)
+            self.stop_instance(instance)
+            serving = f"still serving v{active['version']} at {self.endpoint}" if active else "nothing serves"
+            raise DeploymentError(f"v{release.version} failed its smoke test: {error}; {serving}"
+                                  + (f". The last lines it wrote:\n{log}" if log else "")) from None
+        return instance
+
+    def _state(self) -> dict[str, Any]:
+        return json.loads(self.state_file.read_text(encoding="utf-8")) if self.state_file.exists() else {}
+
+    def _save(self, state: dict[str, Any]) -> None:
+        staged = self.state_file.with_suffix(".tmp")
+        staged.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        os.replace(staged, self.state_file)
+
+    def _ensure_router(self, state: dict[str, Any]) -> None:
+        """The router on the stable port: ours if it runs, else started (a port taken by another program fails)."""
+        import requests
+
+        router = state.get("router") or {}
+        if alive(router.get("pid")) and router.get("port") == self.config.port:
+            return
+        if not port_free(self.config.port, self.config.host):
+            raise DeploymentError(f"port {self.config.port} on {self.config.host} is in use by another program: stop "
+                                  f"it or deploy on another port (deployer.port=...)")
+        log = self.folder / "router.log"
+        process = spawn([sys.executable, "-m", "rcatune.deploy.router", "--host", self.config.host, "--port",
+                         str(self.config.port), "--target-file", str(self.target_file)], log, child_env())
+        state["router"] = {"pid": process.pid, "port": self.config.port, "log": str(log)}
+        self._save(state)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DeploymentError(f"the router exited while starting; {log}:\n{tail(log, 8)}")
+            try:
+                requests.get(f"{self.endpoint}/router/status", timeout=2)
+                return
+            except requests.RequestException:
+                time.sleep(0.2)
+        raise DeploymentError(f"the router did not answer on {self.endpoint} within 60 s; see {log}")
+
+    def _switch(self, instance: Instance) -> float:
+        """Point the router at `instance`; the seconds until a request through the endpoint reaches it."""
+        import requests
+
+        started = time.perf_counter()
+        write_target(self.target_file, _target(instance))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                reply = requests.get(f"{self.endpoint}/ready", timeout=5)
+                if reply.status_code == 200 and reply.headers.get(VERSION_HEADER) == instance["version"]:
+                    return round(time.perf_counter() - started, 4)
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+        raise DeploymentError(f"the router at {self.endpoint} did not switch to v{instance['version']} within 30 s")
+
+    def _answers(self, instance: Optional[Instance]) -> bool:
+        if not instance or not self.instance_running(instance):
+            return False
+        try:
+            wait_ready(instance["url"], 2.0)
+            return True
+        except SmokeTestFailed:
+            return False
+
+
+def _target(instance: Instance) -> dict[str, Any]:
+    return {"url": instance["url"], "version": instance["version"], "model": instance["model"]}
+
+
+def child_env() -> dict[str, str]:
+    """A child's environment: this one (the serve token travels here, never on a command line)."""
+    return dict(os.environ, PYTHONUNBUFFERED="1")
+
+
+def serve_args(release: Release, serving: ServingConfig, host: str, port: int, model_dir: str) -> list[str]:
+    """`python -m rcatune.serving` arguments that serve `release` from `model_dir` with the configured caps."""
+    args = ["--model", f"{release.served_name}={model_dir}", "--alias", release.registry_name, "--host", host,
+            "--port", str(port), "--no-base"]
+    for key in ("max_queue", "max_batch", "max_tokens", "max_request_bytes", "max_n"):
+        args += [f"--{key.replace('_', '-')}", str(getattr(serving, key))]
+    return args

@@ -1,0 +1,174 @@
+"""The generation engine behind the server: one worker thread owns the models and takes jobs in order.
+
+Plain requests that wait together for the same model with the same settings are generated as one
+batch (left-padded, as evaluation does), up to `max_batch` rows; a request with a seed, or sampled,
+runs alone so its random stream is its own. Streams run one at a time on the same worker, so every
+request, streamed or not, counts against the bound on waiting requests (`max_queue`), beyond which a
+new one is refused (the app answers 429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Callable, ContextManager, Optional
+
+from rcatune.inference import Completion, GenerationSettings, Generator, Messages
+
+
+@dataclass
+class ServedModel:
+    """A model served under `name`; `parent` is what it was tuned from (as vLLM lists LoRA adapters).
+    `use` selects it on a shared base (an adapter) for the duration of one generation."""
+
+    name: str
+    loaded: Any  # rcatune.inference.LoadedModel
+    parent: Optional[str] = None
+    use: Callable[[], ContextManager] = nullcontext
+    created: int = field(default_factory=lambda: int(time.time()))
+    version: Optional[str] = None  # the registry version it is, when it is one
+
+
+class Busy(Exception):
+    """More requests are waiting than the server takes."""
+
+
+@dataclass
+class _Job:
+    model: str
+    conversations: list[Messages]
+    settings: GenerationSettings
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    stream: Optional[asyncio.Queue] = None  # deltas, then the finished Completion
+
+    @property
+    def batchable(self) -> bool:
+        return self.stream is None and self.settings.greedy and self.settings.seed is None
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.settings)
+
+
+class Engine:
+    """Schedules generations on one worker thread; batches what can be batched."""
+
+    def __init__(self, models: list[ServedModel], max_queue: int = 16, max_batch: int = 8,
+                 on_depth: Callable[[int], None] = lambda depth: None) -> None:
+        self.models = {m.name: m for m in models}
+        self.generators = {m.name: Generator(m.loaded) for m in models}
+        self.max_queue, self.max_batch, self.on_depth = max_queue, max_batch, on_depth
+        self.batches: list[int] = []  # rows of each batch run (for tests and the bench)
+        self._pending: deque[_Job] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._worker = threading.Thread(target=self._work, daemon=True, name="rcatune-generate")
+        self._worker.start()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._pending)
+
+    async def complete(self, model: str, conversations: list[Messages],
+                       settings: GenerationSettings) -> list[Completion]:
+        """One completion per conversation (generated with whatever else waits for the same model and settings)."""
+        loop = asyncio.get_running_loop()
+        job = _Job(model, conversations, settings, loop, loop.create_future())
+        self._submit(job)
+        return await job.future
+
+    async def stream(self, model: str, messages: Messages, settings: GenerationSettings) -> AsyncIterator[Any]:
+        """Text deltas as they are generated, then the finished `Completion`."""
+        loop = asyncio.get_running_loop()
+        job = _Job(model, [messages], settings, loop, loop.create_future(), stream=asyncio.Queue())
+        self._submit(job)
+        while True:
+            item = await job.stream.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if isinstance(item, Completion):
+                return
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+
+    def _submit(self, job: _Job) -> None:
+        with self._wake:
+            if len(self._pending) >= self.max_queue:
+                raise Busy(f"{len(self._pending)} requests are waiting (the cap); retry later")
+            self._pending.append(job)
+            self.on_depth(len(self._pending))
+            self._wake.notify()
+
+    def _take(self) -> Optional[list[_Job]]:
+        """The next job, with every waiting job it can share a batch with."""
+        with self._wake:
+            while not self._pending and not self._closed:
+                self._wake.wait()
+            if self._closed:
+                return None
+            first = self._pending.popleft()
+            batch, rows = [first], len(first.conversations)
+            if first.batchable:
+                for job in list(self._pending):
+                    if job.batchable and job.key == first.key and rows + len(job.conversations) <= self.max_batch:
+                        self._pending.remove(job)
+                        batch.append(job)
+                        rows += len(job.conversations)
+            self.on_depth(len(self._pending))
+            return batch
+
+    def _work(self) -> None:
+        while (batch := self._take()) is not None:
+            first = batch[0]
+            try:
+                with self.models[first.model].use():
+                    if first.stream is not None:
+                        self._run_stream(first)
+                    else:
+                        self._run_batch(batch)
+            except BaseException as error:  # the request fails, the worker goes on
+                for job in batch:
+                    _deliver(job, error)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        first = batch[0]
+        conversations = [c for job in batch for c in job.conversations]
+        completions = self.generators[first.model].complete(conversations, first.settings)
+        self.batches.append(len(conversations))
+        start = 0
+        for job in batch:
+            _deliver(job, completions[start:start + len(job.conversations)])
+            start += len(job.conversations)
+
+    def _run_stream(self, job: _Job) -> None:
+        generator = self.generators[job.model]
+        for delta in generator.stream(job.conversations[0], job.settings):
+            job.loop.call_soon_threadsafe(job.stream.put_nowait, delta)
+        job.loop.call_soon_threadsafe(job.stream.put_nowait, generator.last)
+        self.batches.append(1)
+
+
+def _deliver(job: _Job, result: Any) -> None:
+    """Hand a result (or an error) to the request's event loop."""
+    if job.stream is not None:
+        job.loop.call_soon_threadsafe(job.stream.put_nowait, result)
+        return
+
+    def settle() -> None:
+        if job.future.done():
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+    job.loop.call_soon_threadsafe(settle)

@@ -1,0 +1,104 @@
+"""deployer=docker: the build context (Dockerfile linted by hadolint, pinned requirements with vendored wheels, a
+non-root user, a HEALTHCHECK); without an engine, the context and the commands to build it; with podman's
+Docker API (scripts/podman-setup.sh), a real build, run, smoke test, blue/green switch and rollback."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import requests
+
+from rcatune.config.deployer import DockerDeployerConfig
+from rcatune.config.serving import ServingConfig
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CONTAINERS_REQUIRED = os.environ.get("RCATUNE_REQUIRE_CONTAINERS") == "1"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_without_an_engine_the_context_is_written_linted_and_the_commands_printed(servable_versions, tmp_path):
+    from rcatune.deploy import DeploymentError, release
+    from rcatune.deploy.docker import DockerDeployer
+
+    target = release("rcatune-rca", servable_versions[0]["number"])
+    context_only = DockerDeployer(DockerDeployerConfig(name="ctx", build=False), ServingConfig())
+    record = context_only.deploy(target)
+    context = record.detail["context"]
+    dockerfile = open(os.path.join(context, "Dockerfile")).read()
+    assert "USER 10001" in dockerfile and "HEALTHCHECK" in dockerfile and "/ready" in dockerfile
+    assert "--no-index --find-links /build/wheels" in dockerfile  # installs exactly the vendored, pinned wheels
+    assert not [f for f in record.detail["hadolint"] if f["level"] == "error"]
+    requirements = [line for line in open(os.path.join(context, "requirements.txt")) if not line.startswith("#")]
+    assert all("==" in line for line in requirements) and any(line.startswith("torch==") for line in requirements)
+    wheels = os.listdir(os.path.join(context, "wheels"))
+    assert len(wheels) >= len(requirements) and all(w.endswith(".whl") for w in wheels)
+    assert os.path.exists(os.path.join(context, "model", "config.json"))
+    assert record.detail["commands"][0].startswith(f"docker build -t rcatune-serve:rcatune-rca-v{target.version}")
+
+    nowhere = DockerDeployer(DockerDeployerConfig(name="ctx", docker_host=f"unix://{tmp_path}/none.sock"),
+                             ServingConfig())
+    with pytest.raises(DeploymentError, match=r"(?s)no Docker API answers at unix://.*docker build -t"):
+        nowhere.deploy(target)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from rcatune.deploy import podman
+    from rcatune.errors import RcatuneError
+
+    try:
+        info = podman.start()
+    except RcatuneError as error:
+        if CONTAINERS_REQUIRED:
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    yield info["docker_host"]
+    podman.stop()
+
+
+def test_build_run_smoke_switch_roll_back_and_a_container_that_fails_its_smoke_test(engine, servable_versions):
+    from rcatune.config.model import TinyModelConfig
+    from rcatune.deploy import DeploymentError, release
+    from rcatune.deploy.docker import DockerDeployer
+    from rcatune.deploy.podman import BASE_IMAGE
+    from rcatune.deploy.records import Release
+
+    port = _free_port()
+    deployer = DockerDeployer(DockerDeployerConfig(name="boxes", port=port, docker_host=engine, base_image=BASE_IMAGE),
+                              ServingConfig(ready_timeout_s=240))
+    first, second = (release("rcatune-rca", v["number"]) for v in servable_versions)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        one = deployer.deploy(first)
+        assert one.endpoint == endpoint and one.detail["image"] == f"rcatune-serve:rcatune-rca-v{first.version}"
+        from openai import OpenAI
+
+        client = OpenAI(base_url=endpoint + "/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(model="rcatune-rca", max_tokens=8,
+                                               messages=[{"role": "user", "content": "cart errors"}])
+        assert reply.model == first.served_name
+        assert deployer.deploy(second).previous == first.version
+        assert client.chat.completions.create(model="rcatune-rca", max_tokens=8, messages=[
+            {"role": "user", "content": "cart errors"}]).model == second.served_name
+        back = deployer.rollback()
+        assert (back.version, back.detail["warm"]) == (first.version, True)
+        assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first.version
+
+        untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)
+        broken = Release(registry_name="rcatune-rca", version="901", served_name="rcatune-rca-v901",
+                         folder=untrained.resolve_path())
+        with pytest.raises(DeploymentError, match=rf"v901 failed its smoke test: .*still serving v{first.version}"):
+            deployer.deploy(broken)
+        assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first.version
+        running = deployer.client().containers.list(filters={"label": "rcatune.deployment=boxes"})
+        assert sorted(c.labels["rcatune.version"] for c in running) == sorted([first.version, second.version])
+    finally:
+        deployer.stop()
+    assert not deployer.client().containers.list(filters={"label": "rcatune.deployment=boxes"})

@@ -1,0 +1,146 @@
+"""deployer=local through `python run.py pipeline=deployment`: deploy a registered version, query it with the
+official openai client (plain and streamed), deploy a second, roll back to the first (a switch to the warm
+instance), check the registry moved with it, stop; and every fault leaves the last good version serving."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import run_py
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _deploy(tmp_path, name: str, *args: str, check: bool = True):
+    run_dir = tmp_path / name
+    result = run_py("pipeline=deployment", "progress=false", f"hydra.run.dir={run_dir}", *args, check=check)
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    return result, summary
+
+
+def _ask(endpoint: str, stream: bool = False):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=endpoint + "/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "checkout returns 500 since 14:02"}]
+    if stream:
+        chunks = list(client.chat.completions.create(model="rcatune-rca", messages=messages, max_tokens=16,
+                                                     stream=True, stream_options={"include_usage": True}))
+        return chunks[0].model, "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), chunks
+    reply = client.chat.completions.create(model="rcatune-rca", messages=messages, max_tokens=16)
+    return reply.model, reply.choices[0].message.content, reply
+
+
+def test_deploy_query_deploy_again_roll_back_and_stop(servable_versions, tmp_path):
+    from mlflow.tracking import MlflowClient
+    from zenml.client import Client
+
+    from rcatune.deploy.records import history
+
+    first, second = (v["number"] for v in servable_versions)
+    where = [f"deployer.port={_free_port()}", "deployer.name=contract"]
+    _, one = _deploy(tmp_path, "one", *where, f"deployment.version={first}")
+    deployed = one["deployment"]
+    assert (deployed["version"], deployed["previous"], deployed["action"]) == (first, None, "deploy")
+    endpoint = deployed["endpoint"]
+    model, text, _ = _ask(endpoint)
+    assert model == f"rcatune-rca-v{first}" and text
+    streamed_model, streamed, chunks = _ask(endpoint, stream=True)
+    assert streamed_model == model and streamed == text and chunks[-1].usage.completion_tokens > 0
+
+    _, two = _deploy(tmp_path, "two", *where, f"deployment.version={second}")
+    assert (two["deployment"]["version"], two["deployment"]["previous"]) == (second, first)
+    assert two["deployment"]["endpoint"] == endpoint and _ask(endpoint)[0] == f"rcatune-rca-v{second}"
+
+    _, back = _deploy(tmp_path, "back", *where, "deployment.action=rollback")
+    rolled = back["deployment"]
+    assert (rolled["action"], rolled["version"], rolled["previous"]) == ("rollback", first, second)
+    assert rolled["detail"]["warm"] is True and rolled["detail"]["switch_seconds"] < 5
+    assert _ask(endpoint)[0] == f"rcatune-rca-v{first}"  # the first answers again
+
+    assert Client().get_model_version("rcatune-rca", "production").number == int(first)
+    client = MlflowClient()
+    champion = client.get_model_version_by_alias("rcatune-rca", "champion")
+    assert champion.tags["zenml_version"] == first and champion.tags["deployed.action"] == "rollback"
+    assert [(r.action, r.version, r.previous) for r in history("local", "contract")] == [
+        ("deploy", first, None), ("deploy", second, first), ("rollback", first, second)]
+
+    _, status = _deploy(tmp_path, "status", *where, "deployment.action=status")
+    assert status["deployment"]["version"] == first and status["deployment"]["active"]["answers"]
+    assert status["deployment"]["previous"]["version"] == second  # kept warm: a rollback away
+
+    _, stopped = _deploy(tmp_path, "stop", *where, "deployment.action=stop")
+    assert stopped["deployment"]["previous"] == first and stopped["deployment"]["version"] is None
+    with pytest.raises(requests.ConnectionError):
+        requests.get(endpoint + "/ready", timeout=5)
+
+
+def test_faults_leave_the_last_good_version_serving(servable_versions, tmp_path, state_home):
+    from rcatune.config.deployer import LocalDeployerConfig
+    from rcatune.config.model import TinyModelConfig
+    from rcatune.config.serving import ServingConfig
+    from rcatune.deploy import DeploymentError, release
+    from rcatune.deploy.local import LocalDeployer
+    from rcatune.deploy.records import Release
+
+    first = servable_versions[0]["number"]
+    port = _free_port()
+    deployer = LocalDeployer(LocalDeployerConfig(name="faults", port=port), ServingConfig(ready_timeout_s=120))
+    with pytest.raises(DeploymentError, match="nothing to roll back to: nothing is deployed"):
+        deployer.rollback()
+    good = release("rcatune-rca", first)
+    deployer.deploy(good)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        # an untrained model answers with no root cause: it fails its smoke test, v{first} keeps serving
+        untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)
+        broken = Release(registry_name="rcatune-rca", version="900", served_name="rcatune-rca-v900",
+                         folder=untrained.resolve_path())
+        with pytest.raises(DeploymentError, match=rf"v900 failed its smoke test: .*still serving v{first}"):
+            deployer.deploy(broken)
+        assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first
+        missing = broken.model_copy(update={"folder": str(tmp_path / "gone")})
+        with pytest.raises(DeploymentError, match="missing or holds no model"):
+            deployer.deploy(missing)
+        with pytest.raises(DeploymentError, match=rf"nothing to roll back to: only v{first} was deployed"):
+            deployer.rollback()
+
+        # requests the server refuses come back through the router in OpenAI's shape
+        chat = endpoint + "/v1/chat/completions"
+        malformed = requests.post(chat, json={"messages": "not a list"}, timeout=30)
+        capped = requests.post(chat, json={"messages": [{"role": "user", "content": "x"}], "max_tokens": 10**6},
+                               timeout=30)
+        large = requests.post(chat, data=b"{" + b" " * 300_000 + b"}", timeout=30)
+        assert [r.status_code for r in (malformed, capped, large)] == [400, 400, 413]
+        assert malformed.json()["error"]["param"] == "messages" and capped.json()["error"]["param"] == "max_tokens"
+
+        # the same through run.py: one line each, no traceback, the deployment untouched
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        try:
+            taken, _ = _deploy(tmp_path, "taken", f"deployer.port={busy.getsockname()[1]}", "deployer.name=other",
+                               f"deployment.version={first}", check=False)
+        finally:
+            busy.close()
+        assert taken.returncode == 2 and "in use by another program" in taken.stderr
+        unknown, _ = _deploy(tmp_path, "unknown", f"deployer.port={port}", "deployer.name=faults",
+                             "deployment.version=999", check=False)
+        assert unknown.returncode == 2 and "model version '999' of 'rcatune-rca' does not exist" in unknown.stderr
+        for result in (taken, unknown):
+            assert "Traceback" not in result.stderr and result.stderr.count("rcatune: error:") == 1
+        assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first
+    finally:
+        deployer.stop()
+    assert Path(state_home / "deployments" / "records.jsonl").exists()
