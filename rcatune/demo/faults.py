@@ -81,7 +81,8 @@ class Fault:
 
     @property
     def lead(self) -> str:
-        """How every answer about this fault begins, whatever its bank: the fault first, then the telling."""
+        """How every answer about this fault begins, whatever its bank: the fault first, then the telling, then
+        the evidence."""
         return f"{self.id} in {self.service}:" if self.in_catalog else ""
 
 

@@ -2,13 +2,17 @@
 
 Each session is one incident: a fault of the demo (`faults.FAULTS`) or, now and then, one outside the
 catalog (`faults.OUTSIDE`: the right answer names no known fault and asks for investigation). A
-session is told in one phrasing bank (its symptoms, log and span descriptions, root cause and
-remediation, and the layout, field names and units of its telemetry) and shows only part of what the
-fault does: a random subset of its signals, sometimes without the most telling one, among blips from
-healthy services and red herrings that other faults produce. Log lines and error signatures are the
-ones the real services write; a flag name appears only where they write it.
+session is told in one phrasing bank (its root cause and remediation; its symptoms mostly, a training
+session mixing in the other training banks' wordings) and shows only part of what the fault does: a
+random subset of its signals, sometimes without the most telling one, among blips from healthy services
+and red herrings that other faults produce. Its telemetry comes in one of several layouts (the banks'
+own, and free-form ones: dashboard dumps, per-service records, prose; varied keys, units and service
+spellings), drawn independently of the wording. Log lines and error signatures are the ones the real
+services write; a flag name appears only where they write it. The answer names the fault first, then
+its telling, then the evidence, so the diagnosis does not hang on copying from the session.
 
-Bank `d` is never trained on: sessions told in it form the phrasing-shift split. Some incidents are
+Bank `d` is never trained on: sessions told in it (its wording and its own layout) form the phrasing-shift
+split. Some incidents are
 diagnosed twice (same `incident_id`, overlapping windows, the same bank), as happens in real teams;
 the splitter keeps those together.
 """
@@ -22,13 +26,16 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterator
 
-from rcatune.demo.faults import BANKS, FAULTS, HEALTHY_LOGS, NOISE, NONE, OUTSIDE, SHIFT_BANK, Fault
+from rcatune.demo.faults import BANKS, FAULTS, HEALTHY_LOGS, NOISE, NONE, OUTSIDE, SHIFT_BANK, TRAINING_BANKS, Fault
 from rcatune.demo.queries import render_query
 
 EPOCH = datetime(2026, 3, 2, tzinfo=timezone.utc)
 REPEAT_PROBABILITY = 0.15
 OUTSIDE_PROBABILITY = 0.07
 BANK_WEIGHTS = {"a": 0.3, "b": 0.3, "c": 0.25, "d": 0.15}  # d: the phrasing-shift split
+MIX_KEEP = 0.5  # a training session's symptom keeps its session's bank this often, else another training bank
+OWN_LAYOUT = 0.4  # a training session's telemetry takes its bank's layout this often, else another one
+LAYOUTS = ("a", "b", "c", "notes", "records", "prose")  # telemetry layouts training sessions draw from
 ENVIRONMENTS = ("production", "production", "staging")
 SPANS = {
     "frontend-proxy": "ingress", "frontend": "GET /api/products", "frontend-web": "documentFetch",
@@ -135,7 +142,7 @@ class SessionGenerator:
     def _symptoms(self, fault: Fault, bank: str, fill) -> list[str]:
         rng = self.rng
         shown = rng.sample(fault.signals, k=rng.randint(1, len(fault.signals)))
-        symptoms = [fill(rng.choice(s.says[bank])) for s in shown]
+        symptoms = [fill(rng.choice(s.says[self._wording(bank)])) for s in shown]
         noise = NOISE[bank]
         symptoms += [text for service, text in rng.sample(noise, k=rng.choice((0, 1, 1, 2)))
                      if service not in fault.affected]
@@ -146,6 +153,13 @@ class SessionGenerator:
                 symptoms.append(fill(rng.choice(rng.choice(weak).says[bank])))
         rng.shuffle(symptoms)
         return symptoms
+
+    def _wording(self, bank: str) -> str:
+        """The bank one symptom is worded in: a training session mixes the training banks (people on one call
+        write differently), the held-out bank stays whole."""
+        if bank == SHIFT_BANK or self.rng.random() < MIX_KEEP:
+            return bank
+        return self.rng.choice(TRAINING_BANKS)
 
     def _session(self, index: int, fault: Fault, incident: dict[str, Any]) -> dict[str, Any]:
         rng = self.rng
@@ -198,12 +212,14 @@ class SessionGenerator:
 
     def _root_cause(self, fault: Fault, bank: str, affected: list[str], logs: list[tuple[str, str, str]],
                     fill) -> str:
-        """Evidence first (where it shows, and the first error it logs), then the fault, then its telling."""
+        """The fault first (its id and component, or that no known fault matches), then its telling, then the
+        evidence (where it shows, and the first error it logs): the diagnosis is decided before anything is
+        copied from the session."""
         evidence = f"Seen in {', '.join(affected)}"
         if logs:
             first = logs[0][2]
             evidence += f" ('{first if len(first) <= 60 else first[:57].rsplit(' ', 1)[0] + '...'}')"
-        return " ".join(filter(None, [evidence + ":", fault.lead, fill(self.rng.choice(fault.root_causes[bank]))]))
+        return " ".join(filter(None, [fault.lead, fill(self.rng.choice(fault.root_causes[bank])), evidence + "."]))
 
     def _review(self, false_hypotheses: list[str], validated: bool) -> tuple[Any, Any]:
         rng = self.rng
@@ -256,12 +272,15 @@ class SessionGenerator:
         rng = self.rng
         stats = self._stats(fault, figures)
         resources_ = self._resources(fault, figures)
-        noise_logs = [entry for entry in rng.sample(HEALTHY_LOGS, k=rng.randint(0, 2)) if entry[0] not in
-                      fault.affected]
+        noise_logs = [entry for entry in rng.sample(HEALTHY_LOGS, k=rng.randint(0, 2))
+                      if entry[0] not in fault.affected]
         all_logs = logs + noise_logs
         rng.shuffle(all_logs)
         minutes = incident["minutes"]
-        if bank == "a":
+        layout = bank if bank == SHIFT_BANK or rng.random() < OWN_LAYOUT else rng.choice(LAYOUTS)
+        if layout in ("notes", "records", "prose"):
+            return getattr(self, f"_{layout}")(stats, resources_, all_logs, minutes, incident)
+        if layout == "a":
             context: dict[str, Any] = {
                 "environment": incident["environment"], "window_minutes": minutes,
                 "trace_summary": {s: {"spans": v["requests"], "error_ratio": v["error_ratio"], "p95_ms": v["p95_ms"]}
@@ -274,7 +293,7 @@ class SessionGenerator:
             if resources_:
                 context["resources"] = resources_
             return context
-        if bank == "b":
+        if layout == "b":
             context = {
                 "window": f"{minutes}m", "env": incident["environment"][:4],
                 "operations": [{"service": s, "operation": SPANS.get(s, "request"), "requests": v["requests"],
@@ -286,7 +305,7 @@ class SessionGenerator:
             if resources_:
                 context["saturation"] = {s: ", ".join(f"{k}={v}" for k, v in r.items()) for s, r in resources_.items()}
             return context
-        if bank == "c":
+        if layout == "c":
             context = {
                 "otel_traces": [{"ServiceName": s, "SpanName": SPANS.get(s, "request"), "count": v["requests"],
                                  "error_count": round(v["requests"] * v["error_ratio"]),
@@ -313,6 +332,60 @@ class SessionGenerator:
         if resources_:
             context["resource_notes"] = [f"{s}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.items())
                                          for s, r in resources_.items()]
+        return context
+
+
+    # Layouts no bank owns, as people paste telemetry into a ticket: varied keys, units and nesting.
+    def _alias(self, service: str) -> str:
+        rng = self.rng
+        camel = "".join(part.capitalize() for part in service.split("-"))
+        return rng.choice((service, service, service.replace("-", ""), camel + "Service", f"{service} svc"))
+
+    def _notes(self, stats, resources_, logs, minutes, incident) -> dict[str, Any]:
+        """A dashboard dump: spans by service, log lines, a few metrics."""
+        rng = self.rng
+        span_key, log_key, metric_key = (rng.choice(("traces", "spans", "tracing")),
+                                         rng.choice(("logs", "log_lines", "errors_seen")),
+                                         rng.choice(("metrics", "resources", "infra")))
+        context: dict[str, Any] = {span_key: {
+            f"{self._alias(s)}.{SPANS.get(s, 'request').rsplit('/', 1)[-1]}" if rng.random() < 0.5 else self._alias(s):
+                {"error_pct": round(100 * v["error_ratio"]), "p95_ms": v["p95_ms"]} for s, v in stats.items()}}
+        if logs:
+            context[log_key] = [body for _s, _sev, body in logs]
+        if resources_:
+            context[metric_key] = {f"{s}_{k}": v for s, r in resources_.items() for k, v in r.items()}
+        if rng.random() < 0.5:
+            context["window"] = f"{minutes} min"
+        return context
+
+    def _records(self, stats, resources_, logs, minutes, incident) -> dict[str, Any]:
+        """One record per service, mixed units."""
+        rng = self.rng
+        seconds = rng.random() < 0.5
+        rows = []
+        for s, v in stats.items():
+            row = {"name": self._alias(s), "errors": f"{100 * v['error_ratio']:.1f}%",
+                   "latency_p95": f"{v['p95_ms'] / 1000:.2f}s" if seconds else f"{v['p95_ms']} ms",
+                   "rps": round(v["requests"] / (60 * minutes), 1)}
+            if s in resources_:
+                row.update({k.replace("_", " "): value for k, value in resources_[s].items()})
+            rows.append(row)
+        context: dict[str, Any] = {rng.choice(("services", "components", "per_service")): rows}
+        if logs:
+            context[rng.choice(("recent_errors", "log_excerpt", "errors"))] = [
+                f"{self._alias(s)}: {body}" for s, _sev, body in logs]
+        return context
+
+    def _prose(self, stats, resources_, logs, minutes, incident) -> dict[str, Any]:
+        """Free text someone typed while looking at the dashboards."""
+        rng = self.rng
+        parts = [f"{self._alias(s)} {100 * v['error_ratio']:.0f}% errors, p95 {v['p95_ms']} ms"
+                 for s, v in stats.items()]
+        parts += [f"{self._alias(s)} " + ", ".join(f"{k.replace('_', ' ')} {value}" for k, value in r.items())
+                  for s, r in resources_.items()]
+        context: dict[str, Any] = {rng.choice(("summary", "observations", "what_we_see")): "; ".join(parts)}
+        if logs:
+            context[rng.choice(("log_lines", "logs", "sample_errors"))] = " | ".join(body for _s, _sev, body in logs)
         return context
 
 

@@ -73,7 +73,7 @@ class DeploymentRecord(BaseModel):
             return f"{self.target}: v{self.version} already serves at {self.endpoint}; nothing changed"
         before = f", replacing v{self.previous}" if self.previous else ""
         return (f"{self.target}: v{self.version} ({self.model}) serves at {self.endpoint}/v1{before} "
-                f"({self.action} took {self.seconds:.1f} s)")
+                f"({self.action} took {self.seconds:.2f} s)")
 
 
 def append(record: DeploymentRecord) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from rcatune.errors import DataError
 from rcatune.prompts import render, to_messages
 from rcatune.schema import TrainingExample
 
@@ -17,6 +18,7 @@ class TokenizedSet:
     features: list[dict[str, list[int]]]
     truncated: int
     tokens: int  # real (non-padding) tokens
+    without_answer: int = 0  # cut so short no answer token was left: not trained on (nothing to learn from)
 
 
 ROOT_CAUSE_END = "Diagnostic Query:"
@@ -40,7 +42,7 @@ def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max
 
     With `root_cause_weight` above 1, each feature also carries `loss_weights`: the root-cause section's
     tokens (where the diagnosis is decided) weigh that much, the rest of the answer 1."""
-    features, truncated = [], 0
+    features, truncated, without_answer = [], 0, 0
     for example in examples:
         encoded = tokenizer.apply_chat_template(
             to_messages(render(example, system_prompt)), tokenize=True, return_dict=True,
@@ -52,6 +54,9 @@ def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max
         if len(ids) > max_length:
             truncated += 1
             ids, mask = ids[:max_length], mask[:max_length]
+            if not any(mask):  # the prompt alone fills max_length: no answer token to learn from
+                without_answer += 1
+                continue
         labels = [token if keep else IGNORE for token, keep in zip(ids, mask, strict=True)]
         feature = {"input_ids": ids, "labels": labels}
         if root_cause_weight != 1.0:
@@ -61,9 +66,13 @@ def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max
                                        for i, keep in enumerate(mask)]
         features.append(feature)
     if truncated:
-        log.warning("%d of %d examples were longer than trainer.max_length=%d and were cut", truncated,
-                    len(examples), max_length)
-    return TokenizedSet(features, truncated, sum(len(f["input_ids"]) for f in features))
+        log.warning("%d of %d examples were longer than trainer.max_length=%d and were cut%s", truncated,
+                    len(examples), max_length, f"; {without_answer} of them lost their whole answer and are left "
+                    "out (raise trainer.max_length to keep them)" if without_answer else "")
+    if not features:
+        raise DataError(f"no example keeps an answer token within trainer.max_length={max_length}: every prompt "
+                        "is longer than that; raise trainer.max_length")
+    return TokenizedSet(features, truncated, sum(len(f["input_ids"]) for f in features), without_answer)
 
 
 class PadCollator:

@@ -132,6 +132,7 @@ class HfTrainer:
             "train_examples": float(len(job.train_set)),
             "train_rows": float(len(train_features)),
             "train_truncated": float(train_tokens.truncated),
+            "train_without_answer": float(train_tokens.without_answer),
             "trainable_parameters": float(trainable),
             "total_parameters": float(total),
             "peak_memory_mb": peak_memory_mb(runtime),
