@@ -56,6 +56,8 @@ class SetScores(BaseModel):
     tuned: ModelScores
     base: Optional[ModelScores] = None
     comparison: Optional[PairedComparison] = None  # tuned vs base, paired by example
+    baseline: Optional[ModelScores] = None  # the bag-of-words baseline fitted on the training split
+    versus_baseline: Optional[PairedComparison] = None  # tuned vs that baseline, paired by example
 
 
 class GateCheck(BaseModel):
@@ -120,7 +122,10 @@ class Evaluation(BaseModel):
             "headline": self.headline.name, "tuned": self.tuned.metrics,
             "base": self.base.metrics if self.base else None,
             "sets": {s.name: {"tuned": s.tuned.metrics, "base": s.base.metrics if s.base else None,
-                              "comparison": s.comparison.model_dump() if s.comparison else None} for s in self.sets}}
+                              "comparison": s.comparison.model_dump() if s.comparison else None,
+                              "words_baseline": s.baseline.metrics if s.baseline else None,
+                              "versus_baseline": s.versus_baseline.model_dump() if s.versus_baseline else None}
+                     for s in self.sets}}
         summary.artifacts["evaluation_report"] = self.report_path
         summary.decisions["gate"] = "passed" if self.decision.passed else "failed"
         summary.decisions["gate_checks"] = [c.model_dump() for c in self.decision.checks]

@@ -18,6 +18,7 @@ from rcatune.artifacts import ExportBundle, TrainedModel
 from rcatune.config import load_spec
 from rcatune.config.method import Quantisation
 from rcatune.config.model import ModelConfig
+from rcatune.evaluation.baseline import FILE as WORDS_BASELINE_FILE
 from rcatune.inference import PromptSignature, describe_folder
 from rcatune.lineage import TrainingData
 from rcatune.models.loading import load_model
@@ -138,6 +139,9 @@ def export_model(trained: TrainedModel, out: Path, quantisation: Quantisation, f
     training_data = TrainingData.read(trained.model_dir)
     if training_data is not None:
         training_data.save(merged)
+    words = Path(trained.model_dir) / WORDS_BASELINE_FILE  # the evaluation's bag-of-words baseline, when fitted
+    if words.exists():
+        shutil.copy2(words, merged / WORDS_BASELINE_FILE)
     describe_folder(merged, model_cfg, is_adapter=False, method=trained.method)
     quantised = quantise(merged, quantisation, out / f"quantised-{quantisation.value}")
     merged_bytes = folder_bytes(merged)

@@ -131,6 +131,9 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
             continue
         cells = "".join(f"    {cell(sets[n].get('base'), key)}{cell(sets[n]['tuned'], key)}" for n in names)
         lines.append(f"    {key:<16}{cells}")
+    if any(sets[n].get("words_baseline") for n in names):
+        cells = "".join(f"    {' ' * 10}{cell(sets[n].get('words_baseline'), 'rca_accuracy')}" for n in names)
+        lines.append(f"    {'bag-of-words':<16}{cells}   (rca_accuracy of TF-IDF + logistic regression, train split)")
     return lines
 
 

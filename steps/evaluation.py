@@ -13,6 +13,8 @@ from rcatune import constants
 from rcatune.artifacts import Evaluation, GateDecision, TrainedModel
 from rcatune.config import Spec, load_spec
 from rcatune.config.evaluation import EvaluationConfig
+from rcatune.evaluation.baseline import WordsBaseline
+from rcatune.evaluation.catalog import FaultCatalog
 from rcatune.evaluation.run import evaluate_candidate
 from rcatune.inference import load_base, load_folder
 from rcatune.inference.loading import read_description, registry_folder
@@ -29,6 +31,9 @@ def _track(result: Evaluation, **metadata: Any) -> MarkdownString:
     mlflow.log_metrics({f"tuned_{k}": v for k, v in result.tuned.metrics.items()})
     if result.base is not None:
         mlflow.log_metrics({f"base_{k}": v for k, v in result.base.metrics.items()})
+    baseline = result.headline.baseline
+    if baseline is not None:
+        mlflow.log_metrics({f"words_baseline_{k}": v for k, v in baseline.metrics.items()})
     mlflow.log_artifacts(str(Path(result.report_path).parent), artifact_path=constants.EVALUATION_DIR)
     log_metadata(metadata={**metadata, "tuned": result.tuned.metrics,
                            "base": result.base.metrics if result.base else {}},
@@ -44,10 +49,16 @@ def evaluate_model(splits: DatasetSplits, trained: TrainedModel, evaluation: Eva
 ]:
     """Base vs tuned on the test split: metrics, plots and a markdown report."""
     base_cfg = load_spec(trained.model_spec)
+    words = None
+    if evaluation.words_baseline:  # fitted on the same train split, kept beside the model for pipeline=evaluate
+        words = WordsBaseline.fit(splits.train, FaultCatalog.load(evaluation.fault_catalog), system_prompt)
+        if words is not None:
+            words.save(trained.model_dir)
     result = evaluate_candidate(
         {"test": splits.test, "shift": splits.shift}, lambda: load_folder(trained.model_dir, runtime, base=base_cfg),
         (lambda: load_base(base_cfg, runtime)) if evaluation.compare_with_base else None, evaluation,
-        system_prompt, max_length, Path(output_dir) / constants.EVALUATION_DIR, trained.history, runtime.progress)
+        system_prompt, max_length, Path(output_dir) / constants.EVALUATION_DIR, trained.history, runtime.progress,
+        words=words)
     return result, _track(result)
 
 
@@ -97,7 +108,8 @@ def evaluate_candidate_model(dataset: TrainingDataset, pipeline: Spec, model: Sp
         sets, lambda: load_folder(folder, runtime, base=base),
         (lambda: load_base(base, runtime)) if compare else None, evaluation, system_prompt, max_length,
         Path(output_dir) / constants.EVALUATION_DIR, progress=runtime.progress,
-        title=f"rcatune evaluation of {label}")
+        title=f"rcatune evaluation of {label}",
+        words=WordsBaseline.read(folder) if evaluation.words_baseline else None)
     result.candidate, result.overlap = label, overlap
     mlflow.set_tag("candidate", label)
     return result, _track(result, candidate=label)

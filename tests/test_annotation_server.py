@@ -178,10 +178,10 @@ def test_push_review_sync_and_train_on_the_merged_dataset(label_studio, examples
     plain = json.loads(_run(tmp_path / "sync_plain", "pipeline=annotation", "annotation.action=sync").read_text())
     assert plain["review"]["examples_in"] == SIZE and plain["review"]["unreviewed"] == SIZE - 6
     assert plain["data_hash"] == summary["data_hash"] and "data" not in plain["counts"]  # no source was read
-    # ... or into this run's data (1400 sessions, of which the first SIZE were pushed), never-pushed apart
+    # ... or into this run's data (2000 sessions, of which the first SIZE were pushed), never-pushed apart
     wider = json.loads(_run(tmp_path / "sync_wider", "pipeline=annotation", "annotation.action=sync",
                             "annotation.merge_into=source").read_text())
-    assert (wider["review"]["unreviewed"], wider["review"]["never_pushed"]) == (SIZE - 6, 1400 - SIZE)
+    assert (wider["review"]["unreviewed"], wider["review"]["never_pushed"]) == (SIZE - 6, 2000 - SIZE)
     print(f"review loop (push twice, 2 annotators, sync) took {time.perf_counter() - started:.1f} s")
 
     # adjudicate the disagreement (Label Studio's ground-truth star), then sync and train in one run

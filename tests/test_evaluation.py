@@ -166,6 +166,47 @@ def test_a_user_catalog_is_read_and_a_bad_one_is_named(tmp_path):
         FaultCatalog.load(str(tmp_path / "absent.yaml"))
 
 
+def test_the_words_baseline_learns_what_the_training_words_teach_and_is_scored_on_the_same_labels(tmp_path):
+    from rcatune.artifacts import ModelScores
+    from rcatune.demo.faults import SHIFT_BANK
+    from rcatune.evaluation.baseline import WordsBaseline
+    from rcatune.evaluation.catalog import FaultCatalog
+    from rcatune.evaluation.stats import compare
+
+    records = list(generate_sessions(700, seed=21))
+    train = [TrainingExample.model_validate(r) for r in records if r["phrasing"] != SHIFT_BANK]
+    shift = [TrainingExample.model_validate(r) for r in records if r["phrasing"] == SHIFT_BANK][:40]
+    # the training labels may be missing: they are inferred from the root causes, as for real exports
+    unlabelled = [e.model_copy(update={"scenario": None}) for e in train]
+    baseline = WordsBaseline.fit(unlabelled, FaultCatalog.builtin(), "sys")
+    assert baseline is not None and baseline.fitted_on == len(train)
+    # the tuned model's rows fix the reference labels; one example has none (unlabelled) and is not scored
+    rows = [{"id": e.id, "reference_label": e.scenario, "reference_how": "given", "rca_correct": 0.0} for e in shift]
+    rows[0] = {"id": shift[0].id, "reference_label": None, "reference_how": "unlabelled"}
+    scores = baseline.score(shift, ModelScores(name="tuned", metrics={}, answers=rows), "sys")
+    assert scores.metrics["label_coverage"] == pytest.approx(39 / 40)
+    assert scores.metrics["rca_accuracy"] > 0.6  # words it never saw in this bank, yet mostly right
+    assert "rca_correct" not in scores.answers[0]
+    versus = compare("tuned", rows, scores.name, scores.answers)
+    assert versus.labelled == 39 and versus.accuracy.first == 0.0 and versus.mcnemar_p < 0.05
+    # kept beside a model as plain JSON (no training text), it predicts what scikit-learn's own fit does
+    baseline.save(tmp_path)
+    stored = WordsBaseline.read(tmp_path)
+    assert stored.predict(shift, "sys") == baseline.predict(shift, "sys")
+    assert WordsBaseline.read(tmp_path / "absent") is None
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from rcatune.evaluation.baseline import prompt_text
+    reference = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+                              LogisticRegression(max_iter=2000, C=10.0))
+    reference.fit([prompt_text(e, "sys") for e in train], [e.scenario for e in train])
+    assert baseline.predict(shift, "sys") == list(reference.predict([prompt_text(e, "sys") for e in shift]))
+    one_fault = [e for e in train if e.scenario == train[0].scenario]
+    assert WordsBaseline.fit(one_fault, FaultCatalog.builtin(), "sys") is None  # nothing to tell apart
+
+
 @pytest.mark.slow
 def test_scoring_a_real_model_end_to_end(tmp_path):
     from rcatune.evaluation.catalog import FaultCatalog

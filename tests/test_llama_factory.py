@@ -110,7 +110,7 @@ def test_llama_factory_drops_bad_rows_silently_and_rcatune_catches_it(cli, tmp_p
 def test_fine_tuning_with_llama_factory_reaches_evaluate_register_export(cli, tmp_path):
     run_dir = tmp_path / "run"
     run_py("trainer=llama_factory", "method=lora", "trainer.epochs=1", "trainer.batch_size=4",
-           "trainer.gradient_accumulation_steps=1", "trainer.max_length=512", "trainer.gradient_checkpointing=false",
+           "trainer.gradient_accumulation_steps=1", "trainer.max_length=1024", "trainer.gradient_checkpointing=false",
            "data.size=40", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}")
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert summary["status"] == "succeeded" and summary["choices"]["trainer"] == "llama_factory"
@@ -131,7 +131,7 @@ def test_fine_tuning_with_llama_factory_reaches_evaluate_register_export(cli, tm
     checkpoints = sorted((training / "model").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert checkpoints, "LLaMA-Factory saved no checkpoint to resume from"
     run_py("trainer=llama_factory", "method=lora", "trainer.epochs=2", "trainer.batch_size=4",
-           "trainer.gradient_accumulation_steps=1", "trainer.max_length=512", "trainer.gradient_checkpointing=false",
+           "trainer.gradient_accumulation_steps=1", "trainer.max_length=1024", "trainer.gradient_checkpointing=false",
            "trainer.save_total_limit=1", "trainer.resume_from=latest", "data.size=40", *TINY_OVERRIDES,
            f"hydra.run.dir={run_dir}")
     resumed = json.loads((run_dir / "run_summary.json").read_text())

@@ -125,6 +125,10 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
                                                           ("bleu", "at_least"), ("rca_accuracy_gain", "at_least"),
                                                           ("mcnemar_p", "below")]
     assert summary["evaluation"]["headline"] == "shift" and set(summary["evaluation"]["sets"]) == {"shift", "test"}
+    words = summary["evaluation"]["sets"]["shift"]["words_baseline"]  # fitted on the same train split
+    assert words["examples"] == 4 and 0.0 <= words["rca_accuracy"] <= 1.0 and words["fitted_on"] > 0
+    assert summary["evaluation"]["sets"]["shift"]["versus_baseline"]["n"] == 4
+    assert "Bag-of-words baseline" in Path(summary["artifacts"]["evaluation_report"]).read_text()
     assert checks[0]["value"] == accuracy and checks[0]["passed"] == (accuracy >= checks[0]["threshold"])
     assert summary["decisions"]["gate"] == ("passed" if all(c["passed"] for c in checks) else "failed")
     assert summary["primary_metric"] == {"name": "rca_accuracy", "set": "shift", "value": accuracy}
@@ -157,11 +161,14 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
     assert scored["pipeline"] == "evaluate" and scored["evaluation"]["base"] is not None
     assert scored["counts"]["data"]["accepted"] == summary["counts"]["splits"]["test"]
     assert scored["evaluation"]["tuned"]["perplexity"] > 0 and scored["primary_metric"]["name"] == "rca_accuracy"
+    # the bag-of-words baseline of the version's own training data came with it
+    assert scored["evaluation"]["sets"]["data"]["words_baseline"]["fitted_on"] == words["fitted_on"]
     by_folder = tmp_path / "by_folder"
     run_py("pipeline=evaluate", f"pipeline.model_dir={summary['artifacts']['export_merged']}", "data=jsonl",
            f"data.path={incidents}", "evaluation.require_improvement=false", *TINY_OVERRIDES,
            f"hydra.run.dir={by_folder}")
     scored_folder = json.loads((by_folder / "run_summary.json").read_text())
+    assert scored_folder["evaluation"]["sets"]["data"]["words_baseline"]["fitted_on"] == words["fitted_on"]
     # ... but not on the sessions it trained on, unless forced (and then the summary says so)
     trained_on = Path(summary["artifacts"]["format_dataset"]) / "train.jsonl"
     refused = run_py("pipeline=evaluate", f"pipeline.model_version={number}", "data=jsonl", f"data.path={trained_on}",

@@ -209,7 +209,7 @@ def test_packed_training_covers_the_same_tokens_in_fewer_rows(examples, tmp_path
 
 # Recorded on this project's CPU machines (torch 2.13.0, one thread). A change in tokenisation, masking,
 # collation or optimisation moves these; when such a change is intended, re-record them and say why.
-GOLDEN = {"train_loss": 6.459245, "eval_loss": 6.130386}
+GOLDEN = {"train_loss": 6.454490, "eval_loss": 6.183211}
 
 
 @pytest.mark.slow

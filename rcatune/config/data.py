@@ -67,7 +67,7 @@ class DataConfig:
 @dataclass
 class SampleDataConfig(DataConfig):
     _target_: str = "rcatune.sources.SampleSource"
-    size: int = 1400
+    size: int = 2000
     seed: int = 7
 
     def __post_init__(self) -> None:

@@ -25,6 +25,9 @@ class EvaluationConfig:
     max_new_tokens: int = 384
     max_examples: Optional[int] = None  # evaluate on the first N examples of each set (None: all)
     compare_with_base: bool = True
+    # Fit a bag-of-words classifier on the training split and compare the tuned model with it, paired
+    # (rcatune.evaluation.baseline): does the model learn more than which words occur?
+    words_baseline: bool = True
     # Prompts generated together (left-padded, greedy). Above 1 it is faster (bench/NOTES.md: 2.4x the
     # tokens/s at 8 on a CPU), and latency_p50/p95 then measure a request's wait for its whole batch.
     batch_size: int = 1

@@ -7,7 +7,9 @@ session mixing in the other training banks' wordings) and shows only part of wha
 random subset of its signals, sometimes without the most telling one, among blips from healthy services
 and red herrings that other faults produce. Its telemetry comes in one of several layouts (the banks'
 own, and free-form ones: dashboard dumps, per-service records, prose; varied keys, units and service
-spellings), drawn independently of the wording. Log lines and error signatures are the ones the real
+spellings), drawn independently of the wording. The services it lists as affected and its topology (the
+whole call graph, the graph around what it lists, or none) vary from session to session: fixed per fault,
+they were a lookup key the model read the fault off. Log lines and error signatures are the ones the real
 services write; a flag name appears only where they write it. The answer names the fault first, then
 its telling, then the evidence, so the diagnosis does not hang on copying from the session.
 
@@ -36,6 +38,9 @@ BANK_WEIGHTS = {"a": 0.3, "b": 0.3, "c": 0.25, "d": 0.15}  # d: the phrasing-shi
 MIX_KEEP = 0.5  # a training session's symptom keeps its session's bank this often, else another training bank
 OWN_LAYOUT = 0.4  # a training session's telemetry takes its bank's layout this often, else another one
 LAYOUTS = ("a", "b", "c", "notes", "records", "prose")  # telemetry layouts training sessions draw from
+AFFECTED_SHOWN = 0.8  # each of the fault's affected services is listed this often (at least one is)
+AFFECTED_BLIP = 0.3  # a session lists a healthy service that blipped this often
+TOPOLOGY_FULL, TOPOLOGY_AROUND = 0.3, 0.55  # whole call graph / graph around the listed services; else none
 ENVIRONMENTS = ("production", "production", "staging")
 SPANS = {
     "frontend-proxy": "ingress", "frontend": "GET /api/products", "frontend-web": "documentFetch",
@@ -174,9 +179,7 @@ class SessionGenerator:
         end = start + timedelta(minutes=incident["minutes"])
         opened = end + timedelta(minutes=rng.randint(1, 90))
         logs = [(s, sev, fill(body)) for s, sev, body in fault.logs if rng.random() < 0.65]
-        affected = list(fault.affected)
-        if bank != "a":
-            rng.shuffle(affected)
+        affected = self._affected(fault)
 
         validated = rng.random() < 0.6
         false_hypotheses = rng.sample(fault.false_hypotheses, k=min(len(fault.false_hypotheses),
@@ -189,12 +192,12 @@ class SessionGenerator:
             "id": f"sess-{self.seed}-{index:06d}",
             "timestamp": opened.isoformat(),
             "telemetry_context": self._telemetry(fault, incident, figures, logs, bank),
-            "service_topology": topology_for(list(fault.affected)),
+            "service_topology": self._topology(affected),
             "time_range": [start.isoformat(), end.isoformat()],
             "symptoms": self._symptoms(fault, bank, fill),
             "affected_services": affected,
             "error_signatures": [body for _service, _severity, body in logs],
-            "root_cause": self._root_cause(fault, bank, affected, logs, fill),
+            "root_cause": self._root_cause(fault, bank, [s for s in affected if s in fault.affected], logs, fill),
             "diagnostic_query": render_query(query, start, end),
             "critical_paths": [list(p) for p in fault.paths],
             "remediation_steps": [fill(step) for step in fault.remediation[bank]],
@@ -209,6 +212,30 @@ class SessionGenerator:
             "incident_id": incident["id"],
             "phrasing": bank,
         }
+
+    def _affected(self, fault: Fault) -> list[str]:
+        """The services the session lists as affected: most of the fault's (any one may be missing), now and
+        then a healthy service that blipped, in any order. Never the fault's fixed set: that would name the
+        fault by itself."""
+        rng = self.rng
+        shown = [s for s in fault.affected if rng.random() < AFFECTED_SHOWN] or [rng.choice(fault.affected)]
+        if rng.random() < AFFECTED_BLIP:
+            shown += rng.sample([s for s in HEALTHY if s not in shown], k=rng.choice((1, 1, 2)))
+        rng.shuffle(shown)
+        return shown
+
+    def _topology(self, affected: list[str]) -> dict[str, list[str]]:
+        """The service topology a session carries: the whole call graph, the graph around the affected
+        services and a few others, or none, drawn apart from the fault (a topology per fault was a lookup
+        key: the model read the fault off it and not off the errors)."""
+        rng = self.rng
+        draw = rng.random()
+        if draw < TOPOLOGY_FULL:
+            return {name: list(callees) for name, callees in call_graph().items() if callees}
+        if draw < TOPOLOGY_FULL + TOPOLOGY_AROUND:
+            others = [s for s in call_graph() if s not in affected]
+            return topology_for(affected + rng.sample(others, k=rng.randint(0, 3)))
+        return {}
 
     def _root_cause(self, fault: Fault, bank: str, affected: list[str], logs: list[tuple[str, str, str]],
                     fill) -> str:

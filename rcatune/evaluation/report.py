@@ -129,7 +129,10 @@ def _headline(results: list[SetScores]) -> str:
         accuracy = result.tuned.metrics.get("rca_accuracy")
         base = result.base.metrics.get("rca_accuracy") if result.base else None
         shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
-        parts.append(f"{result.name} {shown}" + (f" (base {base:.3f})" if base is not None else ""))
+        words = result.baseline.metrics.get("rca_accuracy") if result.baseline else None
+        others = ([f"base {base:.3f}"] if base is not None else []) + \
+                 ([f"bag-of-words baseline {words:.3f}"] if words is not None else [])
+        parts.append(f"{result.name} {shown}" + (f" ({', '.join(others)})" if others else ""))
     return "Root-cause accuracy, headline first: " + "; ".join(parts) + "."
 
 
@@ -146,6 +149,10 @@ def write_report(folder: Path, results: list[SetScores], decision: GateDecision,
                    metrics_table(tuned, result.base), _provenance(tuned)]
         if result.comparison is not None:
             section.append(result.comparison.line() + ".")
+        if result.versus_baseline is not None and result.baseline is not None:
+            section.append(f"Bag-of-words baseline (TF-IDF + logistic regression fitted on the "
+                           f"{int(result.baseline.metrics['fitted_on'])} labelled training prompts): "
+                           + result.versus_baseline.line() + ".")
         matrix = plot_confusion(tuned, f"tuned, {result.name}: reference vs predicted fault",
                                 folder / f"confusion_{result.name}.png")
         if matrix:

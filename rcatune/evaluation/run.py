@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 
 from rcatune.artifacts import Evaluation, ModelScores, SetScores
 from rcatune.config.evaluation import EvaluationConfig
+from rcatune.evaluation.baseline import WordsBaseline
 from rcatune.evaluation.catalog import FaultCatalog
 from rcatune.evaluation.evaluate import score_model
 from rcatune.evaluation.gate import decide
@@ -42,8 +43,10 @@ def score_sets(name: str, load: Loader, sets: dict[str, list[TrainingExample]], 
 def evaluate_candidate(sets: dict[str, list[TrainingExample]], candidate: Loader, base: Optional[Loader],
                        cfg: EvaluationConfig, system_prompt: str, max_length: int, out: Path,
                        history: Optional[list[dict[str, Any]]] = None, progress: bool = True,
-                       title: str = "rcatune evaluation") -> Evaluation:
+                       title: str = "rcatune evaluation", words: Optional[WordsBaseline] = None) -> Evaluation:
     """Score the base model (when `base` loads one) and the candidate on the same sets; compare; gate; report.
+    With `words` (the bag-of-words baseline of the candidate's training data), it is scored on the same
+    sets and compared with the candidate, paired.
 
     Models are passed as loaders so only one is in memory at a time."""
     sets = evaluation_sets(sets, cfg)
@@ -54,9 +57,12 @@ def evaluate_candidate(sets: dict[str, list[TrainingExample]], candidate: Loader
     for name in sets:
         comparison = compare("tuned", tuned[name].answers, "base", base_scores[name].answers, cfg.confidence,
                              cfg.bootstrap_resamples) if name in base_scores else None
+        baseline = words.score(sets[name], tuned[name], system_prompt) if words else None
+        versus = compare("tuned", tuned[name].answers, baseline.name, baseline.answers, cfg.confidence,
+                         cfg.bootstrap_resamples) if baseline else None
         results.append(SetScores(name=name, tuned=_named(tuned[name], "tuned"),
                                  base=_named(base_scores[name], "base") if name in base_scores else None,
-                                 comparison=comparison))
+                                 comparison=comparison, baseline=baseline, versus_baseline=versus))
     decision = decide(results[0], cfg)
     out.mkdir(parents=True, exist_ok=True)
     for result in results:
