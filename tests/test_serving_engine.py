@@ -120,6 +120,28 @@ def test_the_queue_bound_refuses_plain_and_streamed_requests_beyond_it():
     assert any(isinstance(r, Busy) for r in results[len(PROMPTS):])  # streams wait in the same queue
 
 
+def test_a_stream_whose_reader_leaves_stops_generating_and_frees_the_worker():
+    from rcatune.serving.engine import Engine, ServedModel
+
+    engine = Engine([ServedModel("tiny", load_base(TINY, CPU))])
+    long = GenerationSettings(max_new_tokens=600)  # random weights: it would run to the end
+
+    async def leave_after_the_first_delta():
+        deltas = engine.stream("tiny", PROMPTS[0], long)
+        first = await deltas.__anext__()
+        await deltas.aclose()  # what a client disconnect does to the server's stream
+        after = await engine.complete("tiny", [PROMPTS[1]], GenerationSettings(max_new_tokens=4))
+        return first, after
+
+    try:
+        first, after = asyncio.run(leave_after_the_first_delta())
+        stopped_at = engine.generators["tiny"].last.completion_tokens
+    finally:
+        engine.close()
+    assert first and after[0].completion_tokens <= 4
+    assert engine.abandoned == 1 and stopped_at < 300, stopped_at  # not the 600 it was asked for
+
+
 def _serve(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "rcatune.serving", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)

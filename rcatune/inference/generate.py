@@ -108,38 +108,49 @@ class Generator:
         import threading
 
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._inputs([messages])
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         holder: dict = {}
+        halt = threading.Event()  # set when the reader leaves early (closes this generator): stop generating
+
+        class Halt(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), halt.is_set(), dtype=torch.bool, device=input_ids.device)
 
         def run() -> None:
             with torch.no_grad():
-                holder["output"] = self.model.generate(**inputs, **self._kwargs(settings), streamer=streamer)
+                holder["output"] = self.model.generate(**inputs, **self._kwargs(settings), streamer=streamer,
+                                                       stopping_criteria=StoppingCriteriaList([Halt()]))
 
         started = time.perf_counter()
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         sent = ""
-        for delta in streamer:
-            candidate = sent + delta
-            cut = _cut_at_stop(candidate, settings.stop)
-            if cut is not None:
-                if cut > len(sent):
-                    yield candidate[len(sent):cut]
-                sent = candidate[:cut]
-                break
-            sent = candidate
-            if delta:
-                yield delta
-        worker.join()
-        width = inputs["input_ids"].shape[1]
-        self.last = self._completion(holder["output"][0, width:].tolist(), int(inputs["attention_mask"].sum()),
-                                     settings, time.perf_counter() - started)
-        self.last.text = sent
+        try:
+            for delta in streamer:
+                candidate = sent + delta
+                cut = _cut_at_stop(candidate, settings.stop)
+                if cut is not None:
+                    if cut > len(sent):
+                        yield candidate[len(sent):cut]
+                    sent = candidate[:cut]
+                    break
+                sent = candidate
+                if delta:
+                    yield delta
+        finally:  # also when the reader closes the stream early: the generation stops within a token
+            halt.set()
+            worker.join()
+            width = inputs["input_ids"].shape[1]
+            if "output" in holder:
+                self.last = self._completion(holder["output"][0, width:].tolist(),
+                                             int(inputs["attention_mask"].sum()), settings,
+                                             time.perf_counter() - started)
+                self.last.text = sent
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> Optional[int]:

@@ -45,6 +45,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     stream: Optional[asyncio.Queue] = None  # deltas, then the finished Completion
+    left: threading.Event = field(default_factory=threading.Event)  # the reader went away (a client disconnect)
 
     @property
     def batchable(self) -> bool:
@@ -64,6 +65,7 @@ class Engine:
         self.generators = {m.name: Generator(m.loaded) for m in models}
         self.max_queue, self.max_batch, self.on_depth = max_queue, max_batch, on_depth
         self.batches: list[int] = []  # rows of each batch run (for tests and the bench)
+        self.abandoned = 0  # streams whose reader left before the end (their generation stopped there)
         self._pending: deque[_Job] = deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -87,13 +89,20 @@ class Engine:
         loop = asyncio.get_running_loop()
         job = _Job(model, [messages], settings, loop, loop.create_future(), stream=asyncio.Queue())
         self._submit(job)
-        while True:
-            item = await job.stream.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if isinstance(item, Completion):
-                return
+        try:
+            while True:
+                item = await job.stream.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Completion):
+                    return
+        finally:  # a reader that leaves early (the client disconnected) frees the worker for the next request
+            job.left.set()
+            with self._wake:
+                if job in self._pending:
+                    self._pending.remove(job)
+                    self.on_depth(len(self._pending))
 
     def close(self) -> None:
         with self._wake:
@@ -151,10 +160,19 @@ class Engine:
 
     def _run_stream(self, job: _Job) -> None:
         generator = self.generators[job.model]
-        for delta in generator.stream(job.conversations[0], job.settings):
-            job.loop.call_soon_threadsafe(job.stream.put_nowait, delta)
-        job.loop.call_soon_threadsafe(job.stream.put_nowait, generator.last)
+        deltas = generator.stream(job.conversations[0], job.settings)
+        try:
+            for delta in deltas:
+                if job.left.is_set():
+                    break
+                job.loop.call_soon_threadsafe(job.stream.put_nowait, delta)
+        finally:
+            deltas.close()  # stops the generation when the reader left
         self.batches.append(1)
+        if job.left.is_set():
+            self.abandoned += 1
+            return
+        job.loop.call_soon_threadsafe(job.stream.put_nowait, generator.last)
 
 
 def _deliver(job: _Job, result: Any) -> None:
