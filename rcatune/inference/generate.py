@@ -142,7 +142,7 @@ class Generator:
                 sent = candidate
                 if delta:
                     yield delta
-        finally:  # also when the reader closes the stream early: the generation stops within a token
+        finally:  # also when the reader closes the stream early: the generation stops at its next token
             halt.set()
             worker.join()
             width = inputs["input_ids"].shape[1]
