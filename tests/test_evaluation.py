@@ -194,6 +194,12 @@ def test_the_words_baseline_learns_what_the_training_words_teach_and_is_scored_o
     stored = WordsBaseline.read(tmp_path)
     assert stored.predict(shift, "sys") == baseline.predict(shift, "sys")
     assert WordsBaseline.read(tmp_path / "absent") is None
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "rcatune_words_baseline.json").write_text('{"vocabulary": {}}')
+    from rcatune.errors import DataError
+    with pytest.raises(DataError, match="not a saved bag-of-words baseline.*evaluation.words_baseline=false"):
+        WordsBaseline.read(broken)
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rcatune.artifacts import PRIMARY_METRIC, ModelScores
+from rcatune.errors import DataError
 from rcatune.evaluation.catalog import FaultCatalog, reference_label
 from rcatune.prompts import render
 from rcatune.schema import TrainingExample
@@ -123,6 +124,10 @@ class WordsBaseline:
         path = Path(folder) / FILE
         if not path.exists():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(data["vocabulary"], data["idf"], data["classes"], data["coef"], data["intercept"],
-                   data["fitted_on"])
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(data["vocabulary"], data["idf"], data["classes"], data["coef"], data["intercept"],
+                       data["fitted_on"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataError(f"{path} is not a saved bag-of-words baseline ({type(error).__name__}: {error}); "
+                            "delete it, or score without it: evaluation.words_baseline=false") from None
