@@ -8,7 +8,7 @@ from collections import Counter
 
 import sqlglot
 
-from rcatune.demo.faults import BANKS, FAULTS, NONE, OUTSIDE, SHIFT_BANK, UNKNOWN_LEAD
+from rcatune.demo.faults import BANKS, FAULTS, NOISE, NONE, OUTSIDE, SHIFT_BANK, UNKNOWN_LEAD
 from rcatune.demo.generator import call_graph, demo_facts, generate_sessions
 from rcatune.schema import TrainingExample
 
@@ -80,6 +80,36 @@ def test_sessions_show_part_of_a_fault_with_noise_and_red_herrings():
     for r in records:
         by_incident.setdefault(r["incident_id"], set()).add(r["phrasing"])
     assert all(len(banks) == 1 for banks in by_incident.values()), "a repeated incident keeps its bank"
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)]
+
+
+def test_some_sessions_show_a_sliver_and_training_lines_are_sometimes_clipped():
+    records = list(generate_sessions(600, seed=8))
+    faults = [r for r in records if r["scenario"] != NONE]
+    sliver = [r for r in faults if len(r["symptoms"]) <= 3 and len(r["error_signatures"]) <= 1]
+    assert 0.45 < len(sliver) / len(faults) < 0.8, "a good share are as short as a quick ticket"
+    dummy = dict.fromkeys(("v", "pct", "ratio", "secs", "ms", "n"), "1")
+    whole = {_shape(body.format(**dummy)) for f in FAULTS + OUTSIDE for _s, _sev, body in f.logs}
+    wording = {_shape(t) for f in FAULTS + OUTSIDE for s in f.signals for ts in s.says.values() for t in ts}
+    wording |= {_shape(t) for bank in NOISE.values() for _s, t in bank}
+    for held_out in (True, False):
+        sessions = [r for r in records if (r["phrasing"] == SHIFT_BANK) == held_out]
+        clipped = [s for r in sessions for s in r["error_signatures"] if _shape(s) not in whole]
+        clipped += [s for r in sessions for s in r["symptoms"] if _shape(s) not in wording]
+        if held_out:
+            assert not clipped, "the held-out bank is told whole"
+        else:
+            assert len(clipped) > 50, "training sessions sometimes carry part of a line"
+    for r in records:  # a pasted signature, clipped or not, is part of a log line the telemetry carries whole
+        lines = "\n".join(_strings(r["telemetry_context"]))
+        assert all(signature in lines for signature in r["error_signatures"]), r["id"]
 
 
 def test_a_flag_name_appears_in_the_input_only_where_the_real_system_writes_it():

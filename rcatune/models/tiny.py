@@ -1,5 +1,12 @@
 """A tiny Llama-architecture model and tokenizer built from rcatune's own corpus, no hub needed.
 
+Its token embeddings start from English word vectors (`embeddings=minilm`, the default): each token's
+text is looked up in all-MiniLM-L6-v2's word-piece embeddings (the sentence model rcatune already ships for
+scoring), averaged over its pieces and projected to the model's width. A model trained from scratch on
+generated sessions otherwise knows a word only in the spelling, case and spacing it trained on: `Readiness`
+and ` readiness` are unrelated tokens to it, and a word it never saw is noise. Starting from the word
+vectors they start together, and near their synonyms.
+
 The tokenizer is a byte-level BPE trained on rendered sample sessions and the OpenTelemetry Demo
 facts, wrapped as a `PreTrainedTokenizerFast` with a ChatML chat template whose assistant turns sit in
 a `{% generation %}` block (assistant-only loss masks). Both are saved with `save_pretrained` into a
@@ -23,6 +30,7 @@ log = logging.getLogger(__name__)
 BUILD_VERSION = "2"  # 2: the corpus has phrasing banks, without the held-out one
 CORPUS_SESSIONS = 600
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+EMBEDDING_STD = 0.1  # the word vectors' scale: large enough that training keeps their shape for rare words
 
 
 def build_key(cfg: TinyModelConfig) -> str:
@@ -30,6 +38,7 @@ def build_key(cfg: TinyModelConfig) -> str:
     builds a new tokenizer rather than reuse a stale one)."""
     shape = {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
                                           "vocab_size", "context_length")}
+    shape["embeddings"] = getattr(cfg.embeddings, "value", cfg.embeddings)
     text = hashlib.sha256("\x00".join(corpus()).encode()).hexdigest()
     payload = json.dumps({"version": BUILD_VERSION, "shape": shape, "corpus": text}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -71,6 +80,31 @@ def build_tokenizer(cfg: TinyModelConfig):
     return fast
 
 
+def word_vectors(tokenizer, width: int):
+    """One row per token: the mean of all-MiniLM-L6-v2's input embeddings of the word pieces of the token's
+    text (lower-cased by its tokenizer, so case and a leading space do not matter), projected onto the
+    `width` leading principal directions and scaled to a standard deviation of EMBEDDING_STD. A token with
+    no known piece keeps a random row at that scale. Deterministic: the same tokenizer gives the same rows."""
+    import torch
+
+    from rcatune.evaluation.scoring import minilm
+
+    pieces, encoder = minilm()
+    table = encoder.get_input_embeddings().weight.detach().float()
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(len(tokenizer), table.size(1), generator=generator) * table.std()
+    for token in range(len(tokenizer)):
+        text = tokenizer.decode([token]).strip()
+        ids = pieces(text, add_special_tokens=False)["input_ids"] if text else []
+        ids = [i for i in ids if i != pieces.unk_token_id]
+        if ids:
+            rows[token] = table[ids].mean(0)
+    centred = rows - rows.mean(0)
+    _, _, directions = torch.linalg.svd(centred, full_matrices=False)
+    projected = centred @ directions[:width].T
+    return projected / projected.std() * EMBEDDING_STD
+
+
 def ensure_tiny_model(cfg: TinyModelConfig, cache_root: Path) -> Path:
     """Build (once) and return the folder holding the tiny model and tokenizer."""
     folder = cache_root / f"tiny-llama-{build_key(cfg)}"
@@ -89,6 +123,8 @@ def ensure_tiny_model(cfg: TinyModelConfig, cache_root: Path) -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
+    if getattr(cfg.embeddings, "value", cfg.embeddings) == "minilm":  # tied: the output layer starts from them too
+        model.get_input_embeddings().weight.data.copy_(word_vectors(tokenizer, cfg.hidden_size))
     staging = folder.with_name(folder.name + ".tmp")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)

@@ -24,24 +24,39 @@ class TokenizedSet:
 ROOT_CAUSE_END = "Diagnostic Query:"
 
 
-def _root_cause_length(tokenizer, answer_ids: list[int]) -> int:
-    """How many of the answer's first tokens make up its root-cause section (binary search on decoded prefixes)."""
+def _tokens_before(tokenizer, answer_ids: list[int], complete) -> int:
+    """How many of the answer's first tokens come before the one whose decoded prefix first satisfies
+    `complete` (all of them when none does); a binary search on decoded prefixes."""
     low, high = 0, len(answer_ids)
     while low < high:
         middle = (low + high) // 2
-        if ROOT_CAUSE_END in tokenizer.decode(answer_ids[:middle + 1]):
+        if complete(tokenizer.decode(answer_ids[:middle + 1])):
             high = middle
         else:
             low = middle + 1
     return low
 
 
+def _root_cause_length(tokenizer, answer_ids: list[int]) -> int:
+    """How many of the answer's first tokens make up its root-cause section."""
+    return _tokens_before(tokenizer, answer_ids, lambda text: ROOT_CAUSE_END in text)
+
+
+def _lead_length(tokenizer, answer_ids: list[int]) -> int:
+    """How many make up its lead: the heading and the root cause's first clause, through the colon that ends
+    it (`Root Cause: productCatalogFailure in product-catalog:`, where rcatune's answers name the fault).
+    The whole of `answer_ids` when it has no such colon."""
+    return min(_tokens_before(tokenizer, answer_ids, lambda text: text.count(":") >= 2) + 1, len(answer_ids))
+
+
 def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max_length: int,
-             root_cause_weight: float = 1.0) -> TokenizedSet:
+             root_cause_weight: float = 1.0, lead_weight: float | None = None) -> TokenizedSet:
     """Chat-template each example; labels are the assistant tokens (the `{% generation %}` block).
 
     With `root_cause_weight` above 1, each feature also carries `loss_weights`: the root-cause section's
-    tokens (where the diagnosis is decided) weigh that much, the rest of the answer 1."""
+    tokens (where the diagnosis is decided) weigh that much, the rest of the answer 1. `lead_weight` gives
+    the lead, the clause that names the fault, a weight of its own (None: the root cause's)."""
+    lead_weight = root_cause_weight if lead_weight is None else lead_weight
     features, truncated, without_answer = [], 0, 0
     for example in examples:
         encoded = tokenizer.apply_chat_template(
@@ -59,11 +74,12 @@ def tokenize(examples: list[TrainingExample], tokenizer, system_prompt: str, max
                 continue
         labels = [token if keep else IGNORE for token, keep in zip(ids, mask, strict=True)]
         feature = {"input_ids": ids, "labels": labels}
-        if root_cause_weight != 1.0:
+        if root_cause_weight != 1.0 or lead_weight != 1.0:
             start = mask.index(1)
             cut = start + _root_cause_length(tokenizer, ids[start:])
-            feature["loss_weights"] = [0.0 if not keep else (root_cause_weight if i < cut else 1.0)
-                                       for i, keep in enumerate(mask)]
+            lead = start + _lead_length(tokenizer, ids[start:cut])
+            feature["loss_weights"] = [0.0 if not keep else lead_weight if i < lead else
+                                       root_cause_weight if i < cut else 1.0 for i, keep in enumerate(mask)]
         features.append(feature)
     if truncated:
         log.warning("%d of %d examples were longer than trainer.max_length=%d and were cut%s", truncated,

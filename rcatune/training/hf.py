@@ -55,11 +55,12 @@ def _mlflow_callback():
     return MlflowCurves()
 
 
-def _trainer_class(root_cause_weight: float):
-    """transformers' Trainer, or one whose loss weighs each answer token (trainer.root_cause_weight)."""
+def _trainer_class(weighted: bool):
+    """transformers' Trainer, or one whose loss weighs each answer token (trainer.root_cause_weight,
+    trainer.lead_weight)."""
     from transformers import Trainer
 
-    if root_cause_weight == 1.0:
+    if not weighted:
         return Trainer
 
     class WeightedTrainer(Trainer):
@@ -97,12 +98,13 @@ class HfTrainer:
         model.config.use_cache = False  # no KV cache in training; packed rows need it off for their mask
         trainable, total = parameter_counts(model)
 
-        train_tokens = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length, cfg.root_cause_weight)
+        train_tokens = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length, cfg.root_cause_weight,
+                                cfg.lead_weight)
         val_tokens = tokenize(job.val_set, tokenizer, job.system_prompt, cfg.max_length)  # eval loss: unweighted
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
         start_epoch = epoch_of(resume)
         train_features = pack(train_tokens.features, cfg.max_length) if cfg.packing else train_tokens.features
-        trainer = _trainer_class(cfg.root_cause_weight)(
+        trainer = _trainer_class("loss_weights" in train_tokens.features[0])(
                           model=model, args=self.arguments(job, len(train_features)), train_dataset=train_features,
                           eval_dataset=val_tokens.features,
                           data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),

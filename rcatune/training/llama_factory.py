@@ -203,9 +203,10 @@ class LlamaFactoryTrainer:
 
         cfg, output_dir = self.config, job.output_dir
         cli = find_cli()
-        if cfg.root_cause_weight != 1.0:
-            log.warning("trainer.root_cause_weight=%g is not available with trainer=llama_factory: it weighs every "
-                        "answer token the same (use trainer=hf to weigh the root cause)", cfg.root_cause_weight)
+        if cfg.root_cause_weight != 1.0 or cfg.lead_weight not in (None, 1.0):
+            log.warning("trainer.root_cause_weight=%g and trainer.lead_weight=%s are not available with "
+                        "trainer=llama_factory: it weighs every answer token the same (use trainer=hf to weigh the "
+                        "root cause)", cfg.root_cause_weight, cfg.lead_weight)
         output_dir.mkdir(parents=True, exist_ok=True)
         model_path = job.model.resolve_path()
         data_dir = output_dir / "llamafactory_data"
