@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from rcatune.artifacts import PRIMARY_METRIC, ModelScores
 from rcatune.errors import DataError
-from rcatune.evaluation.catalog import FaultCatalog, reference_label
+from rcatune.evaluation.catalog import FaultCatalog, reference_labels
 from rcatune.prompts import render
 from rcatune.schema import TrainingExample
 
@@ -60,11 +60,8 @@ class WordsBaseline:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        unlabelled = [e for e in examples if not e.scenario]
-        inferred = dict(zip((e.id for e in unlabelled), catalog.infer([e.root_cause for e in unlabelled]),
-                            strict=True))
-        pairs = [(prompt_text(e, system_prompt), reference_label(e, catalog, inferred.get(e.id)).label)
-                 for e in examples]
+        pairs = [(prompt_text(e, system_prompt), truth.label)
+                 for e, truth in zip(examples, reference_labels(examples, catalog), strict=True)]
         counts = Counter(label for _, label in pairs if label is not None)
         kept = [(text, label) for text, label in pairs if label is not None and counts[label] >= MIN_PER_LABEL]
         if len({label for _, label in kept}) < 2:

@@ -123,6 +123,13 @@ def _similarities(texts: tuple[str, ...], references: tuple[str, ...]) -> list[l
     return (embed(list(texts)) @ _reference_embeddings(references).T).tolist()
 
 
+def reference_labels(examples, catalog: FaultCatalog) -> list[Label]:
+    """`reference_label` of each example, the unlabelled ones inferred in one batch."""
+    unlabelled = [i for i, e in enumerate(examples) if not e.scenario]
+    inferred = dict(zip(unlabelled, catalog.infer([examples[i].root_cause for i in unlabelled]), strict=True))
+    return [reference_label(e, catalog, inferred.get(i)) for i, e in enumerate(examples)]
+
+
 def reference_label(example, catalog: FaultCatalog, inferred: Optional[Label] = None) -> Label:
     """How the reference fault of an example is known: its `scenario` label (re-inferred after a review
     that corrected the root cause), or inferred from its root cause."""

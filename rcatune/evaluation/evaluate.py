@@ -9,7 +9,7 @@ from typing import Any
 
 from rcatune.artifacts import PRIMARY_METRIC, ModelScores
 from rcatune.config.evaluation import EvaluationConfig
-from rcatune.evaluation.catalog import FaultCatalog, reference_label
+from rcatune.evaluation.catalog import FaultCatalog, reference_labels
 from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, semantic_similarity
 from rcatune.inference import Completion, GenerationSettings, Generator, LoadedModel, session_messages
 from rcatune.progress import bar
@@ -65,8 +65,7 @@ def score_model(name: str, loaded: LoadedModel, examples: list[TrainingExample],
     completions, generation_seconds = generate_answers(loaded, examples, cfg, system_prompt, name, progress)
     predicted_answers = [parse_answer(c.text) for c in completions]
     predicted_labels = catalog.infer([a.root_cause for a in predicted_answers])
-    unlabelled = [i for i, e in enumerate(examples) if not e.scenario]
-    inferred = dict(zip(unlabelled, catalog.infer([examples[i].root_cause for i in unlabelled]), strict=True))
+    truths = reference_labels(examples, catalog)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as folder:
         checker = QueryChecker(folder)
@@ -74,7 +73,7 @@ def score_model(name: str, loaded: LoadedModel, examples: list[TrainingExample],
             for index, (example, reference_text, completion) in enumerate(zip(examples, references, completions,
                                                                              strict=True)):
                 predicted, reference = predicted_answers[index], parse_answer(reference_text)
-                truth = reference_label(example, catalog, inferred.get(index))
+                truth = truths[index]
                 guess = predicted_labels[index]
                 row = {"id": example.id, "reference_label": truth.label, "reference_how": truth.how,
                        "reference_score": truth.score, "predicted_label": guess.label or "unknown",

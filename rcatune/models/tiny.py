@@ -22,7 +22,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from rcatune.config.model import TinyModelConfig
+from rcatune.config.model import Embeddings, TinyModelConfig
 from rcatune.models.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def build_key(cfg: TinyModelConfig) -> str:
     builds a new tokenizer rather than reuse a stale one)."""
     shape = {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
                                           "vocab_size", "context_length")}
-    shape["embeddings"] = getattr(cfg.embeddings, "value", cfg.embeddings)
+    shape["embeddings"] = Embeddings(cfg.embeddings).value
     text = hashlib.sha256("\x00".join(corpus()).encode()).hexdigest()
     payload = json.dumps({"version": BUILD_VERSION, "shape": shape, "corpus": text}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -123,7 +123,7 @@ def ensure_tiny_model(cfg: TinyModelConfig, cache_root: Path) -> Path:
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
-    if getattr(cfg.embeddings, "value", cfg.embeddings) == "minilm":  # tied: the output layer starts from them too
+    if Embeddings(cfg.embeddings) is Embeddings.minilm:  # tied: the output layer starts from them too
         model.get_input_embeddings().weight.data.copy_(word_vectors(tokenizer, cfg.hidden_size))
     staging = folder.with_name(folder.name + ".tmp")
     model.save_pretrained(staging)
