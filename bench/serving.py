@@ -120,10 +120,10 @@ def serving_figures(model_dir: str, levels: list[int], per_level: int, max_token
 
 def quick_export(folder: Path) -> str:
     """A quick tiny model that answers in the trained format (what the deploy smoke test asks)."""
-    overrides = ["data.size=40", "trainer.epochs=24", "trainer.learning_rate=1e-2", "model.hidden_size=64",
-                 "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
-                 "data.split.min_examples=5", "progress=false", "evaluation.max_new_tokens=48",
-                 "evaluation.max_examples=4", "seed=1"]
+    overrides = ["data.size=40", "trainer.epochs=24", "trainer.learning_rate=1e-2", "trainer.prompt_dropout=0",
+                 "model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2",
+                 "model.vocab_size=1024", "data.split.min_examples=5", "progress=false",
+                 "evaluation.max_new_tokens=48", "evaluation.max_examples=4", "seed=1"]
     env = dict(os.environ, RCATUNE_HOME=str(folder / "state"))
     for key in ("ZENML_CONFIG_PATH", "ZENML_REPOSITORY_PATH", "MLFLOW_TRACKING_URI", "HF_HOME"):
         env.pop(key, None)

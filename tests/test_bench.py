@@ -41,7 +41,7 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = (tmp_path / "summary_smoke.md").read_text()
-    for stem in ("train_throughput", "data_path", "pipeline_overhead", "generation"):
+    for stem in ("train_throughput", "answer_logits", "data_path", "pipeline_overhead", "generation"):
         figures = json.loads((tmp_path / f"{stem}_smoke.json").read_text())
         assert figures["machine"]["cpus"] and figures["runs"], stem
         assert (tmp_path / f"{stem}_smoke.md").read_text() in text
@@ -54,6 +54,9 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
     for figures in train["medians"].values():
         assert figures["tokens_per_second"] > 0 and 0 < figures["eval_loss"] < 20
     assert "rcatune/baseline" in train["ratios"]
+    logits = json.loads((tmp_path / "answer_logits_smoke.json").read_text())["shapes"]["tiny"]
+    assert logits["medians"]["answer_logits"]["loss"] == pytest.approx(logits["medians"]["all_logits"]["loss"],
+                                                                       rel=1e-4)  # the same loss, cheaper
     data = json.loads((tmp_path / "data_path_smoke.json").read_text())
     assert set(data["scaling"]) == {"200", "1000"}
     overhead = json.loads((tmp_path / "pipeline_overhead_smoke.json").read_text())

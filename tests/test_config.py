@@ -146,6 +146,7 @@ def test_defaults_are_the_documented_ones():
     ("data.max_rejected_fraction=1.5", "data.max_rejected_fraction"),
     ("method=lora method.dropout=1.0", "method.dropout"),
     ("trainer.warmup_ratio=1", "trainer.warmup_ratio"),
+    ("trainer.prompt_dropout=1.0", "trainer.prompt_dropout"),
 ])
 def test_bad_values_fail_naming_the_key(override, key):
     with pytest.raises(Exception) as caught:

@@ -114,7 +114,7 @@ def test_mcnemar_and_paired_bootstrap_match_hand_calculations():
     assert mean == pytest.approx(0.5) and 0.0 <= low < 0.5 < high <= 1.0
 
 
-@pytest.mark.parametrize("name", ["handwritten", "holdout", "set3"])
+@pytest.mark.parametrize("name", ["handwritten", "holdout", "set3", "set4"])
 def test_the_catalog_names_the_fault_of_root_causes_written_unlike_the_generator(name):
     import json
     from pathlib import Path

@@ -158,6 +158,58 @@ def test_loss_weights_mark_the_root_cause(tokenizer, examples):
     assert torch.isclose(weighted_loss(logits, labels, weights), expected)
 
 
+def test_the_weighted_loss_reads_only_the_answers_logits_of_a_real_model(tokenizer, examples):
+    import torch
+
+    from rcatune.training.data import PadCollator, answer_positions, weighted_loss
+
+    torch.manual_seed(0)
+    model = load_model(TINY, None, TINY.resolve_path(), CPU)
+    batch = PadCollator(tokenizer.pad_token_id)(
+        tokenize(examples[:3], tokenizer, DEFAULT_SYSTEM_PROMPT, 1024, root_cause_weight=15).features)
+    labels, weights = batch.pop("labels"), batch.pop("loss_weights")
+    kept = answer_positions(labels)
+    assert kept.sum() == (labels[:, 1:] != IGNORE).sum() < batch["attention_mask"].sum() / 2  # mostly prompt
+    part = model(**batch, logits_to_keep=kept).logits
+    assert part.shape == (int(kept.sum()), len(tokenizer))
+    with torch.no_grad():
+        whole = weighted_loss(model(**batch).logits, labels, weights)
+    assert torch.isclose(weighted_loss(part, labels, weights, kept), whole, atol=1e-5)
+
+
+def test_a_weighted_loss_reads_the_same_whatever_the_gradient_accumulation(examples, tmp_path):
+    """Batches of 4, or 4 batches of 1 accumulated: the same loss (it was 4x, as the Trainer takes a loss
+    it is handed for scaled and sums it over the accumulated batches)."""
+    losses = {}
+    for batch, accumulate in ((4, 1), (1, 4)):
+        result = train(examples[:8], examples[8:10], TINY, FullMethodConfig(),
+                       _trainer(batch_size=batch, gradient_accumulation_steps=accumulate, root_cause_weight=15,
+                                group_by_length=False, learning_rate=1e-3), tmp_path / f"{batch}x{accumulate}")
+        losses[accumulate] = result.metrics["train_loss"]
+    assert losses[4] == pytest.approx(losses[1], rel=0.02)
+
+
+def test_prompt_dropout_erases_prompt_tokens_only(tokenizer, examples):
+    import torch
+
+    from rcatune.training.data import PadCollator, erase_prompt_tokens
+
+    batch = PadCollator(tokenizer.pad_token_id)(tokenize(examples[:4], tokenizer, DEFAULT_SYSTEM_PROMPT,
+                                                         1024).features)
+    ids, labels, special = batch["input_ids"], batch["labels"], tokenizer.all_special_ids
+    torch.manual_seed(0)
+    erased = erase_prompt_tokens(ids, labels, 0.3, tokenizer.pad_token_id, special)
+    changed = erased != ids
+    answer = labels != IGNORE
+    assert not changed[answer].any() and torch.equal(erased[answer], ids[answer])
+    assert not changed[torch.isin(ids, torch.tensor(special))].any()  # the chat template's markers stay
+    prompt = ~answer & (ids != tokenizer.pad_token_id) & ~torch.isin(ids, torch.tensor(special))
+    assert 0.25 < changed[prompt].float().mean() < 0.35 and (erased[changed] == tokenizer.pad_token_id).all()
+    assert torch.equal(erase_prompt_tokens(ids, labels, 0.0, tokenizer.pad_token_id, special), ids)
+    with pytest.raises(ConfigError, match="trainer.prompt_dropout"):
+        _trainer(prompt_dropout=1.0)
+
+
 @pytest.mark.slow
 def test_lora_trains_and_reports_real_token_throughput(examples, tmp_path):
     result = train(examples[:16], examples[16:20], TINY, LoraMethodConfig(rank=4, alpha=8), _trainer(epochs=2),

@@ -49,6 +49,9 @@ class TrainerConfig:
     # (null: as the rest of the root cause). The diagnosis is decided on these few tokens; what follows
     # them is mostly told given the fault.
     lead_weight: Optional[float] = None
+    # Word dropout: each prompt token of a training batch is erased (made padding) with this probability,
+    # afresh each epoch; the answer and the evaluation batches are never touched.
+    prompt_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -63,6 +66,8 @@ class TrainerConfig:
         require(self.root_cause_weight >= 1.0, "trainer.root_cause_weight", "must be at least 1")
         require(self.lead_weight is None or self.lead_weight >= 1.0, "trainer.lead_weight",
                 "must be at least 1, or null for the root cause's weight")
+        require(0.0 <= self.prompt_dropout < 1.0, "trainer.prompt_dropout",
+                f"must be within [0, 1), got {self.prompt_dropout}")
 
 
 @dataclass

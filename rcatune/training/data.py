@@ -128,12 +128,38 @@ class PadCollator:
         return out
 
 
-def weighted_loss(logits, labels, weights):
-    """Next-token cross entropy, each target token weighted (the mean over the weights)."""
+def erase_prompt_tokens(input_ids, labels, rate: float, fill_id: int, protected=()):
+    """Word dropout on the prompt: each prompt token (label IGNORE) that is not in `protected` (the chat
+    template's special tokens) becomes `fill_id` with probability `rate`; answer tokens are never touched.
+    A model that cannot count on every word of a session learns to read the fault off any of its signals."""
     import torch
 
-    logits, labels, weights = logits[:, :-1].float(), labels[:, 1:], weights[:, 1:]
-    losses = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
-                                               ignore_index=IGNORE, reduction="none")
-    weights = weights.reshape(-1) * (labels.reshape(-1) != IGNORE)
+    eligible = labels.eq(IGNORE) & ~torch.isin(input_ids, torch.tensor(list(protected), dtype=input_ids.dtype,
+                                                                         device=input_ids.device))
+    drop = eligible & (torch.rand(input_ids.shape, device=input_ids.device) < rate)
+    return input_ids.masked_fill(drop, fill_id)
+
+
+def answer_positions(labels):
+    """The positions whose next token is an answer token: the only logits a loss on the answer reads. Most of
+    a session is prompt, so projecting only these onto the vocabulary (`logits_to_keep`) saves most of the
+    output layer's work, and with a real model's 128k-token vocabulary most of its memory."""
+    import torch
+
+    kept = torch.zeros_like(labels, dtype=torch.bool)
+    kept[:, :-1] = labels[:, 1:].ne(IGNORE)
+    return kept
+
+
+def weighted_loss(logits, labels, weights, kept=None):
+    """Next-token cross entropy, each answer token weighted (the mean over the weights). `logits` are every
+    position's, (batch, length, vocab), or with `kept` (`answer_positions(labels)`) only those positions',
+    (n, vocab) in row order, as a model returns them for `logits_to_keep=kept`."""
+    import torch
+
+    if kept is None:
+        kept = answer_positions(labels)
+        logits = logits[kept]
+    targets, weights = labels[:, 1:][kept[:, :-1]], weights[:, 1:][kept[:, :-1]]
+    losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
     return (losses * weights).sum() / weights.sum().clamp(min=1e-9)

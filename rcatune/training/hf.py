@@ -27,7 +27,7 @@ from rcatune.training.base import (
     peak_memory_mb,
     write_metrics,
 )
-from rcatune.training.data import PadCollator, tokenize, weighted_loss
+from rcatune.training.data import PadCollator, answer_positions, erase_prompt_tokens, tokenize, weighted_loss
 from rcatune.training.methods import parameter_counts
 from rcatune.training.packing import pack
 
@@ -55,25 +55,34 @@ def _mlflow_callback():
     return MlflowCurves()
 
 
-def _trainer_class(weighted: bool):
+def _trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0, protected=()):
     """transformers' Trainer, or one whose loss weighs each answer token (trainer.root_cause_weight,
-    trainer.lead_weight)."""
+    trainer.lead_weight) and that erases prompt tokens in training batches (trainer.prompt_dropout)."""
     from transformers import Trainer
 
-    if not weighted:
+    if not weighted and not prompt_dropout:
         return Trainer
 
-    class WeightedTrainer(Trainer):
+    class RcaTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if prompt_dropout and model.training:
+                inputs["input_ids"] = erase_prompt_tokens(inputs["input_ids"], inputs["labels"], prompt_dropout,
+                                                          fill_id, protected)
             weights = inputs.pop("loss_weights", None)
             if weights is None:  # evaluation batches: the plain answer loss
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
-            outputs = model(**inputs)
-            loss = weighted_loss(outputs.logits, labels, weights)
+            kept = answer_positions(labels)  # logits of the answer's positions only: the prompt's are not read
+            outputs = model(**inputs, logits_to_keep=kept)
+            loss = weighted_loss(outputs.logits, labels, weights, kept)
+            if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
+                # the Trainer then takes the loss as already scaled for gradient accumulation (as the model's
+                # own is, through num_items_in_batch) and sums it over the accumulated batches: a mean of
+                # means needs the division it would otherwise make
+                loss = loss / self.current_gradient_accumulation_steps
             return (loss, outputs) if return_outputs else loss
 
-    return WeightedTrainer
+    return RcaTrainer
 
 
 class HfTrainer:
@@ -104,7 +113,8 @@ class HfTrainer:
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
         start_epoch = epoch_of(resume)
         train_features = pack(train_tokens.features, cfg.max_length) if cfg.packing else train_tokens.features
-        trainer = _trainer_class("loss_weights" in train_tokens.features[0])(
+        trainer = _trainer_class("loss_weights" in train_tokens.features[0], cfg.prompt_dropout,
+                                 tokenizer.pad_token_id, tokenizer.all_special_ids)(
                           model=model, args=self.arguments(job, len(train_features)), train_dataset=train_features,
                           eval_dataset=val_tokens.features,
                           data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),

@@ -207,6 +207,9 @@ class LlamaFactoryTrainer:
             log.warning("trainer.root_cause_weight=%g and trainer.lead_weight=%s are not available with "
                         "trainer=llama_factory: it weighs every answer token the same (use trainer=hf to weigh the "
                         "root cause)", cfg.root_cause_weight, cfg.lead_weight)
+        if cfg.prompt_dropout:
+            log.warning("trainer.prompt_dropout=%g is not available with trainer=llama_factory: it trains on every "
+                        "prompt token as written (use trainer=hf for word dropout)", cfg.prompt_dropout)
         output_dir.mkdir(parents=True, exist_ok=True)
         model_path = job.model.resolve_path()
         data_dir = output_dir / "llamafactory_data"

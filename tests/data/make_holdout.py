@@ -4,8 +4,9 @@ was looked at while choosing them). Each is worded and laid out as its writer wo
 the real service writes, some with only symptoms; no `scenario` label. The true fault of each is in
 holdout_truth.json. Run: python tests/data/make_holdout.py"""
 
-import json
 from pathlib import Path
+
+from sessions_writer import write_set
 
 HERE = Path(__file__).resolve().parent
 T0, T1 = "2026-09-14T02:10:00+00:00", "2026-09-14T02:55:00+00:00"
@@ -141,20 +142,9 @@ SESSIONS = [
 
 
 def main() -> None:
-    records, truth = [], {}
-    for i, (fault, symptoms, affected, telemetry, signatures, root_cause, topology) in enumerate(SESSIONS):
-        sid = f"holdout-{i:03d}"
-        truth[sid] = fault
-        records.append({
-            "id": sid, "timestamp": "2026-09-14T03:05:00+00:00", "telemetry_context": telemetry,
-            "service_topology": topology, "time_range": [T0, T1], "symptoms": symptoms,
-            "affected_services": affected, "error_signatures": signatures, "root_cause": root_cause,
-            "diagnostic_query": QUERY,
-            "critical_paths": [list(reversed(affected))], "remediation_steps": ["Roll back the change."],
-            "human_validated": True, "confidence_score": 0.85, "corrections": None, "expert_notes": None,
-            "time_to_identification": 900.0, "human_prompts_required": 3, "false_hypotheses": []})
-    (HERE / "holdout_sessions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    (HERE / "holdout_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    out = HERE
+    write_set(out, "holdout", "holdout", SESSIONS, timestamp="2026-09-14T03:05:00+00:00", time_range=[T0, T1],
+              query=QUERY, remediation="Roll back the change.", confidence=0.85, seconds=900.0, prompts=3)
 
 
 if __name__ == "__main__":

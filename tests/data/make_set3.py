@@ -2,9 +2,10 @@
 written before any model of this round was scored on it and used only to check the final choice. The true
 fault of each is in set3_truth.json. Run: python tests/data/make_set3.py"""
 
-import json
 import sys
 from pathlib import Path
+
+from sessions_writer import write_set
 
 T0, T1 = "2026-11-20T13:30:00+00:00", "2026-11-20T14:20:00+00:00"
 QUERY = ("SELECT ServiceName, SpanName, count() FROM otel_traces WHERE StatusCode = 'Error' "
@@ -164,20 +165,8 @@ SESSIONS = [
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent)
-    records, truth = [], {}
-    for i, (fault, symptoms, affected, telemetry, signatures, root_cause, topology) in enumerate(SESSIONS):
-        sid = f"set3-{i:03d}"
-        truth[sid] = fault
-        records.append({
-            "id": sid, "timestamp": "2026-11-20T14:30:00+00:00", "telemetry_context": telemetry,
-            "service_topology": topology, "time_range": [T0, T1], "symptoms": symptoms,
-            "affected_services": affected, "error_signatures": signatures, "root_cause": root_cause,
-            "diagnostic_query": QUERY,
-            "critical_paths": [list(reversed(affected))], "remediation_steps": ["Roll back the change."],
-            "human_validated": True, "confidence_score": 0.8, "corrections": None, "expert_notes": None,
-            "time_to_identification": 1200.0, "human_prompts_required": 2, "false_hypotheses": []})
-    (out / "set3_sessions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    (out / "set3_truth.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    write_set(out, "set3", "set3", SESSIONS, timestamp="2026-11-20T14:30:00+00:00", time_range=[T0, T1],
+              query=QUERY, remediation="Roll back the change.", confidence=0.8, seconds=1200.0, prompts=2)
 
 
 if __name__ == "__main__":
