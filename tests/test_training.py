@@ -196,14 +196,14 @@ def test_prompt_dropout_erases_prompt_tokens_only(tokenizer, examples):
 
     batch = PadCollator(tokenizer.pad_token_id)(tokenize(examples[:4], tokenizer, DEFAULT_SYSTEM_PROMPT,
                                                          1024).features)
-    ids, labels, special = batch["input_ids"], batch["labels"], tokenizer.all_special_ids
+    ids, labels, special = batch["input_ids"], batch["labels"], torch.tensor(tokenizer.all_special_ids)
     torch.manual_seed(0)
     erased = erase_prompt_tokens(ids, labels, 0.3, tokenizer.pad_token_id, special)
     changed = erased != ids
     answer = labels != IGNORE
     assert not changed[answer].any() and torch.equal(erased[answer], ids[answer])
-    assert not changed[torch.isin(ids, torch.tensor(special))].any()  # the chat template's markers stay
-    prompt = ~answer & (ids != tokenizer.pad_token_id) & ~torch.isin(ids, torch.tensor(special))
+    assert not changed[torch.isin(ids, special)].any()  # the chat template's markers stay
+    prompt = ~answer & (ids != tokenizer.pad_token_id) & ~torch.isin(ids, special)
     assert 0.25 < changed[prompt].float().mean() < 0.35 and (erased[changed] == tokenizer.pad_token_id).all()
     assert torch.equal(erase_prompt_tokens(ids, labels, 0.0, tokenizer.pad_token_id, special), ids)
     with pytest.raises(ConfigError, match="trainer.prompt_dropout"):

@@ -128,14 +128,14 @@ class PadCollator:
         return out
 
 
-def erase_prompt_tokens(input_ids, labels, rate: float, fill_id: int, protected=()):
-    """Word dropout on the prompt: each prompt token (label IGNORE) that is not in `protected` (the chat
-    template's special tokens) becomes `fill_id` with probability `rate`; answer tokens are never touched.
-    A model that cannot count on every word of a session learns to read the fault off any of its signals."""
+def erase_prompt_tokens(input_ids, labels, rate: float, fill_id: int, protected):
+    """Word dropout on the prompt: each prompt token (label IGNORE) that is not in `protected` (a tensor of
+    the chat template's special token ids) becomes `fill_id` with probability `rate`; answer tokens are never
+    touched. A model that cannot count on every word of a session learns to read the fault off any of its
+    signals."""
     import torch
 
-    eligible = labels.eq(IGNORE) & ~torch.isin(input_ids, torch.tensor(list(protected), dtype=input_ids.dtype,
-                                                                         device=input_ids.device))
+    eligible = labels.eq(IGNORE) & ~torch.isin(input_ids, protected.to(input_ids.device))
     drop = eligible & (torch.rand(input_ids.shape, device=input_ids.device) < rate)
     return input_ids.masked_fill(drop, fill_id)
 

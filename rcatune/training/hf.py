@@ -58,10 +58,12 @@ def _mlflow_callback():
 def _trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0, protected=()):
     """transformers' Trainer, or one whose loss weighs each answer token (trainer.root_cause_weight,
     trainer.lead_weight) and that erases prompt tokens in training batches (trainer.prompt_dropout)."""
+    import torch
     from transformers import Trainer
 
     if not weighted and not prompt_dropout:
         return Trainer
+    protected = torch.tensor(list(protected), dtype=torch.long)  # once, not per batch
 
     class RcaTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
