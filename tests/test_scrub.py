@@ -152,6 +152,17 @@ def test_allow_and_deny_lists(key):
     assert scrubber.by_type == {"DENIED": 1, "IPV4": 1}
 
 
+def test_a_key_named_email_is_an_address_only_when_it_holds_one(key):
+    """The demo's `email` service names telemetry keys too: its figures stay, an address under it does not."""
+    scrubber = Scrubber(key=b"k")
+    telemetry = {"saturation": {"email": "71%", "cart": "12%"}, "error_rate": {"email": 0.4},
+                 "email": "jane.doe@example.com", "user.email": "ops@corp.example.org", "user.id": 4711}
+    scrubbed = scrubber.value(telemetry, "telemetry_context", frozenset())
+    assert scrubbed["saturation"] == {"email": "71%", "cart": "12%"} and scrubbed["error_rate"] == {"email": 0.4}
+    assert [scrubbed[k].split("_")[0] for k in ("email", "user.email", "user.id")] == ["USER"] * 3
+    assert "example" not in str(scrubbed) and "4711" not in str(scrubbed)
+
+
 def test_report_counts_never_values_and_none_says_so(key):
     examples, planted, _ = _plant()
     _, report = scrub_examples(examples, ScrubConfig())
