@@ -46,9 +46,10 @@ SECRET_KEY = re.compile(r"(?i)(^|[._-])(password|passwd|pwd|secret|api[_-]?key|a
                         r"authorization|auth|cookie|set-cookie|credentials?|private[_-]?key|session[_-]?token)$")
 PERSON_KEY = re.compile(r"(?i)(^|[._-])(user|enduser|customer|account|client|member)[._-]?(id|name|email)$|"
                         r"^(email|e-mail|phone|phone_number|user|username|login)$")
-# ... but a key that ends in `email` holds an address only if its value has an `@`: the OpenTelemetry Demo has
-# an `email` service, and `{"cpu": {"email": "71%"}}` is that service's figure, not a person
-EMAIL_KEY = re.compile(r"(?i)e-?mail$")
+# ... but a bare `email` key holds an address only if its value has an `@`: the OpenTelemetry Demo has an
+# `email` service, and `{"cpu": {"email": "71%"}}` is that service's figure, not a person (`user.email`,
+# `customer_email` always name a person)
+BARE_EMAIL_KEY = re.compile(r"(?i)^e-?mail$")
 
 
 def _luhn(digits: str) -> bool:
@@ -242,7 +243,7 @@ class Scrubber:
                 if SECRET_KEY.search(key):
                     self._count("SECRET", where, "attribute_key")
                     return self.placeholder("SECRET", text)
-                if PERSON_KEY.search(key) and ("@" in text or not EMAIL_KEY.search(key)):
+                if PERSON_KEY.search(key) and ("@" in text or not BARE_EMAIL_KEY.match(key)):
                     self._count("USER_ID", where, "attribute_key")
                     return self.placeholder("USER_ID", text)
         if isinstance(value, str):

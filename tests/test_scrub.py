@@ -153,14 +153,17 @@ def test_allow_and_deny_lists(key):
 
 
 def test_a_key_named_email_is_an_address_only_when_it_holds_one(key):
-    """The demo's `email` service names telemetry keys too: its figures stay, an address under it does not."""
+    """The demo's `email` service names telemetry keys too: its figures stay, an address under it does not,
+    and a key that names a person (`customer_email`) is scrubbed whatever it holds."""
     scrubber = Scrubber(key=b"k")
     telemetry = {"saturation": {"email": "71%", "cart": "12%"}, "error_rate": {"email": 0.4},
-                 "email": "jane.doe@example.com", "user.email": "ops@corp.example.org", "user.id": 4711}
+                 "email": "jane.doe@example.com", "user.email": "ops@corp.example.org", "user.id": 4711,
+                 "customer_email": "jdoe"}  # a person's key holds a person, address or not
     scrubbed = scrubber.value(telemetry, "telemetry_context", frozenset())
     assert scrubbed["saturation"] == {"email": "71%", "cart": "12%"} and scrubbed["error_rate"] == {"email": 0.4}
-    assert [scrubbed[k].split("_")[0] for k in ("email", "user.email", "user.id")] == ["USER"] * 3
-    assert "example" not in str(scrubbed) and "4711" not in str(scrubbed)
+    people = ("email", "user.email", "user.id", "customer_email")
+    assert [scrubbed[k].split("_")[0] for k in people] == ["USER"] * 4
+    assert "example" not in str(scrubbed) and "4711" not in str(scrubbed) and "jdoe" not in str(scrubbed)
 
 
 def test_report_counts_never_values_and_none_says_so(key):
