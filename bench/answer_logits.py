@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -22,7 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, interleave, markdown_table, medians, peak_rss_mb, ratios, run_worker, write  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    interleave,
+    markdown_table,
+    medians,
+    peak_rss_mb,
+    ratios,
+    run_worker,
+    tiny_inputs,
+    write,
+)
 
 CONTENDERS = ["answer_logits", "all_logits"]
 KEYS = ["step_seconds", "peak_rss_mb", "loss"]
@@ -80,19 +89,8 @@ def worker(name: str, spec: dict) -> None:
 
 
 def prepare(work: Path) -> dict:
-    os.environ["RCATUNE_HOME"] = str(work / "state")
-    from rcatune.config.model import TinyModelConfig
-    from rcatune.demo.generator import generate_sessions
-    from rcatune.schema import TrainingExample
-    from rcatune.state import configure_environment, state_dir
-
-    configure_environment()
-    from rcatune.models.tiny import ensure_tiny_model
-
-    data = work / "sessions.jsonl"
-    data.write_text("".join(TrainingExample.model_validate(r).model_dump_json() + "\n"
-                            for r in generate_sessions(8, seed=11)))
-    return {"data": str(data), "tokenizer": str(ensure_tiny_model(TinyModelConfig(), state_dir() / "models"))}
+    data, model_dir = tiny_inputs(work, 8, seed=11)
+    return {"data": str(data), "tokenizer": str(model_dir)}
 
 
 def main(argv: list[str] | None = None) -> dict:

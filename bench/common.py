@@ -120,6 +120,24 @@ def write(name: str, payload: dict[str, Any], table: list[str], out_dir: Path = 
     return path
 
 
+def tiny_inputs(work: Path, sessions: int, seed: int, **model: Any) -> tuple[Path, Path]:
+    """The inputs a training benchmark's contenders share, under `work`: `sessions` generated sessions as
+    JSONL, and the tiny Llama folder (built once in `work/state`, `model` overriding its config's fields)."""
+    os.environ["RCATUNE_HOME"] = str(work / "state")
+    from rcatune.config.model import TinyModelConfig
+    from rcatune.schema import TrainingExample
+    from rcatune.sources import SampleSource
+    from rcatune.state import configure_environment, state_dir
+
+    configure_environment()
+    from rcatune.models.tiny import ensure_tiny_model
+
+    data = work / "sessions.jsonl"
+    data.write_text("".join(TrainingExample.model_validate(r.data).model_dump_json() + "\n"
+                            for r in SampleSource(size=sessions, seed=seed).records()))
+    return data, ensure_tiny_model(TinyModelConfig(**model), state_dir() / "models")
+
+
 def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     def cell(value: Any) -> str:
         if isinstance(value, float):

@@ -21,7 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, interleave, markdown_table, medians, peak_rss_mb, ratios, run_worker, write  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    interleave,
+    markdown_table,
+    medians,
+    peak_rss_mb,
+    ratios,
+    run_worker,
+    tiny_inputs,
+    write,
+)
 
 CONTENDERS = ["rcatune", "rcatune_packed", "llamafactory", "baseline"]
 KEYS = ["tokens_per_second", "train_seconds", "process_wall_seconds", "peak_rss_mb", "eval_loss"]
@@ -186,22 +196,9 @@ def worker(name: str, spec_file: Path, out: Path) -> None:
 # ----------------------------------------------------------------------------------------------- main
 def prepare(work: Path, size: dict, method: str, seed: int = 7) -> Path:
     """The shared inputs: sessions as JSONL and the tiny Llama folder every contender loads."""
-    os.environ["RCATUNE_HOME"] = str(work / "state")
-    from rcatune.config.model import TinyModelConfig
-    from rcatune.schema import TrainingExample
-    from rcatune.sources import SampleSource
-    from rcatune.state import configure_environment, state_dir
-
-    configure_environment()
-    from rcatune.models.tiny import ensure_tiny_model
-
-    rows = [TrainingExample.model_validate(r.data) for r in
-            SampleSource(size=size["n_train"] + size["n_val"], seed=seed).records()]
-    data = work / "sessions.jsonl"
-    data.write_text("".join(r.model_dump_json() + "\n" for r in rows))
-    model_dir = ensure_tiny_model(TinyModelConfig(hidden_size=size["hidden"], intermediate_size=size["intermediate"],
-                                                  num_layers=size["layers"], context_length=size["max_length"]),
-                                  state_dir() / "models")
+    data, model_dir = tiny_inputs(work, size["n_train"] + size["n_val"], seed, hidden_size=size["hidden"],
+                                  intermediate_size=size["intermediate"], num_layers=size["layers"],
+                                  context_length=size["max_length"])
     spec = {**size, "method": method, "lr": 2e-4 if method == "lora" else 1e-3, "seed": 42, "data": str(data),
             "model_dir": str(model_dir), "state": str(work / "state")}
     spec_file = work / "spec.json"
