@@ -36,7 +36,7 @@ run: setup  ## run the default pipeline on embedded defaults
 
 test: setup labelstudio llamafactory podman kube  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
-	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 $(PY) -m pytest -m "not gpu"
+	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 $(PY) -m pytest -m "not gpu" --durations=15
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest

@@ -125,6 +125,23 @@ def test_tiny_model_embeddings_start_from_english_word_vectors(tokenizer):
     assert abs(float(rows(plain)[token(" error")] @ rows(plain)[token("Error")])) < 0.5
 
 
+@pytest.mark.slow
+def test_common_english_words_are_whole_tokens_of_the_default_tokenizer():
+    import dataclasses
+
+    from rcatune.models.tiny import build_tokenizer
+
+    words = (" rejected", " abroad", " basket")  # words the generator never writes
+
+    def whole(config):
+        tokenizer = build_tokenizer(config)
+        return [w for w in words if len(tokenizer.tokenize(w)) == 1]
+
+    default = TinyModelConfig()
+    assert whole(default) == list(words)
+    assert not whole(dataclasses.replace(default, english_words=0))  # pieces of the sessions' own words
+
+
 def test_loss_weights_mark_the_root_cause(tokenizer, examples):
     import torch
 

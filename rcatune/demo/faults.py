@@ -243,7 +243,8 @@ FAULTS: tuple[Fault, ...] = (
                     "and receives no calls.",
         keywords=("badaddress", "unreachable", "zero addresses", "name resolver", "name resolution", "dns",
                   "cannot reach payment", "can't reach payment", "not reaching payment", "no traffic",
-                  "wrong address", "endpoint", "never reached", "dial"),
+                  "wrong address", "endpoint", "never reached", "dial", "does not resolve", "doesn't resolve",
+                  "payment host", "payment address"),
         affected=("checkout", "frontend", "payment"),
         variants=(("on", 1.0),),
         profile=Profile(errors={"checkout": 1.0, "frontend": 0.95}, traffic={"payment": 0.0}),
@@ -419,7 +420,7 @@ FAULTS: tuple[Fault, ...] = (
         description="The ad service fails about one in ten GetAds calls with gRPC UNAVAILABLE; the frontend ads "
                     "request /api/data returns errors while latency, CPU and the rest of the shop are fine.",
         keywords=("getads failed", "unavailable", "adfailure", "1 in 10", "one in ten", "10%", "ads fail",
-                  "ad requests fail"),
+                  "ad requests fail", "ten percent", "a tenth"),
         affected=("ad", "frontend"),
         variants=(("on", 0.1),),
         profile=Profile(errors={"ad": 1.0, "frontend": 0.9}),
@@ -857,7 +858,8 @@ FAULTS: tuple[Fault, ...] = (
                     "request rates across all services; latency and memory pressure rise in services with tight "
                     "limits, with no new errors.",
         keywords=("virtual users", "vus", "vu ", "load generator", "load-generator", "k6", "traffic surge",
-                  "more traffic", "request rate up", "surge", "load test"),
+                  "more traffic", "request rate up", "surge", "load test", "simulated users", "more users",
+                  "user count", "users count", "locust"),
         affected=("frontend-proxy", "frontend", "checkout", "product-catalog", "currency"),
         variants=(("25", 25.0), ("50", 50.0)),
         profile=Profile(slow={"checkout": "ms", "product-catalog": "ms", "currency": "ms"},
@@ -908,7 +910,8 @@ FAULTS: tuple[Fault, ...] = (
         description="Not a fault: the load generator's synthetic traffic was paused, so request rates at "
                     "frontend-proxy and every backend fell to about zero without any errors.",
         keywords=("traffic dropped", "traffic drop", "no traffic", "zero traffic", "paused", "stopped sending",
-                  "load generator", "load-generator", "request rate dropped", "requests stopped"),
+                  "load generator", "load-generator", "request rate dropped", "requests stopped",
+                  "synthetic traffic", "synthetic load", "load was stopped", "idle", "no requests"),
         affected=("load-generator", "frontend-proxy"),
         variants=(("off", 0.0),),
         profile=Profile(traffic={"frontend-proxy": 0.0, "frontend": 0.0, "checkout": 0.0, "cart": 0.0}),

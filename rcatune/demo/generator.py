@@ -12,9 +12,13 @@ whole call graph, the graph around what it lists, or none) vary from session to 
 they were a lookup key the model read the fault off. A good share of sessions show only a sliver (one or
 two symptoms, at most one log line, a service or two), as a quick ticket does, and a training session's
 symptom or pasted error signature is now and then clipped to part of its words, so a fault is known by
-its words and not by one exact string. Log lines and error signatures are the ones the real services
-write; a flag name appears only where they write it. The answer names the fault first, then
-its telling, then the evidence, so the diagnosis does not hang on copying from the session.
+its words and not by one exact string. Some training sessions are bare tickets (symptoms only: no log
+line, no figures), and some carry part of what people saw in the telemetry under a key someone made up
+(`events`, `findings`...), as hand-written sessions do: a model trained without them read the fault off
+log lines and per-service figures and barely read the symptoms (9 of hand-written set 4's 22 sessions, 18
+of which have no log line). Log lines and error signatures are the ones the real services write; a flag
+name appears only where they write it. The answer names the fault first, then its telling, then the
+evidence, so the diagnosis does not hang on copying from the session.
 
 Bank `d` is never trained on: sessions told in it (its wording and its own layout) form the phrasing-shift
 split. Some incidents are
@@ -46,6 +50,11 @@ AFFECTED_BLIP = 0.3  # a session lists a healthy service that blipped this often
 TOPOLOGY_FULL, TOPOLOGY_AROUND = 0.3, 0.55  # whole call graph / graph around the listed services; else none
 SPARSE = 0.35  # a session shows only a sliver of its evidence this often: one or two symptoms, at most one log
 #                line, one or two services' figures (every piece has to count on its own, as in a short ticket)
+TICKET = 0.2  # a training session is a bare ticket this often: what people saw, no log line, no figures (the
+#               telemetry is empty or says where it came from): the symptoms have to carry the fault
+PASTED = 0.35  # a session's telemetry holds some of its observations this often (pasted events, alerts, notes):
+#               people paste what they saw wherever it fits, so evidence has to be read in any field
+PASTED_KEYS = ("events", "alerts", "oncall_notes", "seen_on_call", "k8s_events", "findings", "timeline", "what_we_saw")
 FRAGMENT = 0.25  # a training session's symptom or pasted error signature is cut to part of its words this often
 ENVIRONMENTS = ("production", "production", "staging")
 SPANS = {
@@ -195,8 +204,11 @@ class SessionGenerator:
         start = incident["start"] + shift
         end = start + timedelta(minutes=incident["minutes"])
         opened = end + timedelta(minutes=rng.randint(1, 90))
-        sparse = rng.random() < SPARSE
+        ticket = bank != SHIFT_BANK and rng.random() < TICKET  # the held-out bank keeps its own layout
+        sparse = not ticket and rng.random() < SPARSE
         logs = [(s, sev, fill(body)) for s, sev, body in fault.logs if rng.random() < 0.65]
+        if ticket:
+            logs = []
         if sparse:
             logs = rng.sample(logs, k=min(len(logs), rng.choice((0, 1, 1))))
         affected = self._affected(fault)
@@ -208,13 +220,17 @@ class SessionGenerator:
         prompts = 1 + len(false_hypotheses) + rng.choice((0, 0, 1, 2))
         seconds = 60 * fault.difficulty * rng.lognormvariate(1.8, 0.5) * (1 + 0.6 * len(false_hypotheses))
         query = rng.choice(fault.queries)
+        symptoms = self._symptoms(fault, bank, fill, sparse)
+        telemetry = self._ticket(incident) if ticket else self._telemetry(fault, incident, figures, logs, bank, sparse)
+        if bank != SHIFT_BANK:
+            telemetry = self._paste(symptoms, telemetry)
         return {
             "id": f"sess-{self.seed}-{index:06d}",
             "timestamp": opened.isoformat(),
-            "telemetry_context": self._telemetry(fault, incident, figures, logs, bank, sparse),
+            "telemetry_context": telemetry,
             "service_topology": self._topology(affected),
             "time_range": [start.isoformat(), end.isoformat()],
-            "symptoms": self._symptoms(fault, bank, fill, sparse),
+            "symptoms": symptoms,
             "affected_services": affected,
             "error_signatures": [self._fragment(body, bank) for _service, _severity, body in logs],
             "root_cause": self._root_cause(fault, bank, [s for s in affected if s in fault.affected], logs, fill),
@@ -232,6 +248,27 @@ class SessionGenerator:
             "incident_id": incident["id"],
             "phrasing": bank,
         }
+
+    def _ticket(self, incident: dict[str, Any]) -> dict[str, Any]:
+        """A bare ticket's telemetry: nothing, or where and when it was seen."""
+        rng = self.rng
+        return rng.choice(({}, {"environment": incident["environment"]}, {"window": f"{incident['minutes']}m"},
+                           {"source": rng.choice(("on-call page", "customer report", "slack", "status page"))}))
+
+    def _paste(self, symptoms: list[str], telemetry: dict[str, Any]) -> dict[str, Any]:
+        """Now and then some observations sit in the telemetry (under a key someone made up, as a list, a line
+        or one string) and not among the symptoms; one observation, if it is the only one, is in both."""
+        rng = self.rng
+        if rng.random() >= PASTED:
+            return telemetry
+        pasted = rng.sample(symptoms, k=rng.randint(1, max(1, len(symptoms) - 1)))
+        if len(symptoms) > 1:
+            symptoms[:] = [s for s in symptoms if s not in pasted] or symptoms[:1]
+        value: Any = pasted if len(pasted) > 1 and rng.random() < 0.7 else "; ".join(pasted)
+        items = list(telemetry.items())
+        key = rng.choice([k for k in PASTED_KEYS if k not in telemetry])
+        items.insert(rng.randint(0, len(items)), (key, value))
+        return dict(items)
 
     def _affected(self, fault: Fault) -> list[str]:
         """The services the session lists as affected: most of the fault's (any one may be missing), now and

@@ -7,11 +7,13 @@ generated sessions otherwise knows a word only in the spelling, case and spacing
 and ` readiness` are unrelated tokens to it, and a word it never saw is noise. Starting from the word
 vectors they start together, and near their synonyms.
 
-The tokenizer is a byte-level BPE trained on rendered sample sessions and the OpenTelemetry Demo
-facts, wrapped as a `PreTrainedTokenizerFast` with a ChatML chat template whose assistant turns sit in
-a `{% generation %}` block (assistant-only loss masks). Both are saved with `save_pretrained` into a
-folder named by a hash of everything that shapes them, and loaded back through the same
-`from_pretrained` path a hub id or a local checkout takes.
+The tokenizer is a byte-level BPE trained on rendered sample sessions, the OpenTelemetry Demo facts
+and the commonest English words (`english_words`: the words people write beyond the generator's are
+then whole tokens that start from their word vectors, not pieces of other words), wrapped as a
+`PreTrainedTokenizerFast` with a ChatML chat template whose assistant turns sit in a `{% generation %}`
+block (assistant-only loss masks). Both are saved with `save_pretrained` into a folder named by a hash of
+everything that shapes them, and loaded back through the same `from_pretrained` path a hub id or a local
+checkout takes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from rcatune.models.templates import TEMPLATES
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = "2"  # 2: the corpus has phrasing banks, without the held-out one
+BUILD_VERSION = "3"  # 2: the corpus has phrasing banks, without the held-out one; 3: and common English words
 CORPUS_SESSIONS = 600
+ENGLISH_REPEAT = 5  # each English word's weight in the tokenizer's corpus: merged after the sessions' own words
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 EMBEDDING_STD = 0.1  # the word vectors' scale: large enough that training keeps their shape for rare words
 
@@ -37,9 +40,9 @@ def build_key(cfg: TinyModelConfig) -> str:
     """Everything that shapes the model and its tokenizer, the corpus text included (a generator change
     builds a new tokenizer rather than reuse a stale one)."""
     shape = {k: getattr(cfg, k) for k in ("hidden_size", "intermediate_size", "num_layers", "num_heads",
-                                          "vocab_size", "context_length")}
+                                          "vocab_size", "context_length", "english_words")}
     shape["embeddings"] = Embeddings(cfg.embeddings).value
-    text = hashlib.sha256("\x00".join(corpus()).encode()).hexdigest()
+    text = hashlib.sha256("\x00".join(tokenizer_corpus(cfg.english_words)).encode()).hexdigest()
     payload = json.dumps({"version": BUILD_VERSION, "shape": shape, "corpus": text}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -62,6 +65,27 @@ def corpus() -> tuple[str, ...]:
     return tuple(texts)
 
 
+@lru_cache(maxsize=2)
+def english_words(count: int) -> tuple[str, ...]:
+    """The `count` commonest whole English words (three letters or more) of all-MiniLM-L6-v2's word-piece
+    vocabulary, which lists them roughly by frequency after its single characters."""
+    if count <= 0:
+        return ()
+    from rcatune.evaluation.scoring import minilm
+
+    pieces, _ = minilm()
+    vocabulary = sorted(pieces.get_vocab().items(), key=lambda item: item[1])
+    return tuple(w for w, _ in vocabulary if w.isascii() and w.isalpha() and len(w) >= 3)[:count]
+
+
+def tokenizer_corpus(english: int) -> tuple[str, ...]:
+    """The sessions' corpus and, `ENGLISH_REPEAT` times, a line of common English words: a word people write
+    and the generator never does (`abroad`, `basket`, `rejected`) is then one token whose row starts from
+    its word vector, rather than pieces whose averaged vectors mean nothing."""
+    words = " ".join(english_words(english))
+    return corpus() + ((words,) * ENGLISH_REPEAT if words else ())
+
+
 def build_tokenizer(cfg: TinyModelConfig):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -71,7 +95,7 @@ def build_tokenizer(cfg: TinyModelConfig):
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tokenizer.train_from_iterator(corpus(), trainer=trainer)
+    tokenizer.train_from_iterator(tokenizer_corpus(cfg.english_words), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|pad|>",
         unk_token="<|endoftext|>", model_max_length=cfg.context_length,

@@ -1,4 +1,4 @@
-"""The writer the hand-written set scripts share (make_holdout.py, make_set3.py to make_set5.py): each
+"""The writer the hand-written set scripts share (make_holdout.py, make_set3.py to make_set6.py): each
 session tuple becomes a record in the original design's schema, with no `scenario` label, and its true
 fault goes to `<name>_truth.json`."""
 
