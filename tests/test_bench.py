@@ -48,6 +48,8 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
     serving = json.loads((tmp_path / "serving_smoke.json").read_text())
     assert set(serving["batched_over_one_at_a_time"]) == {"c=1", "c=4"} and serving["rows"]
     assert (tmp_path / "serving_smoke.md").read_text() in text
+    abuse = json.loads((tmp_path / "serving_abuse_smoke.json").read_text())
+    assert abuse["rows"] and all(r["as_expected"] and r["server_alive"] for r in abuse["rows"]), abuse["rows"]
     train = json.loads((tmp_path / "train_throughput_smoke.json").read_text())
     expected = {"rcatune", "rcatune_packed", "baseline"} | ({"llamafactory"} if has_llamafactory else set())
     assert set(train["medians"]) == expected

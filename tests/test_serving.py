@@ -24,10 +24,11 @@ def _serve():
     """A real uvicorn on a free 127.0.0.1 port with the tiny base model, once it is ready: (url, stop)."""
     import uvicorn
 
-    from rcatune.serving.app import ServedModel, ServeLimits, create_app
+    from rcatune.config.serving import ServingConfig
+    from rcatune.serving.app import ServedModel, create_app
 
     loaded = load_base(TINY, Runtime(device="cpu", progress=False))
-    app = create_app([ServedModel("tiny-base", loaded)], ServeLimits(max_tokens=64))
+    app = create_app([ServedModel("tiny-base", loaded)], ServingConfig(max_tokens=64))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -61,7 +62,7 @@ def url():
 
 
 def test_a_bearer_token_guards_the_api_but_not_the_probes(monkeypatch):
-    from rcatune.serving.app import TOKEN_ENV
+    from rcatune.config.serving import TOKEN_ENV
 
     monkeypatch.setenv(TOKEN_ENV, "s3cret-serve-token")
     base, stop = _serve()

@@ -178,3 +178,70 @@ def test_cli_errors_say_what_to_do():
     assert nothing.returncode == 2 and "--version" in nothing.stderr
     help_text = _serve("--help").stdout
     assert "--version N|STAGE" in help_text and "--model NAME=DIR" in help_text and "--max-queue" in help_text
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_whose_generation_fails_ends_with_the_error_and_the_worker_goes_on():
+    """Settings the API refuses, sent to the engine directly: transformers raises in the generate thread. The
+    stream ends with that error (it used to wait forever, and every later request behind it)."""
+    from rcatune.serving.engine import Engine, ServedModel
+
+    engine = Engine([ServedModel("tiny", load_base(TINY, CPU))])
+    broken = GenerationSettings(max_new_tokens=16, temperature=1.0, top_p=-1.0, max_seconds=30)
+
+    async def fail_then_answer():
+        with pytest.raises(ValueError, match="top_p"):
+            async for _ in engine.stream("tiny", PROMPTS[0], broken):
+                pass
+        return await asyncio.wait_for(engine.complete("tiny", [PROMPTS[1]], SHORT), 30)
+
+    try:
+        [after] = asyncio.run(fail_then_answer())
+    finally:
+        engine.close()
+    assert after.completion_tokens > 0 and engine.alive and engine.stuck_for(0) is None
+
+
+def test_a_plain_request_whose_caller_leaves_stops_at_its_next_token():
+    from rcatune.serving.engine import Engine, ServedModel
+
+    engine = Engine([ServedModel("tiny", load_base(TINY, CPU))])
+    long = GenerationSettings(max_new_tokens=600, temperature=0.7, seed=3)  # random weights: it runs to the end
+
+    async def leave_early():
+        work = asyncio.ensure_future(engine.complete("tiny", [PROMPTS[0]], long))
+        await asyncio.sleep(0.2)
+        work.cancel()  # what the app does when the client disconnects
+        await asyncio.gather(work, return_exceptions=True)
+        started = asyncio.get_running_loop().time()
+        await engine.complete("tiny", [PROMPTS[1]], GenerationSettings(max_new_tokens=4))
+        return asyncio.get_running_loop().time() - started
+
+    try:
+        waited = asyncio.run(leave_early())
+    finally:
+        engine.close()
+    assert engine.abandoned == 1
+    alone = max(engine.batches)  # one row each; the waits say more: the next request did not sit behind 600 tokens
+    assert alone == 1 and waited < 2.0, waited
+
+
+def test_a_generation_past_its_time_bound_ends_as_length():
+    loaded = load_base(TINY, CPU)
+    [completion] = Generator(loaded).complete([PROMPTS[0]], GenerationSettings(max_new_tokens=1000, max_seconds=0.05))
+    assert completion.finish_reason == "length" and completion.completion_tokens < 1000
+
+
+def test_a_prompt_beyond_the_context_is_refused_and_max_tokens_is_cut_to_what_is_left():
+    from rcatune.inference import ContextTooLong
+
+    generator = Generator(load_base(TINY, CPU))
+    words = " ".join(f"w{i}" for i in range(TINY.context_length))
+    with pytest.raises(ContextTooLong, match=f"context is {TINY.context_length} tokens"):
+        generator.complete([[{"role": "user", "content": words}]], SHORT)
+    near = " ".join(f"w{i}" for i in range(TINY.context_length // 10))
+    prompt = generator.prompt_tokens([{"role": "user", "content": near}])
+    [completion] = generator.complete([[{"role": "user", "content": near}]],
+                                      GenerationSettings(max_new_tokens=4 * TINY.context_length))
+    assert prompt + completion.completion_tokens <= TINY.context_length
+    assert generator.fewest_tokens(words) <= generator.prompt_tokens([{"role": "user", "content": words}])

@@ -1,13 +1,15 @@
-"""`serving.*`: how a model is served (the engine, caps and queue), for `python -m rcatune.serving` and every
-deployer. The bearer token is never a config value: it comes from $RCATUNE_SERVE_TOKEN or `token_file`."""
+"""`serving.*`: how a model is served (the engine, caps, queue and time bounds), for `python -m rcatune.serving`
+and every deployer. The bearer token is never a config value: it comes from $RCATUNE_SERVE_TOKEN or `token_file`."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional
 
 from rcatune.config._require import require
+
+TOKEN_ENV = "RCATUNE_SERVE_TOKEN"
 
 
 class Engine(str, enum.Enum):
@@ -22,21 +24,20 @@ class ServingConfig:
     max_queue: int = 16  # requests waiting to generate; beyond: 429
     max_batch: int = 8  # concurrent prompts generated together
     max_tokens: int = 512  # cap on a request's max_tokens
-    max_request_bytes: int = 262_144
+    max_request_bytes: int = 262_144  # a body over it is refused (413) while it streams in
     max_n: int = 4
+    max_stop: int = 4  # stop sequences per request (as OpenAI), each at most max_stop_chars
+    max_stop_chars: int = 256
+    max_generation_s: float = 120.0  # one generation stops here (finish_reason length); beyond it the worker is stuck
+    header_timeout_s: float = 10.0  # a connection that has not sent a whole request head by then is closed
+    body_timeout_s: float = 30.0  # a body that has not arrived by then is refused (408)
     token_file: Optional[str] = None  # a file holding the bearer token (else $RCATUNE_SERVE_TOKEN; none: open)
     ready_timeout_s: float = 300.0  # how long a new instance may take to load, check and warm up
 
     def __post_init__(self) -> None:
-        for key in ("max_queue", "max_batch", "max_tokens", "max_request_bytes", "max_n"):
-            require(getattr(self, key) >= 1, f"serving.{key}", "must be at least 1")
+        for key in LIMITS:
+            require(getattr(self, key) > 0, f"serving.{key}", "must be positive")
         require(self.ready_timeout_s > 0, "serving.ready_timeout_s", "must be positive")
-
-    def limits(self):
-        from rcatune.serving.app import ServeLimits
-
-        return ServeLimits(max_queue=self.max_queue, max_batch=self.max_batch, max_tokens=self.max_tokens,
-                           max_request_bytes=self.max_request_bytes, max_n=self.max_n)
 
     def token(self) -> Optional[str]:
         """The bearer token, from `token_file` or the environment (None: the API is open)."""
@@ -44,7 +45,6 @@ class ServingConfig:
         from pathlib import Path
 
         from rcatune.errors import ConfigError
-        from rcatune.serving.app import TOKEN_ENV
 
         if self.token_file:
             path = Path(self.token_file).expanduser()
@@ -52,3 +52,13 @@ class ServingConfig:
                 raise ConfigError(f"serving.token_file: no such file {self.token_file!r}")
             return path.read_text(encoding="utf-8").strip() or None
         return os.environ.get(TOKEN_ENV) or None
+
+
+# The server's caps and time bounds: each is a `python -m rcatune.serving --<key>` option, and every deployer
+# passes them on.
+LIMITS = tuple(f.name for f in fields(ServingConfig)
+               if (f.name.startswith("max_") or f.name.endswith("timeout_s")) and f.name != "ready_timeout_s")
+
+
+def limit_type(key: str) -> type:
+    return float if key.endswith("_s") else int

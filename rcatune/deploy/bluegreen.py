@@ -17,7 +17,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any, Optional
 
-from rcatune.config.serving import ServingConfig
+from rcatune.config.serving import LIMITS, ServingConfig
 from rcatune.deploy.base import Deployer, DeploymentError
 from rcatune.deploy.records import DeploymentRecord, Release, deployments_dir
 from rcatune.deploy.router import VERSION_HEADER, Target, write_target
@@ -210,6 +210,6 @@ def serve_args(release: Release, serving: ServingConfig, host: str, port: int, m
     """`python -m rcatune.serving` arguments that serve `release` from `model_dir` with the configured caps."""
     args = ["--model", f"{release.served_name}={model_dir}", "--alias", release.registry_name, "--host", host,
             "--port", str(port), "--no-base"]
-    for key in ("max_queue", "max_batch", "max_tokens", "max_request_bytes", "max_n"):
+    for key in LIMITS:
         args += [f"--{key.replace('_', '-')}", str(getattr(serving, key))]
     return args

@@ -91,15 +91,14 @@ def create_router(target_file: Path):
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
+    from rcatune.serving.http import serve
 
     parser = argparse.ArgumentParser(prog="python -m rcatune.deploy.router", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--target-file", type=Path, required=True)
     args = parser.parse_args(argv)
-    uvicorn.run(create_router(args.target_file), host=args.host, port=args.port, log_level="warning",
-                access_log=False)
+    serve(create_router(args.target_file), args.host, args.port)
 
 
 if __name__ == "__main__":

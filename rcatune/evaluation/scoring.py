@@ -6,6 +6,7 @@ import re
 from functools import lru_cache
 
 from rcatune.prompts import Answer
+from rcatune.sql import query_parses
 
 _WORD = re.compile(r"[a-z0-9_./-]+")
 
@@ -60,15 +61,7 @@ class QueryChecker:
         create_otel_tables(self._session)
 
     def parses(self, sql: str) -> bool:
-        """A ClickHouse query statement (SELECT, UNION, WITH ...), not just any expression."""
-        import sqlglot
-
-        if not sql.strip():
-            return False
-        try:
-            return isinstance(sqlglot.parse_one(sql, read="clickhouse"), sqlglot.exp.Query)
-        except Exception:  # sqlglot raises several error types for bad SQL
-            return False
+        return query_parses(sql)
 
     def runs(self, sql: str) -> bool:
         if not self.parses(sql):

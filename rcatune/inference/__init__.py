@@ -6,7 +6,7 @@ same way everywhere it is used.
 
 from __future__ import annotations
 
-from rcatune.inference.generate import Completion, GenerationSettings, Generator, Messages
+from rcatune.inference.generate import Completion, ContextTooLong, GenerationSettings, Generator, Messages
 from rcatune.inference.loading import LoadedModel, describe_folder, load_base, load_folder, load_version
 from rcatune.inference.signature import PromptSignature, SignatureMismatch
 from rcatune.prompts import Answer, parse_answer, render, to_messages
@@ -25,6 +25,6 @@ def diagnose(generator: Generator, examples: list[TrainingExample], system_promp
     return [(c, parse_answer(c.text)) for c in completions]
 
 
-__all__ = ["Answer", "Completion", "GenerationSettings", "Generator", "LoadedModel", "Messages", "PromptSignature",
-           "SignatureMismatch", "describe_folder", "diagnose", "load_base", "load_folder", "load_version",
-           "parse_answer", "session_messages"]
+__all__ = ["Answer", "Completion", "ContextTooLong", "GenerationSettings", "Generator", "LoadedModel", "Messages",
+           "PromptSignature", "SignatureMismatch", "describe_folder", "diagnose", "load_base", "load_folder",
+           "load_version", "parse_answer", "session_messages"]

@@ -2,15 +2,19 @@
 
 Prompts are rendered with the model's own chat template (what training saw) and generated together
 with left padding. Each completion says why it ended (`stop`: the end-of-turn token or a stop
-sequence; `length`: `max_new_tokens` ran out), as the OpenAI API does.
+sequence; `length`: `max_new_tokens`, the model's context or `max_seconds` ran out), as the OpenAI API
+does. A prompt that leaves no room in the model's context is refused (`ContextTooLong`); a generation
+that fails ends its stream with the error instead of leaving the reader waiting.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
+from rcatune.errors import RcatuneError
 from rcatune.inference.loading import LoadedModel
 
 Messages = list[dict[str, str]]
@@ -23,6 +27,7 @@ class GenerationSettings:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: Optional[int] = None
+    max_seconds: Optional[float] = None  # the generation stops here, as if max_new_tokens ran out
 
     @property
     def greedy(self) -> bool:
@@ -39,25 +44,51 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
 
 
+class ContextTooLong(RcatuneError):
+    """A prompt that leaves no room for an answer in the model's context."""
+
+    def __init__(self, prompt_tokens: int, context: int, max_new_tokens: int = 0, at_least: bool = False) -> None:
+        super().__init__(f"the prompt is {'at least ' if at_least else ''}{prompt_tokens} tokens"
+                         + (f" and asks for {max_new_tokens} more" if max_new_tokens else "")
+                         + f"; this model's context is {context} tokens: shorten the messages"
+                         + (" or lower max_tokens" if max_new_tokens else ""))
+        self.prompt_tokens, self.context = prompt_tokens, context
+
+
 class Generator:
     """Renders conversations with the model's template and generates their answers."""
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.context = _context(self.model, self.tokenizer)
+        # One tokenizer call at a time: a padded call reconfigures the tokenizer, and a server counts prompts
+        # in another thread while its worker generates.
+        self._tokenizing = threading.Lock()
+        self.longest_token_bytes = max(len(t.encode("utf-8", "replace")) for t in self.tokenizer.get_vocab())
+
+    def fewest_tokens(self, text: str) -> int:
+        """A lower bound on the tokens `text` encodes to (no token covers more bytes than its longest entry)."""
+        return -(-len(text.encode("utf-8", "replace")) // self.longest_token_bytes)
 
     def render(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def prompt_tokens(self, messages: Messages) -> int:
-        return len(self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
+        text = self.render(messages)
+        with self._tokenizing:
+            return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def _inputs(self, conversations: list[Messages]):
         texts = [self.render(m) for m in conversations]
+        with self._tokenizing:
+            return self._padded(texts)
+
+    def _padded(self, texts: list[str]):
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
-            return self.tokenizer(texts, return_tensors="pt", padding=True,
+            return self.tokenizer(texts, return_tensors="pt", padding=True, verbose=False,
                                   add_special_tokens=False).to(self.model.device)
         finally:
             self.tokenizer.padding_side = side
@@ -71,16 +102,33 @@ class Generator:
             kwargs.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
         return kwargs
 
-    def complete(self, conversations: list[Messages], settings: GenerationSettings) -> list[Completion]:
-        """One completion per conversation, generated together."""
+    def _room(self, inputs, settings: GenerationSettings) -> dict:
+        """`settings` as generate() arguments, with max_new_tokens cut to what the context leaves."""
+        width = inputs["input_ids"].shape[1]
+        if width >= self.context:
+            raise ContextTooLong(width, self.context)
+        kwargs = self._kwargs(settings)
+        kwargs["max_new_tokens"] = min(settings.max_new_tokens, self.context - width)
+        if settings.max_seconds is not None:
+            kwargs["max_time"] = settings.max_seconds
+        return kwargs
+
+    def complete(self, conversations: list[Messages], settings: GenerationSettings,
+                 abandoned: Optional[Callable[[], Sequence[bool]]] = None) -> list[Completion]:
+        """One completion per conversation, generated together. `abandoned` says, per row, whether nobody waits
+        for it any more: such rows stop at their next token."""
         import torch
+        from transformers import StoppingCriteriaList
 
         inputs = self._inputs(conversations)
+        kwargs = self._room(inputs, settings)
+        if abandoned is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_stop_rows(abandoned)])
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         started = time.perf_counter()
         with torch.no_grad():
-            output = self.model.generate(**inputs, **self._kwargs(settings))
+            output = self.model.generate(**inputs, **kwargs)
         seconds = time.perf_counter() - started
         width = inputs["input_ids"].shape[1]
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
@@ -104,34 +152,40 @@ class Generator:
 
     def stream(self, messages: Messages, settings: GenerationSettings) -> Iterator[str]:
         """Text deltas as they are generated (a thread generates; this yields), then stops. The last
-        value of `self.last` holds the finished `Completion`."""
+        value of `self.last` holds the finished `Completion`. A generation that fails raises here, in the
+        reader, once the deltas before it are read."""
         import threading
 
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
+        self.last = None
         inputs = self._inputs([messages])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = self._room(inputs, settings)
+        # The streamer's wait is bounded too: a generate thread that stops producing is a failure, not a hang.
+        wait = None if settings.max_seconds is None else settings.max_seconds + 30.0
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=wait)
         if settings.seed is not None:
             torch.manual_seed(settings.seed)
         holder: dict = {}
         halt = threading.Event()  # set when the reader leaves early (closes this generator): stop generating
 
-        class Halt(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), halt.is_set(), dtype=torch.bool, device=input_ids.device)
-
         def run() -> None:
-            with torch.no_grad():
-                holder["output"] = self.model.generate(**inputs, **self._kwargs(settings), streamer=streamer,
-                                                       stopping_criteria=StoppingCriteriaList([Halt()]))
+            try:
+                with torch.no_grad():
+                    holder["output"] = self.model.generate(
+                        **inputs, **kwargs, streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_stop_rows(lambda: (halt.is_set(),))]))
+            except BaseException as error:  # handed to the reader, which would otherwise wait forever
+                holder["error"] = error
+                streamer.end()
 
         started = time.perf_counter()
-        worker = threading.Thread(target=run, daemon=True)
+        worker = threading.Thread(target=run, daemon=True, name="rcatune-stream")
         worker.start()
         sent = ""
         try:
-            for delta in streamer:
+            for delta in _bounded(streamer, wait):
                 candidate = sent + delta
                 cut = _cut_at_stop(candidate, settings.stop)
                 if cut is not None:
@@ -144,13 +198,49 @@ class Generator:
                     yield delta
         finally:  # also when the reader closes the stream early: the generation stops at its next token
             halt.set()
-            worker.join()
+            worker.join(wait)
             width = inputs["input_ids"].shape[1]
             if "output" in holder:
                 self.last = self._completion(holder["output"][0, width:].tolist(),
                                              int(inputs["attention_mask"].sum()), settings,
                                              time.perf_counter() - started)
                 self.last.text = sent
+        if "error" in holder:
+            raise holder["error"]
+
+
+def _stop_rows(done: Callable[[], Sequence[bool]]):
+    """A stopping criterion: the rows `done()` marks stop at their next token (one flag: every row)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Rows(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            flags = list(done())
+            if len(flags) == 1:
+                flags = flags * input_ids.shape[0]
+            return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+    return Rows()
+
+
+def _bounded(streamer, wait: Optional[float]) -> Iterator[str]:
+    """The streamer's deltas; a wait beyond `wait` seconds is an error that says so."""
+    import queue
+
+    try:
+        yield from streamer
+    except queue.Empty:
+        raise RcatuneError(f"the generation produced nothing for {wait:.0f} s: it was stopped") from None
+
+
+def _context(model, tokenizer) -> int:
+    """The model's context in tokens (its positions; else the tokenizer's maximum)."""
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        return positions
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 10**7 else 2**31
 
 
 def _cut_at_stop(text: str, stops: tuple[str, ...]) -> Optional[int]:

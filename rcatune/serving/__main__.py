@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-from dataclasses import fields
 
-from rcatune.config.serving import Engine, ServingConfig
+from rcatune.config.serving import LIMITS, Engine, ServingConfig, limit_type
 from rcatune.errors import RcatuneError
 
 
@@ -37,10 +36,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--engine", choices=[e.value for e in Engine], default=defaults.engine.value,
                    help="transformers: this server; vllm: launch vLLM's OpenAI server (GPU only)")
-    for field in fields(ServingConfig):
-        if field.name.startswith("max_") or field.name == "token_file":
-            p.add_argument(f"--{field.name.replace('_', '-')}", type=int if field.name != "token_file" else str,
-                           default=getattr(defaults, field.name))
+    for key in LIMITS:
+        p.add_argument(f"--{key.replace('_', '-')}", type=limit_type(key), default=getattr(defaults, key),
+                       metavar=limit_type(key).__name__.upper(), help="(default: %(default)s)")
+    p.add_argument("--token-file", default=None, help="a file holding the bearer token")
     return p
 
 
@@ -67,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     from rcatune.serving.pool import parse_source, registry_source
 
-    config = ServingConfig(engine=Engine(args.engine), host=args.host, max_queue=args.max_queue,
-                           max_batch=args.max_batch, max_tokens=args.max_tokens,
-                           max_request_bytes=args.max_request_bytes, max_n=args.max_n, token_file=args.token_file)
+    config = ServingConfig(engine=Engine(args.engine), host=args.host, token_file=args.token_file,
+                           **{key: getattr(args, key) for key in LIMITS})
     if not _port_free(args.host, args.port):
         raise RcatuneError(f"port {args.port} on {args.host} is in use: stop what listens there or pick --port")
     sources = [parse_source(text) for text in args.model]
@@ -84,18 +82,17 @@ def serve(args: argparse.Namespace) -> int:
         from rcatune.serving.vllm import run_vllm
 
         return run_vllm(sources, config, args.port, aliases, token)
-    import uvicorn
-
     from rcatune.runtime import Runtime
     from rcatune.serving.app import create_app
+    from rcatune.serving.http import serve as run_server
     from rcatune.serving.pool import check_signatures, load_pool
 
     pool = load_pool(sources, Runtime.detect(args.device, progress=False), serve_base=not args.no_base)
     check_signatures(pool)  # refuse before listening, naming what differs
     names = ", ".join(m.name + (f" (over {m.parent})" if m.loaded.is_adapter else "") for m in pool)
     print(f"rcatune serve: {names} on http://{args.host}:{args.port}/v1", flush=True)
-    app = create_app(pool, config.limits(), aliases={alias: pool[0].name for alias in aliases}, token=token)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    app = create_app(pool, config, aliases={alias: pool[0].name for alias in aliases}, token=token)
+    run_server(app, args.host, args.port, config.header_timeout_s)
     return 0
 
 

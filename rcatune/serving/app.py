@@ -6,33 +6,34 @@ engine's one worker (`rcatune.serving.engine`): concurrent plain requests are ba
 turn, and beyond `max_queue` waiting requests a new one gets 429. Before it reports ready, every model
 is checked against the prompt signature saved at training (a mismatch refuses to serve, naming what
 differs) and warmed up with one generation.
+
+Nothing a client sends reaches the worker unchecked (`rcatune.serving.requests`): every field's type and
+range, the byte cap as the body streams in, and the rendered prompt against the model's context. A
+client that leaves takes its work with it, and `/health` and `/ready` turn 503 when the worker has died
+or a generation runs past `max_generation_s`, so an orchestrator replaces a server that cannot answer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
+import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from rcatune.serving.engine import Busy, Engine, ServedModel
+from rcatune.config.serving import TOKEN_ENV, ServingConfig
+from rcatune.inference import ContextTooLong, Messages
+from rcatune.serving.engine import Busy, Engine, ServedModel, Stream
+from rcatune.serving.requests import ApiError, ChatRequest, generation_settings, model_name, parse_chat, read_json
 
-TOKEN_ENV = "RCATUNE_SERVE_TOKEN"
 VERSION_HEADER = "x-rcatune-model"  # which served model answered (the router and the deployers read it)
-
-
-@dataclass(frozen=True)
-class ServeLimits:
-    max_queue: int = 16  # requests waiting to generate; beyond: 429
-    max_batch: int = 8  # rows generated together
-    max_tokens: int = 512
-    max_request_bytes: int = 262_144
-    max_n: int = 4
+log = logging.getLogger("rcatune.serving")
 
 
 class Metrics:
@@ -52,65 +53,34 @@ class Metrics:
         self.queue = Gauge("rcatune_queue_depth", "Requests waiting to generate", registry=self.registry)
         self.errors = Counter("rcatune_errors", "Errors returned, by type and status", ["type", "status"],
                               registry=self.registry)
+        self.abandoned = Gauge("rcatune_abandoned_requests", "Requests whose client left before the end",
+                               registry=self.registry)
 
     def count(self, model: str, prompt: int, completion: int) -> None:
         self.tokens.labels(model, "in").inc(prompt)
         self.tokens.labels(model, "out").inc(completion)
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 param: Optional[str] = None, code: Optional[str] = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
 
 
-def _settings(body: dict, limits: ServeLimits):
-    from rcatune.inference import GenerationSettings
-
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or limits.max_tokens
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ApiError(400, "max_tokens must be a positive integer", param="max_tokens")
-    if max_tokens > limits.max_tokens:
-        raise ApiError(400, f"max_tokens {max_tokens} is over this server's cap of {limits.max_tokens}",
-                       param="max_tokens")
-    stop = body.get("stop") or ()
-    stop = (stop,) if isinstance(stop, str) else tuple(stop)
-    temperature = float(body.get("temperature", 0.0) or 0.0)
-    return GenerationSettings(max_new_tokens=max_tokens, temperature=temperature,
-                              top_p=float(body.get("top_p", 1.0) or 1.0), stop=stop, seed=body.get("seed"))
-
-
-def _messages(body: dict) -> list[dict[str, str]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "messages must be a non-empty list", param="messages")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
-            raise ApiError(400, f"messages[{i}] needs a role (system, user, assistant) and string content",
-                           param=f"messages[{i}]")
-        out.append({"role": m["role"], "content": m["content"]})
-    return out
-
-
-def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), system_prompt: Optional[str] = None,
-               aliases: Optional[dict[str, str]] = None, token: Optional[str] = None):
+def create_app(models: list[ServedModel], config: Optional[ServingConfig] = None,
+               system_prompt: Optional[str] = None, aliases: Optional[dict[str, str]] = None,
+               token: Optional[str] = None):
     """The app over `models` (the first is the default when a request names none). `aliases` maps other names
     to served ones (a deployment answers to the registry name whatever version it serves); `token`, or
     $RCATUNE_SERVE_TOKEN, guards everything but the probes."""
     from contextlib import asynccontextmanager
 
+    config = config or ServingConfig()
     by_name = {m.name: m for m in models}
     aliases = dict(aliases or {})
     metrics = Metrics()
     state = {"ready": False}
     token = token or os.environ.get(TOKEN_ENV)
-    engine = Engine(models, limits.max_queue, limits.max_batch, on_depth=metrics.queue.set)
+    engine = Engine(models, config.max_queue, config.max_batch, on_depth=metrics.queue.set)
+    metrics.abandoned.set_function(lambda: engine.abandoned)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -131,50 +101,103 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
                                   GenerationSettings(max_new_tokens=2))
         state["ready"] = True
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, error: ApiError):
+    def _error(error: ApiError) -> JSONResponse:
         metrics.errors.labels(error.type, str(error.status)).inc()
         return JSONResponse(error.body(), status_code=error.status)
 
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, error: ApiError):
+        return _error(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception):  # a bug: still the documented shape, and logged once
+        log.error("unexpected %s: %s", type(error).__name__, error, exc_info=error)
+        return _error(ApiError(500, f"the server failed on this request ({type(error).__name__})", "server_error"))
+
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, error: HTTPException):  # unknown paths and methods
+        return _error(ApiError(error.status_code, str(error.detail), "invalid_request_error"))
+
     def _guard(request: Request) -> None:
-        if token and request.headers.get("authorization") != f"Bearer {token}":
+        if not token:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             raise ApiError(401, "missing or wrong bearer token", "authentication_error", code="invalid_api_key")
 
-    async def _body(request: Request) -> dict:
-        raw = await request.body()
-        if len(raw) > limits.max_request_bytes:
-            raise ApiError(413, f"request of {len(raw)} bytes is over the cap of {limits.max_request_bytes}")
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise ApiError(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return body
-
-    def _model(body: dict) -> str:
-        name = body.get("model") or models[0].name
+    def _model(name: Optional[str]) -> str:
+        name = name or models[0].name
         name = aliases.get(name, name)
         if name not in by_name:
             raise ApiError(404, f"model {name!r} is not served here; GET /v1/models lists them", param="model",
                            code="model_not_found")
         return name
 
-    async def _complete(name, conversations, settings):
+    async def _fit(name: str, messages: Messages, settings, asked: bool):
+        """`settings` with max_new_tokens within what the model's context leaves after the prompt (400 when
+        the prompt leaves no room, or when the client asked for more than there is)."""
+        from dataclasses import replace
+
+        generator = engine.generators[name]
+        context = generator.context
+        fewest = generator.fewest_tokens("".join(m["content"] for m in messages))
+        if fewest >= context:  # certain without tokenizing (a prompt many times the context costs nothing)
+            raise _too_long(ContextTooLong(fewest, context, at_least=True), more=False)
+
+        prompt = await asyncio.to_thread(generator.prompt_tokens, messages)
+        room = context - prompt
+        if room < 1 or (asked and settings.max_new_tokens > room):
+            raise _too_long(ContextTooLong(prompt, context, settings.max_new_tokens if asked else 0), more=asked)
+        return replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
+
+    async def _unless_gone(request: Request, call):
+        """Await `call` (an engine request) unless the client leaves first; then the work is dropped."""
+        work = asyncio.ensure_future(call)
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            return await engine.complete(name, conversations, settings)
-        except Busy as error:
-            raise ApiError(429, str(error), "rate_limit_error") from None
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if work.done():
+            try:
+                return work.result()
+            except Busy as error:
+                raise ApiError(429, str(error), "rate_limit_error") from None
+            except ContextTooLong as error:
+                raise _too_long(error, more=False) from None
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        raise ClientGone()
+
+    @app.exception_handler(ClientGone)
+    async def _gone(_: Request, __: ClientGone):  # nobody reads it; counted as nginx's 499
+        metrics.errors.labels("client_closed_request", "499").inc()
+        return JSONResponse({}, status_code=499)
 
     @app.get("/health")
     async def health():
+        trouble = _trouble()
+        if trouble:
+            return JSONResponse({"status": "unhealthy", "reason": trouble}, status_code=503)
         return {"status": "ok"}
 
     @app.get("/ready")
     async def ready():
-        if not state["ready"]:
-            return JSONResponse({"ready": False}, status_code=503)
+        trouble = _trouble()
+        if not state["ready"] or trouble:
+            return JSONResponse({"ready": False, "reason": trouble or "loading"}, status_code=503)
         return {"ready": True, "models": list(by_name), "aliases": aliases}
+
+    def _trouble() -> Optional[str]:
+        """Why this server cannot answer now (its worker died, or a generation runs past its bound), or None."""
+        if not engine.alive:
+            return "the generation worker has stopped"
+        stuck = engine.stuck_for(stuck_after(config))
+        if stuck is not None:
+            return f"a generation has run {stuck:.0f} s (the bound is {config.max_generation_s:g} s)"
+        return None
 
     @app.get("/metrics")
     async def prometheus():
@@ -194,27 +217,23 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
     async def chat(request: Request):
         started = time.perf_counter()
         _guard(request)
-        body = await _body(request)
-        name, messages, settings = _model(body), _messages(body), _settings(body, limits)
-        n = body.get("n", 1) or 1
-        if not isinstance(n, int) or not 1 <= n <= limits.max_n:
-            raise ApiError(400, f"n must be 1 to {limits.max_n}", param="n")
-        json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+        body = await read_json(request, config)
+        name = _model(model_name(body))
+        chat = parse_chat(body, config)
+        settings = await _fit(name, chat.messages, chat.settings, _asked_tokens(body))
         created, rid = int(time.time()), f"chatcmpl-{uuid.uuid4().hex[:24]}"
         headers = {VERSION_HEADER: name}
-        if body.get("stream"):
-            if n != 1:
-                raise ApiError(400, "stream supports n=1 only", param="n")
-            if engine.waiting >= limits.max_queue:  # refuse before the 200 of a stream is sent
-                raise ApiError(429, f"{engine.waiting} requests are waiting (the cap); retry later",
-                               "rate_limit_error")
-            usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(_sse(messages, settings, name, rid, created, usage, started),
+        if chat.stream:
+            try:  # the place in the queue is taken before the 200: a full queue is a plain 429
+                stream = engine.open_stream(name, chat.messages, settings)
+            except Busy as error:
+                raise ApiError(429, str(error), "rate_limit_error") from None
+            return StreamingResponse(_sse(stream, chat, name, rid, created, started),
                                      media_type="text/event-stream", headers=headers)
-        completions = await _complete(name, [messages] * n, settings)
+        completions = await _unless_gone(request, engine.complete(name, [chat.messages] * chat.n, settings))
         choices = []
         for i, c in enumerate(completions):
-            text = _as_json(c.text) if json_mode else c.text
+            text = _as_json(c.text) if chat.json_mode else c.text
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
                             "finish_reason": c.finish_reason, "logprobs": None})
         prompt = completions[0].prompt_tokens
@@ -225,7 +244,7 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
                              "choices": choices, "usage": {"prompt_tokens": prompt, "completion_tokens": out,
                                                            "total_tokens": prompt + out}}, headers=headers)
 
-    async def _sse(messages, settings, name, rid, created, usage, started) -> AsyncIterator[str]:
+    async def _sse(stream: Stream, chat: ChatRequest, name, rid, created, started) -> AsyncIterator[str]:
         from rcatune.inference import Completion
 
         def chunk(delta: dict, finish: Optional[str] = None) -> str:
@@ -233,46 +252,55 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
                                           "model": name, "choices": [{"index": 0, "delta": delta,
                                                                       "finish_reason": finish}]}) + "\n\n"
 
-        yield chunk({"role": "assistant", "content": ""})
-        pending, last = None, None
         try:
-            async for item in engine.stream(name, messages, settings):
-                if isinstance(item, Completion):
-                    last = item
-                    break
-                if pending is None:
-                    metrics.ttft.labels(name).observe(time.perf_counter() - started)
-                else:
-                    yield chunk({"content": pending})
-                pending = item
-        except Busy as error:
-            metrics.errors.labels("rate_limit_error", "429").inc()
-            yield "data: " + json.dumps(ApiError(429, str(error), "rate_limit_error").body()) + "\n\n"
-            return
-        metrics.count(name, last.prompt_tokens, last.completion_tokens)
-        metrics.latency.labels("chat_stream", name).observe(time.perf_counter() - started)
-        yield chunk({"content": pending or ""}, last.finish_reason)
-        if usage:
-            yield "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created,
-                                         "model": name, "choices": [], "usage": {
-                                             "prompt_tokens": last.prompt_tokens,
-                                             "completion_tokens": last.completion_tokens,
-                                             "total_tokens": last.prompt_tokens + last.completion_tokens}}) + "\n\n"
-        yield "data: [DONE]\n\n"
+            yield chunk({"role": "assistant", "content": ""})
+            pending, last = None, None
+            try:
+                async for item in stream:
+                    if isinstance(item, Completion):
+                        last = item
+                        break
+                    if pending is None:
+                        metrics.ttft.labels(name).observe(time.perf_counter() - started)
+                    else:
+                        yield chunk({"content": pending})
+                    pending = item
+            except Exception as failure:  # the 200 is sent: the error is the stream's last event
+                error = ApiError(500, f"the generation failed: {failure}", "server_error")
+                metrics.errors.labels(error.type, "500").inc()
+                log.error("a streamed generation failed: %s", failure)
+                yield "data: " + json.dumps(error.body()) + "\n\n"
+                return
+            metrics.count(name, last.prompt_tokens, last.completion_tokens)
+            metrics.latency.labels("chat_stream", name).observe(time.perf_counter() - started)
+            yield chunk({"content": pending or ""}, last.finish_reason)
+            if chat.include_usage:
+                yield "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created,
+                                             "model": name, "choices": [], "usage": {
+                                                 "prompt_tokens": last.prompt_tokens,
+                                                 "completion_tokens": last.completion_tokens,
+                                                 "total_tokens": last.prompt_tokens + last.completion_tokens}}) \
+                    + "\n\n"
+            yield "data: [DONE]\n\n"
+        finally:  # a client that left (or never read) frees the place or stops the generation
+            stream.close()
 
     @app.post("/v1/diagnose")
     async def diagnose_session(request: Request):
         started = time.perf_counter()
         from rcatune.inference import parse_answer, session_messages
         from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
+        from rcatune.sql import query_parses
 
         _guard(request)
-        body = await _body(request)
-        name = _model(body)
+        body = await read_json(request, config)
+        name = _model(model_name(body))
         example = _session(body.get("session"))
+        settings = generation_settings(body, config)
         loaded = by_name[name].loaded
-        prompt = system_prompt or loaded.system_prompt or DEFAULT_SYSTEM_PROMPT
-        [completion] = await _complete(name, [session_messages(example, prompt)], _settings(body, limits))
+        messages = session_messages(example, system_prompt or loaded.system_prompt or DEFAULT_SYSTEM_PROMPT)
+        settings = await _fit(name, messages, settings, _asked_tokens(body))
+        [completion] = await _unless_gone(request, engine.complete(name, [messages], settings))
         answer = vars(parse_answer(completion.text))
         metrics.count(name, completion.prompt_tokens, completion.completion_tokens)
         metrics.latency.labels("diagnose", name).observe(time.perf_counter() - started)
@@ -284,14 +312,23 @@ def create_app(models: list[ServedModel], limits: ServeLimits = ServeLimits(), s
     return app
 
 
-def query_parses(query: str) -> bool:
-    """Whether a diagnostic query parses as a ClickHouse query."""
-    import sqlglot
+def stuck_after(config: ServingConfig) -> float:
+    """Seconds after which a generation counts as stuck: past its own bound, with room for one slow step."""
+    return 1.25 * config.max_generation_s + 1.0
 
-    try:
-        return isinstance(sqlglot.parse_one(query, read="clickhouse"), sqlglot.exp.Query)
-    except Exception:  # sqlglot raises several error types for bad SQL
-        return False
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has closed its connection (the body is already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _asked_tokens(body: dict) -> bool:
+    return body.get("max_completion_tokens") is not None or body.get("max_tokens") is not None
+
+
+def _too_long(error: ContextTooLong, more: bool) -> ApiError:
+    return ApiError(400, str(error), param="max_tokens" if more else "messages", code="context_length_exceeded")
 
 
 def _session(session):
@@ -327,10 +364,13 @@ def _as_json(text: str) -> str:
 
 INPUT_FIELDS = ("telemetry_context", "service_topology", "time_range", "symptoms", "affected_services",
                 "error_signatures", "id", "timestamp")
+PLACEHOLDER_TIME = "2000-01-01T00:00:00Z"  # when the session has no usable time_range (its own error says so)
 
 
 def _placeholders(inputs: dict) -> dict:
     """The output fields a request does not carry (TrainingExample requires them; the prompt never shows them)."""
-    start = (inputs.get("time_range") or [None])[0]
+    time_range = inputs.get("time_range")
+    start = time_range[0] if isinstance(time_range, list) and time_range else None
+    start = start if isinstance(start, str) else PLACEHOLDER_TIME
     return {"id": "request", "timestamp": start, "root_cause": "unknown", "diagnostic_query": "SELECT 1",
             "confidence_score": 0.0, "time_to_identification": 0.0, "human_prompts_required": 0}

@@ -4,7 +4,10 @@ Plain requests that wait together for the same model with the same settings are 
 batch (left-padded, as evaluation does), up to `max_batch` rows; a request with a seed, or sampled,
 runs alone so its random stream is its own. Streams run one at a time on the same worker, so every
 request, streamed or not, counts against the bound on waiting requests (`max_queue`), beyond which a
-new one is refused (the app answers 429).
+new one is refused (the app answers 429); a stream takes its place when it is opened, before the
+server answers 200. A request whose client left is dropped from the queue, or stops generating at
+its next token. The worker never waits without a bound, and `stuck_for` tells the probes when a
+generation has run past its time.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Busy(Exception):
     """More requests are waiting than the server takes."""
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     model: str
     conversations: list[Messages]
@@ -45,7 +48,7 @@ class _Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     stream: Optional[asyncio.Queue] = None  # deltas, then the finished Completion
-    left: threading.Event = field(default_factory=threading.Event)  # the reader went away (a client disconnect)
+    left: threading.Event = field(default_factory=threading.Event)  # nobody waits for it any more (a disconnect)
 
     @property
     def batchable(self) -> bool:
@@ -54,6 +57,33 @@ class _Job:
     @property
     def key(self) -> tuple:
         return (self.model, self.settings)
+
+
+class Stream:
+    """An opened stream: its place in the queue is taken; iterate for text deltas, then the `Completion`.
+    Leaving early (or never reading) must end with `close()`, which frees its place or stops its generation."""
+
+    def __init__(self, engine: "Engine", job: _Job) -> None:
+        self.engine, self.job, self.finished = engine, job, False
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            while True:
+                item = await self.job.stream.get()
+                if isinstance(item, BaseException):
+                    self.finished = True
+                    raise item
+                if isinstance(item, Completion):
+                    self.finished = True
+                    yield item
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self.finished:
+            self.engine._leave(self.job)
 
 
 class Engine:
@@ -65,7 +95,8 @@ class Engine:
         self.generators = {m.name: Generator(m.loaded) for m in models}
         self.max_queue, self.max_batch, self.on_depth = max_queue, max_batch, on_depth
         self.batches: list[int] = []  # rows of each batch run (for tests and the bench)
-        self.abandoned = 0  # streams whose reader left before the end (their generation stopped there)
+        self.abandoned = 0  # requests whose client left before the end (dropped, or stopped at the next token)
+        self.busy_since: Optional[float] = None  # when the generation now running started (monotonic)
         self._pending: deque[_Job] = deque()
         self._wake = threading.Condition()
         self._closed = False
@@ -76,33 +107,42 @@ class Engine:
     def waiting(self) -> int:
         return len(self._pending)
 
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive()
+
+    def stuck_for(self, bound: float) -> Optional[float]:
+        """Seconds the running generation has taken, when that is more than `bound`; else None."""
+        since = self.busy_since
+        if since is None:
+            return None
+        running = time.monotonic() - since
+        return running if running > bound else None
+
     async def complete(self, model: str, conversations: list[Messages],
                        settings: GenerationSettings) -> list[Completion]:
-        """One completion per conversation (generated with whatever else waits for the same model and settings)."""
+        """One completion per conversation (generated with whatever else waits for the same model and settings).
+        Cancelling the call (the client left) drops the request, or stops its rows at their next token."""
         loop = asyncio.get_running_loop()
         job = _Job(model, conversations, settings, loop, loop.create_future())
         self._submit(job)
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            self._leave(job)
+            raise
 
-    async def stream(self, model: str, messages: Messages, settings: GenerationSettings) -> AsyncIterator[Any]:
-        """Text deltas as they are generated, then the finished `Completion`."""
+    def open_stream(self, model: str, messages: Messages, settings: GenerationSettings) -> Stream:
+        """Take a place in the queue for a stream now (Busy when there is none)."""
         loop = asyncio.get_running_loop()
         job = _Job(model, [messages], settings, loop, loop.create_future(), stream=asyncio.Queue())
         self._submit(job)
-        try:
-            while True:
-                item = await job.stream.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if isinstance(item, Completion):
-                    return
-        finally:  # a reader that leaves early (the client disconnected) frees the worker for the next request
-            job.left.set()
-            with self._wake:
-                if job in self._pending:
-                    self._pending.remove(job)
-                    self.on_depth(len(self._pending))
+        return Stream(self, job)
+
+    async def stream(self, model: str, messages: Messages, settings: GenerationSettings) -> AsyncIterator[Any]:
+        """Text deltas as they are generated, then the finished `Completion`."""
+        async for item in self.open_stream(model, messages, settings):
+            yield item
 
     def close(self) -> None:
         with self._wake:
@@ -111,11 +151,24 @@ class Engine:
 
     def _submit(self, job: _Job) -> None:
         with self._wake:
+            if self._closed:
+                raise Busy("the server is shutting down")
             if len(self._pending) >= self.max_queue:
                 raise Busy(f"{len(self._pending)} requests are waiting (the cap); retry later")
             self._pending.append(job)
             self.on_depth(len(self._pending))
             self._wake.notify()
+
+    def _leave(self, job: _Job) -> None:
+        """Nobody waits for `job` any more: out of the queue, or stopped at its next token."""
+        if job.left.is_set():
+            return
+        job.left.set()
+        self.abandoned += 1
+        with self._wake:
+            if job in self._pending:
+                self._pending.remove(job)
+                self.on_depth(len(self._pending))
 
     def _take(self) -> Optional[list[_Job]]:
         """The next job, with every waiting job it can share a batch with."""
@@ -133,6 +186,7 @@ class Engine:
                         batch.append(job)
                         rows += len(job.conversations)
             self.on_depth(len(self._pending))
+            self.busy_since = time.monotonic()
             return batch
 
     def _work(self) -> None:
@@ -147,11 +201,15 @@ class Engine:
             except BaseException as error:  # the request fails, the worker goes on
                 for job in batch:
                     _deliver(job, error)
+            finally:
+                self.busy_since = None
 
     def _run_batch(self, batch: list[_Job]) -> None:
         first = batch[0]
         conversations = [c for job in batch for c in job.conversations]
-        completions = self.generators[first.model].complete(conversations, first.settings)
+        rows = [job.left for job in batch for _ in job.conversations]
+        completions = self.generators[first.model].complete(conversations, first.settings,
+                                                            abandoned=lambda: [left.is_set() for left in rows])
         self.batches.append(len(conversations))
         start = 0
         for job in batch:
@@ -169,10 +227,8 @@ class Engine:
         finally:
             deltas.close()  # stops the generation when the reader left
         self.batches.append(1)
-        if job.left.is_set():
-            self.abandoned += 1
-            return
-        job.loop.call_soon_threadsafe(job.stream.put_nowait, generator.last)
+        if not job.left.is_set():
+            job.loop.call_soon_threadsafe(job.stream.put_nowait, generator.last)
 
 
 def _deliver(job: _Job, result: Any) -> None:
