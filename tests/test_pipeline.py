@@ -203,21 +203,41 @@ def _eval_losses(run_dir: Path) -> list[float]:
     return [entry["eval_loss"] for entry in history if "eval_loss" in entry]
 
 
-def test_killed_training_resumes_even_when_its_checkpoint_rotates_away(tmp_path):
-    """Kill after checkpoint 3; with save_total_limit=2 the resumed run deletes checkpoint 3 while it trains,
-    and must still finish (evaluate, register, export) with the losses of a run never killed."""
+# The recipe a user tried (issue 24): the tiny pace (word dropout, length-grouped batches, weighted loss), three
+# epochs, a checkpoint every step, two kept.
+RESUME_ARGS = ["data.size=40", "trainer.epochs=3", "trainer.batch_size=4", "trainer.save_steps=1",
+               "trainer.save_total_limit=2", *TINY_OVERRIDES]
+
+
+@pytest.fixture(scope="module")
+def never_killed(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("never_killed")
+    run_py(*RESUME_ARGS, f"hydra.run.dir={run_dir}")
+    return run_dir
+
+
+def _steps_per_epoch(run_dir: Path) -> int:
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    return -(-summary["counts"]["splits"]["train"] // 4)  # ceil(train / batch 4)
+
+
+@pytest.mark.parametrize("where", ["mid_epoch", "epoch_end"])
+def test_killed_training_resumes_to_the_losses_of_a_run_never_killed(never_killed, tmp_path, where):
+    """kill -9 once a chosen checkpoint is whole (inside the second epoch, or at the end of the first), then the
+    same command with trainer.resume_from=latest: every epoch's eval loss is the never-killed run's. With
+    save_total_limit=2 the resumed run also rotates away the checkpoint it resumed from while it trains."""
     import signal
     import time
 
-    train_args = ["data.size=40", "trainer.epochs=2", "trainer.batch_size=4", "trainer.save_steps=1",
-                  "trainer.save_total_limit=2", *TINY_OVERRIDES]
-    run_dir = tmp_path / "run"
-    checkpoints = run_dir / "training" / "checkpoints"
-    process = subprocess.Popen([sys.executable, "run.py", *train_args, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                               env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    per_epoch = _steps_per_epoch(never_killed)
+    step = per_epoch + per_epoch // 2 if where == "mid_epoch" else per_epoch
+    run_dir, pauses = tmp_path / "run", tmp_path / "pauses"
+    process = subprocess.Popen([sys.executable, "run.py", *RESUME_ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT,
+                               env=dict(os.environ, OMP_NUM_THREADS="1", RCATUNE_PAUSE_AT=f"training.checkpoint:{step}",
+                                        RCATUNE_PAUSE_DIR=str(pauses)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not (checkpoints / "checkpoint-3" / "trainer_state.json").exists():
+    while not (pauses / f"training.checkpoint:{step}.paused").exists():
         assert process.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.1)
@@ -225,22 +245,23 @@ def test_killed_training_resumes_even_when_its_checkpoint_rotates_away(tmp_path)
     process.wait()
     assert not (run_dir / "training" / "model").exists()
 
-    run_py(*train_args, "trainer.resume_from=latest", f"hydra.run.dir={run_dir}")
+    run_py(*RESUME_ARGS, "trainer.resume_from=latest", f"hydra.run.dir={run_dir}")
     summary = json.loads((run_dir / "run_summary.json").read_text())
     assert summary["status"] == "succeeded"
     resumed = summary["decisions"]["resumed_from"]
-    assert int(resumed.rsplit("-", 1)[1]) >= 3
+    assert resumed.endswith(f"checkpoint-{step}")
     assert not Path(resumed).exists(), "the checkpoint it resumed from was rotated away while it trained"
-    steps = 2 * -(-summary["counts"]["splits"]["train"] // 4)  # 2 epochs of ceil(train / batch 4) steps
-    state = json.loads((checkpoints / f"checkpoint-{steps}" / "trainer_state.json").read_text())
-    assert state["global_step"] == steps and state["epoch"] == 2
+    steps = 3 * per_epoch
+    state = json.loads((run_dir / "training" / "checkpoints" / f"checkpoint-{steps}" / "trainer_state.json")
+                       .read_text())
+    assert state["global_step"] == steps and state["epoch"] == 3
     assert (run_dir / "training" / "model" / "config.json").exists()  # model=tiny trains full weights
     assert Path(summary["artifacts"]["export_merged"]).is_dir() and summary["decisions"]["zenml_model_version"]
     assert summary["metrics"]["train_tokens_per_second"] > 0
 
-    never_killed = tmp_path / "never_killed"
-    run_py(*train_args, f"hydra.run.dir={never_killed}")
     straight = json.loads((never_killed / "run_summary.json").read_text())
-    assert _eval_losses(run_dir) == pytest.approx(_eval_losses(never_killed), rel=1e-4)
-    assert len(_eval_losses(run_dir)) == 2
-    assert summary["metrics"]["eval_loss"] == pytest.approx(straight["metrics"]["eval_loss"], rel=1e-4)
+    # killed at the end of epoch 1 before its evaluation, the resumed run evaluates epochs 2 and 3 only
+    evals = _eval_losses(run_dir)
+    assert len(evals) == (3 if where == "mid_epoch" else 2)
+    assert evals == pytest.approx(_eval_losses(never_killed)[-len(evals):], rel=1e-6)
+    assert summary["metrics"]["eval_loss"] == pytest.approx(straight["metrics"]["eval_loss"], rel=1e-6)

@@ -128,15 +128,15 @@ class PadCollator:
         return out
 
 
-def erase_prompt_tokens(input_ids, labels, rate: float, fill_id: int, protected):
+def erase_prompt_tokens(input_ids, labels, rate: float, fill_id: int, protected, generator=None):
     """Word dropout on the prompt: each prompt token (label IGNORE) that is not in `protected` (a tensor of
     the chat template's special token ids) becomes `fill_id` with probability `rate`; answer tokens are never
     touched. A model that cannot count on every word of a session learns to read the fault off any of its
-    signals."""
+    signals. `generator`: where the draws come from (None: the global random state)."""
     import torch
 
     eligible = labels.eq(IGNORE) & ~torch.isin(input_ids, protected.to(input_ids.device))
-    drop = eligible & (torch.rand(input_ids.shape, device=input_ids.device) < rate)
+    drop = eligible & (torch.rand(input_ids.shape, device=input_ids.device, generator=generator) < rate)
     return input_ids.masked_fill(drop, fill_id)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from rcatune.artifacts import TrainedModel
 from rcatune.config.trainer import HfTrainerConfig
 from rcatune.models.loading import load_model, load_tokenizer
+from rcatune.pause import pause_point
 from rcatune.progress import interactive
 from rcatune.training.base import (
     ADAPTER_OR_MODEL,
@@ -55,23 +56,62 @@ def _mlflow_callback():
     return MlflowCurves()
 
 
+def _pause_callback():
+    from transformers import TrainerCallback
+
+    class PauseAfterSave(TrainerCallback):
+        """`RCATUNE_PAUSE_AT=training.checkpoint:N` waits once checkpoint N is whole (rcatune.pause)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            pause_point("training.checkpoint", state.global_step)
+
+    return PauseAfterSave()
+
+
 def _trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0, protected=()):
-    """transformers' Trainer, or one whose loss weighs each answer token (trainer.root_cause_weight,
-    trainer.lead_weight) and that erases prompt tokens in training batches (trainer.prompt_dropout)."""
+    """transformers' Trainer with its random streams made resumable, and, where asked, a loss that weighs each
+    answer token (trainer.root_cause_weight, trainer.lead_weight) and prompt tokens erased in training batches
+    (trainer.prompt_dropout).
+
+    A run resumed from any checkpoint draws what the run never killed drew: the length-grouped order of each
+    epoch comes from a generator seeded by (seed, epoch), word dropout from one seeded by (seed, step,
+    micro-batch), and evaluation leaves the global random state as it found it (its data loader draws from it,
+    so the epoch after an evaluation used to start from another state than a run resumed at that epoch)."""
     import torch
     from transformers import Trainer
 
-    if not weighted and not prompt_dropout:
-        return Trainer
     protected = torch.tensor(list(protected), dtype=torch.long)  # once, not per batch
 
     class RcaTrainer(Trainer):
+        _dropout_at = (-1, 0)  # (global step, micro-batch) of the last erased batch
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.args.train_sampling_strategy != "group_by_length":
+                return super()._get_train_sampler(train_dataset)
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            return EpochSeededLengthSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                            dataset, self.args.seed)
+
+        def evaluate(self, *args, **kwargs):
+            devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+            with torch.random.fork_rng(devices=devices):
+                return super().evaluate(*args, **kwargs)
+
+        def _dropout_generator(self, device) -> "torch.Generator":
+            step, micro = self._dropout_at
+            at = (self.state.global_step, micro + 1 if step == self.state.global_step else 0)
+            self._dropout_at = at
+            generator = torch.Generator(device=device)
+            generator.manual_seed(self.args.seed * 1_000_003 + at[0] * 1_009 + at[1])
+            return generator
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if prompt_dropout and model.training:
-                inputs["input_ids"] = erase_prompt_tokens(inputs["input_ids"], inputs["labels"], prompt_dropout,
-                                                          fill_id, protected)
+                ids = inputs["input_ids"]
+                inputs["input_ids"] = erase_prompt_tokens(ids, inputs["labels"], prompt_dropout, fill_id, protected,
+                                                          self._dropout_generator(ids.device))
             weights = inputs.pop("loss_weights", None)
-            if weights is None:  # evaluation batches: the plain answer loss
+            if not weighted or weights is None:  # unweighted, or evaluation batches: the plain answer loss
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             kept = answer_positions(labels)  # logits of the answer's positions only: the prompt's are not read
@@ -85,6 +125,21 @@ def _trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0
             return (loss, outputs) if return_outputs else loss
 
     return RcaTrainer
+
+
+def EpochSeededLengthSampler(batch_size: int, dataset, seed: int):
+    """transformers' LengthGroupedSampler drawing from its own generator, reseeded with (seed, epoch) when the
+    Trainer starts an epoch (`set_epoch`), instead of from the global random state."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class Sampler(LengthGroupedSampler):
+        def set_epoch(self, epoch: int) -> None:
+            self.generator.manual_seed(seed * 7_919 + int(epoch))
+
+    sampler = Sampler(batch_size, dataset=dataset, generator=torch.Generator())
+    sampler.set_epoch(0)
+    return sampler
 
 
 class HfTrainer:
@@ -120,7 +175,7 @@ class HfTrainer:
                           model=model, args=self.arguments(job, len(train_features)), train_dataset=train_features,
                           eval_dataset=val_tokens.features,
                           data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),
-                          callbacks=[_mlflow_callback()])
+                          callbacks=[_mlflow_callback(), _pause_callback()])
         if runtime.on_gpu:
             import torch
 
