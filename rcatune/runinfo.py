@@ -51,6 +51,6 @@ class RunSummary(BaseModel):
     seconds: float | None = None
 
     def write(self, run_dir: Path) -> Path:
-        path = run_dir / RUN_SUMMARY
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
-        return path
+        from rcatune import atomic
+
+        return atomic.write_text(run_dir / RUN_SUMMARY, json.dumps(self.model_dump(mode="json"), indent=2) + "\n")

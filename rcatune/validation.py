@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
+from rcatune import atomic
 from rcatune.errors import DataError
 from rcatune.progress import bar
 from rcatune.schema import TrainingExample
@@ -90,16 +91,20 @@ def _problems(error: ValidationError) -> list[tuple[str, str, str]]:
 
 
 class Quarantine:
-    """Append-only JSONL file of rejected records, opened on the first rejection."""
+    """Append-only JSONL file of rejected records, opened on the first rejection. It is written under a
+    temporary name and renamed into place when validation ends (a killed run leaves no partial quarantine, and
+    a rerun without rejections no stale one)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.staged = path.with_name(path.name + atomic.PARTIAL)
         self._handle = None
+        path.unlink(missing_ok=True)
 
     def add(self, record: RawRecord, problems: list[tuple[str, str, str]]) -> None:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("w", encoding="utf-8")
+            self._handle = self.staged.open("w", encoding="utf-8")
         field, category, reason = problems[0]
         entry = {
             "source": record.source,
@@ -115,6 +120,7 @@ class Quarantine:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+            self.staged.replace(self.path)
 
 
 def validate_records(records: Iterable[RawRecord], source: str, quarantine_path: Path,
@@ -187,7 +193,7 @@ def load_examples(source: Source, quarantine_path: Path, max_rejected_fraction: 
     described = source.describe() + (f", first {limit}" if limit is not None else "")
     examples, report = validate_records(records, described, quarantine_path, progress)
     if report_path is not None:
-        report_path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        atomic.write_text(report_path, report.model_dump_json(indent=2))
     for line in report.lines():
         print(line)
     check_report(report, max_rejected_fraction)
@@ -209,7 +215,7 @@ def load_source(data, out_dir: Path, progress: bool = True, scrub=None):
     if scrub is not None:
         examples, scrubbed = scrub_examples(examples, scrub)
         report.scrub = scrubbed
-        report_path.write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        atomic.write_text(report_path, report.model_dump_json(indent=2))
         for line in scrubbed.lines():
             (log.warning if not scrubbed.enabled else print)(line)
     dataset = TrainingDataset(examples=examples, metadata={"source": report.source})

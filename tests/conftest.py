@@ -85,3 +85,29 @@ def servable_versions(tmp_path_factory, state_home) -> list[dict]:
         number = summary["decisions"]["zenml_model_version"].rsplit(" v", 1)[1]
         versions.append({"number": number, "export": summary["artifacts"]["export_merged"], "run_dir": run_dir})
     return versions
+
+
+def run_py_killed_at(point: str, *args: str, pauses: Path, timeout: int = 600) -> None:
+    """`python run.py ARGS` with RCATUNE_PAUSE_AT=point (rcatune.pause): once it waits there, kill -9 its whole
+    process group, as the out-of-memory killer or a pre-empted node would."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", RCATUNE_PAUSE_AT=point, RCATUNE_PAUSE_DIR=str(pauses))
+    log = pauses / "run.log"
+    pauses.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as handle:
+        process = subprocess.Popen([sys.executable, "run.py", *args], cwd=ROOT, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + timeout
+    while not (pauses / f"{point}.paused").exists():
+        if process.poll() is not None:
+            raise AssertionError(f"run.py ended before it reached {point}:\n{log.read_text()[-3000:]}")
+        if time.time() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(f"run.py did not reach {point} within {timeout} s")
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_py
+from tests.conftest import ROOT, run_py, run_py_killed_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY_OVERRIDES = ["model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
@@ -226,23 +223,10 @@ def test_killed_training_resumes_to_the_losses_of_a_run_never_killed(never_kille
     """kill -9 once a chosen checkpoint is whole (inside the second epoch, or at the end of the first), then the
     same command with trainer.resume_from=latest: every epoch's eval loss is the never-killed run's. With
     save_total_limit=2 the resumed run also rotates away the checkpoint it resumed from while it trains."""
-    import signal
-    import time
-
     per_epoch = _steps_per_epoch(never_killed)
     step = per_epoch + per_epoch // 2 if where == "mid_epoch" else per_epoch
-    run_dir, pauses = tmp_path / "run", tmp_path / "pauses"
-    process = subprocess.Popen([sys.executable, "run.py", *RESUME_ARGS, f"hydra.run.dir={run_dir}"], cwd=ROOT,
-                               env=dict(os.environ, OMP_NUM_THREADS="1", RCATUNE_PAUSE_AT=f"training.checkpoint:{step}",
-                                        RCATUNE_PAUSE_DIR=str(pauses)),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not (pauses / f"training.checkpoint:{step}.paused").exists():
-        assert process.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)  # run.py and anything it started
-    process.wait()
+    run_dir = tmp_path / "run"
+    run_py_killed_at(f"training.checkpoint:{step}", *RESUME_ARGS, f"hydra.run.dir={run_dir}", pauses=tmp_path / "p")
     assert not (run_dir / "training" / "model").exists()
 
     run_py(*RESUME_ARGS, "trainer.resume_from=latest", f"hydra.run.dir={run_dir}")
