@@ -150,6 +150,7 @@ class Promotion(BaseModel):
     zenml_version: Optional[str] = None
     mlflow_model: Optional[str] = None
     mlflow_version: Optional[str] = None
+    registry_check: Optional[str] = None  # what the check before registering found and repaired (one line)
 
     def summarise(self, summary: RunSummary) -> None:
         summary.decisions["stage"] = self.stage or "none"
@@ -158,6 +159,8 @@ class Promotion(BaseModel):
         summary.decisions["mlflow_model_version"] = f"{self.mlflow_model} v{self.mlflow_version}"
         if self.comparison is not None:
             summary.decisions["versus_production"] = self.comparison.model_dump()
+        if self.registry_check:
+            summary.decisions["registry_check"] = self.registry_check
 
 
 class ExportBundle(BaseModel):

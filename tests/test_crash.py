@@ -47,3 +47,63 @@ def test_prepare_killed_while_writing_formats_leaves_no_partial_format_and_rerun
         assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in theirs.iterdir())
         for file in mine.iterdir():
             assert file.read_bytes() == (theirs / file.name).read_bytes(), file
+
+
+REGISTER = ["data.size=40", "trainer.epochs=1", "data.split.min_examples=5", "model_registry_name=crash-reg",
+            "evaluation.min_accuracy=0", "evaluation.min_bleu=0", "evaluation.max_perplexity=1e9",
+            "evaluation.require_improvement=false",
+            "evaluation.promotion_margin=-1", "model.hidden_size=64", "model.intermediate_size=128",
+            "model.num_layers=2", "model.vocab_size=1024", "progress=false", "evaluation.max_new_tokens=16",
+            "evaluation.max_examples=4"]
+
+
+def _registry(name: str) -> tuple[dict, dict, dict]:
+    """({ZenML number: (stage, registration)}, {ZenML number: MLflow version}, {alias: MLflow version})."""
+    from mlflow.tracking import MlflowClient
+    from zenml.client import Client
+
+    from rcatune.registry import mlflow_twins
+
+    versions = Client().list_model_versions(model_name_or_id=name, size=100, hydrate=True)
+    zenml = {str(v.number): (getattr(v.stage, "value", v.stage) or None, (v.run_metadata or {}).get("registration"))
+             for v in versions}
+    twins = {number: str(twin.version) for number, twin in mlflow_twins(name).items()}
+    aliases = dict(MlflowClient().get_registered_model(name).aliases)
+    return zenml, twins, {k: str(v) for k, v in aliases.items()}
+
+
+def test_registration_killed_between_its_registries_is_repaired_or_reported_by_the_next_run(tmp_path):
+    """Run 1 is killed after ZenML's stage is set but before MLflow's aliases follow; run 2 after its MLflow twin
+    is created but before its stage is set; run 3 completes. Each next run's check repairs what is known (run 1
+    committed: its aliases) and reports what is not (run 2 never committed: left unpromoted), in one line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run_py_killed_at("register.stage", *REGISTER, f"hydra.run.dir={tmp_path / 'one'}", pauses=tmp_path / "p1")
+    zenml, twins, aliases = _registry("crash-reg")
+    assert zenml == {"1": ("production", "started")} and twins == {"1": "1"} and "champion" not in aliases
+
+    run_py_killed_at("register.mlflow", *REGISTER, "seed=2", f"hydra.run.dir={tmp_path / 'two'}",
+                     pauses=tmp_path / "p2")
+    log = (tmp_path / "p2" / "run.log").read_text()
+    assert "registry check: crash-reg: repaired v1: registered and staged (production)" in log
+    assert "MLflow champion now v1" in log
+    zenml, twins, aliases = _registry("crash-reg")
+    assert zenml["1"] == ("production", "complete") and zenml["2"] == (None, "started") and twins["2"] == "2"
+    assert aliases["champion"] == "1"
+
+    run_py(*REGISTER, "seed=3", f"hydra.run.dir={tmp_path / 'three'}")
+    summary = json.loads((tmp_path / "three" / "run_summary.json").read_text())
+    line = summary["decisions"]["registry_check"]
+    assert line.startswith("registry check: crash-reg: found v2: its registration was interrupted (MLflow v2 exists")
+    assert "\n" not in line
+    zenml, twins, aliases = _registry("crash-reg")
+    assert zenml["2"] == (None, "interrupted") and zenml["3"][1] == "complete" and twins["3"] == "3"
+    production = [n for n, (stage, _) in zenml.items() if stage == "production"]
+    assert len(production) == 1 and aliases["champion"] == twins[production[0]]
+
+    check = subprocess.run([sys.executable, "-m", "rcatune.registry", "check", "--model", "crash-reg"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0 and "ZenML and MLflow agree" in check.stdout, check.stdout + check.stderr

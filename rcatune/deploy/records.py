@@ -98,7 +98,7 @@ def update_registry(record: DeploymentRecord) -> None:
     from zenml.client import Client
     from zenml.enums import ModelStages
 
-    from rcatune.registry import STAGE_ALIASES
+    from rcatune.registry import sync_aliases
 
     version = Client().get_model_version(record.registry_name, int(record.version))
     version.set_stage(ModelStages.PRODUCTION, force=True)
@@ -108,7 +108,7 @@ def update_registry(record: DeploymentRecord) -> None:
     found = client.search_model_versions(f"name='{record.registry_name}' and tag.zenml_version='{record.version}'")
     if found:
         mlflow_version = found[0].version
-        client.set_registered_model_alias(record.registry_name, STAGE_ALIASES["production"], mlflow_version)
+        sync_aliases(record.registry_name)  # champion follows the new production
         client.set_registered_model_alias(record.registry_name, f"deployed-{record.target}", mlflow_version)
         for key, value in {"deployed.target": record.target, "deployed.endpoint": record.endpoint or "",
                            "deployed.at": record.at, "deployed.by": record.by,

@@ -1,0 +1,5 @@
+import sys
+
+from rcatune.registry.twins import main
+
+sys.exit(main())
