@@ -107,3 +107,39 @@ def test_registration_killed_between_its_registries_is_repaired_or_reported_by_t
     check = subprocess.run([sys.executable, "-m", "rcatune.registry", "check", "--model", "crash-reg"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0 and "ZenML and MLflow agree" in check.stdout, check.stdout + check.stderr
+
+
+def _evaluate_args(model_dir: str, run_dir: Path) -> list[str]:
+    return ["pipeline=evaluate", f"pipeline.model_dir={model_dir}", "evaluation.compare_with_base=false",
+            "data.size=40", "evaluation.max_examples=4", "evaluation.max_new_tokens=24", "evaluation.batch_size=1",
+            "progress=false",
+            f"hydra.run.dir={run_dir}"]
+
+
+def test_a_killed_evaluation_resumes_from_the_answers_it_wrote(tmp_path):
+    """Killed after its second answer; the same command again takes those two from the journal and generates the
+    rest: every metric and answer is what a run never killed gives."""
+    from rcatune.config.model import TinyModelConfig
+
+    model_dir = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                                vocab_size=1024).resolve_path()
+    run_dir, straight_dir = tmp_path / "run", tmp_path / "never_killed"
+    run_py_killed_at("evaluation.answers:2", *_evaluate_args(model_dir, run_dir), pauses=tmp_path / "p")
+    journal = list((run_dir / "evaluation" / "journal").glob("*.jsonl"))
+    assert len(journal) == 1 and len(journal[0].read_text().splitlines()) == 2
+
+    run_py(*_evaluate_args(model_dir, run_dir))
+    run_py(*_evaluate_args(model_dir, straight_dir))
+    resumed = json.loads((run_dir / "run_summary.json").read_text())["evaluation"]
+    straight = json.loads((straight_dir / "run_summary.json").read_text())["evaluation"]
+    first = next(iter(resumed["sets"]))
+    assert resumed["sets"][first]["tuned"].pop("answers_resumed") == 2
+    for name, scores in straight["sets"].items():
+        for key, value in scores["tuned"].items():
+            if "latency" not in key and "per_second" not in key:
+                assert resumed["sets"][name]["tuned"][key] == pytest.approx(value), (name, key)
+    for answers in (run_dir / "evaluation").glob("answers_*.jsonl"):
+        mine = [json.loads(line)["answer"] for line in answers.read_text().splitlines()]
+        theirs = [json.loads(line)["answer"] for line in (straight_dir / "evaluation" / answers.name).read_text()
+                  .splitlines()]
+        assert mine == theirs

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 from rcatune.artifacts import PRIMARY_METRIC, ModelScores
 from rcatune.config.evaluation import EvaluationConfig
 from rcatune.evaluation.catalog import FaultCatalog, reference_labels
+from rcatune.evaluation.journal import AnswerJournal, fingerprint
 from rcatune.evaluation.scoring import QueryChecker, answer_scores, corpus_bleu, semantic_similarity
 from rcatune.inference import Completion, GenerationSettings, Generator, LoadedModel, session_messages
+from rcatune.pause import pause_point
 from rcatune.progress import bar
 from rcatune.prompts import parse_answer, render
 from rcatune.schema import TrainingExample
@@ -38,31 +41,41 @@ def perplexity(loaded: LoadedModel, examples: list[TrainingExample], system_prom
 
 
 def generate_answers(loaded: LoadedModel, examples: list[TrainingExample], cfg: EvaluationConfig,
-                     system_prompt: str, name: str, progress: bool) -> tuple[list[Completion], float]:
-    """A greedy completion per example, `cfg.batch_size` at a time; and the seconds spent generating
-    (a batch's time counts once)."""
+                     system_prompt: str, name: str, progress: bool,
+                     journal: Optional[Path] = None) -> tuple[list[Completion], float, int]:
+    """A greedy completion per example, `cfg.batch_size` at a time; the seconds spent generating (a batch's
+    time counts once); and how many answers came from `journal` (a killed evaluation's, resumed)."""
     generator = Generator(loaded)
     settings = GenerationSettings(max_new_tokens=cfg.max_new_tokens)
-    completions: list[Completion] = []
-    total = 0.0
+    conversations = [session_messages(e, system_prompt) for e in examples]
+    prompts = [generator.render(m) for m in conversations]
+    written = AnswerJournal(journal, fingerprint(loaded) if journal else "", settings)
+    done = {i: written.get(p) for i, p in enumerate(prompts) if written.get(p) is not None}
+    todo = [i for i in range(len(examples)) if i not in done]
+    total = sum(c.seconds for c in done.values())
     with bar(len(examples), f"generate {name}", "answer", progress) as shown:
-        for start in range(0, len(examples), cfg.batch_size):
-            chunk = examples[start:start + cfg.batch_size]
-            results = generator.complete([session_messages(e, system_prompt) for e in chunk], settings)
+        shown.update(len(done))
+        for start in range(0, len(todo), cfg.batch_size):
+            chunk = todo[start:start + cfg.batch_size]
+            results = generator.complete([conversations[i] for i in chunk], settings)
+            written.add([prompts[i] for i in chunk], results)
             total += results[0].seconds
-            completions += results
+            done.update(zip(chunk, results, strict=True))
             shown.update(len(chunk))
-    return completions, total
+            pause_point("evaluation.answers", len(done))
+    return [done[i] for i in range(len(examples))], total, len(examples) - len(todo)
 
 
 def score_model(name: str, loaded: LoadedModel, examples: list[TrainingExample], cfg: EvaluationConfig,
-                system_prompt: str, max_length: int, catalog: FaultCatalog, progress: bool = True) -> ModelScores:
-    """Generate for every example and compute every metric.
+                system_prompt: str, max_length: int, catalog: FaultCatalog, progress: bool = True,
+                journal: Optional[Path] = None) -> ModelScores:
+    """Generate for every example (taking what `journal` holds from a killed run) and compute every metric.
 
     Root-cause accuracy counts the examples whose reference fault is known (given as `scenario`, or
     inferred from the reference root cause against `catalog`): `label_coverage` says which share that is."""
     references = [render(e, system_prompt).output for e in examples]
-    completions, generation_seconds = generate_answers(loaded, examples, cfg, system_prompt, name, progress)
+    completions, generation_seconds, resumed = generate_answers(loaded, examples, cfg, system_prompt, name, progress,
+                                                                journal)
     predicted_answers = [parse_answer(c.text) for c in completions]
     predicted_labels = catalog.infer([a.root_cause for a in predicted_answers])
     truths = reference_labels(examples, catalog)
@@ -106,6 +119,8 @@ def score_model(name: str, loaded: LoadedModel, examples: list[TrainingExample],
     metrics["generation_tokens_per_second"] = sum(r["new_tokens"] for r in rows) / max(generation_seconds, 1e-9)
     metrics["generation_batch_size"] = float(cfg.batch_size)
     metrics["examples"] = float(len(rows))
+    if resumed:
+        metrics["answers_resumed"] = float(resumed)
     return ModelScores(name=name, metrics=metrics, answers=rows)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from rcatune import atomic
 from rcatune.artifacts import Evaluation, ModelScores, SetScores
 from rcatune.config.evaluation import EvaluationConfig
 from rcatune.evaluation.baseline import WordsBaseline
@@ -29,12 +30,14 @@ def evaluation_sets(sets: dict[str, list[TrainingExample]], cfg: EvaluationConfi
 
 
 def score_sets(name: str, load: Loader, sets: dict[str, list[TrainingExample]], cfg: EvaluationConfig,
-               system_prompt: str, max_length: int, catalog: FaultCatalog, progress: bool) -> dict[str, ModelScores]:
-    """One model (loaded once) on every set."""
+               system_prompt: str, max_length: int, catalog: FaultCatalog, progress: bool,
+               journals: Optional[Path] = None) -> dict[str, ModelScores]:
+    """One model (loaded once) on every set; answers journaled under `journals` (resumed after a kill)."""
     loaded = load()
     try:
         return {set_name: score_model(f"{name} / {set_name}" if len(sets) > 1 else name, loaded, examples, cfg,
-                                      system_prompt, max_length, catalog, progress)
+                                      system_prompt, max_length, catalog, progress,
+                                      journals / f"{name}_{set_name}.jsonl" if journals else None)
                 for set_name, examples in sets.items()}
     finally:
         loaded.release()
@@ -51,8 +54,10 @@ def evaluate_candidate(sets: dict[str, list[TrainingExample]], candidate: Loader
     Models are passed as loaders so only one is in memory at a time."""
     sets = evaluation_sets(sets, cfg)
     catalog = FaultCatalog.load(cfg.fault_catalog)
-    base_scores = score_sets("base", base, sets, cfg, system_prompt, max_length, catalog, progress) if base else {}
-    tuned = score_sets("tuned", candidate, sets, cfg, system_prompt, max_length, catalog, progress)
+    journals = out / "journal"
+    base_scores = score_sets("base", base, sets, cfg, system_prompt, max_length, catalog, progress,
+                             journals) if base else {}
+    tuned = score_sets("tuned", candidate, sets, cfg, system_prompt, max_length, catalog, progress, journals)
     results = []
     for name in sets:
         comparison = compare("tuned", tuned[name].answers, "base", base_scores[name].answers, cfg.confidence,
@@ -68,8 +73,8 @@ def evaluate_candidate(sets: dict[str, list[TrainingExample]], candidate: Loader
     for result in results:
         for scores in (result.base, result.tuned):
             if scores is not None:
-                (out / f"answers_{result.name}_{scores.name}.jsonl").write_text(
-                    "".join(json.dumps(row) + "\n" for row in scores.answers), encoding="utf-8")
+                atomic.write_text(out / f"answers_{result.name}_{scores.name}.jsonl",
+                                  "".join(json.dumps(row) + "\n" for row in scores.answers))
     report = write_report(out, results, decision, history or [], title, catalog)
     return Evaluation(sets=results, decision=decision, report_path=str(report))
 
