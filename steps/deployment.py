@@ -12,8 +12,8 @@ from zenml.artifacts.artifact_config import ArtifactConfig
 from rcatune import constants
 from rcatune.config import Spec, load_spec
 from rcatune.config.serving import ServingConfig
-from rcatune.deploy import DeploymentRecord, Release, deployer_for, release, update_registry
-from rcatune.deploy.records import append
+from rcatune.deploy import DeploymentRecord, Release, deployer_for, release
+from rcatune.deploy.records import recorded
 from rcatune.runinfo import RunSummary
 
 
@@ -65,12 +65,10 @@ def deployment_status(deployer: Spec, serving: ServingConfig) -> Annotated[
 def _recorded(record: DeploymentRecord) -> DeploymentRecord:
     import mlflow
 
-    append(record)
-    update_registry(record)
+    recorded(record)
     mlflow.log_dict(record.model_dump(), "deployment/record.json")
     mlflow.set_tags({"deployment.action": record.action, "deployment.target": record.target,
                      "deployment.version": record.version or "none", "deployment.previous": record.previous or "none"})
     if record.seconds:
         mlflow.log_metric(f"{record.action}_seconds", record.seconds)
-    print(record.line(), flush=True)
     return record

@@ -143,3 +143,53 @@ def test_a_killed_evaluation_resumes_from_the_answers_it_wrote(tmp_path):
         theirs = [json.loads(line)["answer"] for line in (straight_dir / "evaluation" / answers.name).read_text()
                   .splitlines()]
         assert mine == theirs
+
+
+def test_a_deploy_killed_half_way_keeps_the_old_version_serving_and_the_next_action_finishes_it(
+        servable_versions, tmp_path):
+    """kill -9 after the new instance started (before its smoke test): the old version keeps serving, and the
+    rerun completes the deploy, stopping the orphan. kill -9 after the router switched (before the state was
+    saved): the next action (here: status) makes the new instance the active one and writes the missing record.
+    The router's target, the state and the records agree after each."""
+    import requests
+
+    from rcatune.deploy.records import deployments_dir, history
+    from rcatune.processes import alive, free_port
+
+    first, second = (v["number"] for v in servable_versions)
+    where = ["pipeline=deployment", "progress=false", f"deployer.port={free_port()}", "deployer.name=crash"]
+    folder = deployments_dir() / "local" / "crash"
+
+    def serving() -> str:
+        return requests.post(endpoint + "/v1/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": "checkout fails"}], "max_tokens": 4}).json()["model"]
+
+    def state() -> dict:
+        return json.loads((folder / "state.json").read_text())
+
+    def agree() -> None:
+        target = json.loads((folder / "active.json").read_text())
+        current = state()
+        assert "pending" not in current and target["url"] == current["active"]["url"]
+        assert history("local", "crash")[-1].version == current["active"]["version"] == target["version"]
+
+    run_py(*where, f"deployment.version={first}", f"hydra.run.dir={tmp_path / 'one'}")
+    endpoint = json.loads((tmp_path / "one" / "run_summary.json").read_text())["deployment"]["endpoint"]
+
+    run_py_killed_at("deploy.started", *where, f"deployment.version={second}", f"hydra.run.dir={tmp_path / 'k1'}",
+                     pauses=tmp_path / "p1")
+    orphan = state()["pending"]
+    assert serving() == f"rcatune-rca-v{first}" and alive(orphan["pid"])
+    run_py(*where, f"deployment.version={second}", f"hydra.run.dir={tmp_path / 'two'}")
+    assert serving() == f"rcatune-rca-v{second}" and not alive(orphan["pid"])
+    agree()
+
+    run_py_killed_at("deploy.switched", *where, f"deployment.version={first}", f"hydra.run.dir={tmp_path / 'k2'}",
+                     pauses=tmp_path / "p2")
+    assert serving() == f"rcatune-rca-v{first}" and state()["active"]["version"] == second  # they disagree
+    run_py(*where, "deployment.action=status", f"hydra.run.dir={tmp_path / 'status'}")
+    agree()
+    last = history("local", "crash")[-1]
+    assert (last.action, last.version, last.previous) == ("deploy", first, second) and "recovered" in last.detail
+    assert state()["previous"]["version"] == second and alive(state()["previous"]["pid"])  # warm for a rollback
+    run_py(*where, "deployment.action=stop", f"hydra.run.dir={tmp_path / 'stop'}")

@@ -5,6 +5,11 @@ beside the active one; it must pass the smoke test (ready, then one real diagnos
 router switches to it. The version it replaced stays warm, so a rollback is a switch of the router's
 target (milliseconds), not a model load; the one before that is stopped. State, pids, ports and logs live
 under `<state>/deployments/<target>/<name>/`. Subclasses say how an instance starts, stops and lives.
+
+A deploy killed half way is finished by the next action on the deployment (`_recover`): the new instance is
+written into the state as `pending` before its smoke test, so it is never left running unknown; if the router
+had already switched to it, it becomes the active one and the missing record is written; if not, it is stopped
+and the previous version, which never stopped serving, stays.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Any, Optional
 
 from rcatune.config.serving import LIMITS, ServingConfig
 from rcatune.deploy.base import Deployer, DeploymentError
-from rcatune.deploy.records import DeploymentRecord, Release, deployments_dir
+from rcatune.deploy.records import DeploymentRecord, Release, deployments_dir, history, recorded
 from rcatune.deploy.router import VERSION_HEADER, Target, write_target
 from rcatune.deploy.smoke import SmokeTestFailed, smoke_test, wait_ready
+from rcatune.pause import pause_point
 from rcatune.processes import alive, port_free, spawn, stop_group, tail
 
 Instance = dict[str, Any]  # version, model, folder, registry_name, url, log, and what the subclass needs
@@ -54,22 +60,31 @@ class BlueGreenDeployer(Deployer):
     # ------------------------------------------------------------------------------------------ actions
     def deploy(self, release: Release) -> DeploymentRecord:
         started = time.perf_counter()
-        state = self._state()
+        state = self._recover(self._state())
         active, previous = state.get("active"), state.get("previous")
         self._ensure_router(state)
         fields = {"endpoint": self.endpoint, "version": release.version, "model": release.served_name,
                   "registry_name": release.registry_name}
         if active and active["version"] == release.version and self._answers(active):
-            return self.record("deploy", **fields, previous=previous and previous["version"], changed=False)
-        instance = self._started(release, active)
+            told = history(self.target, self.name)
+            if told and told[-1].version == release.version:
+                return self.record("deploy", **fields, previous=previous and previous["version"], changed=False)
+            return self.record("deploy", **fields, previous=previous and previous["version"], detail={
+                "recovered": "it served already, but the deploy that switched to it was killed before it was "
+                             "recorded: recorded now"})
+        instance = self._started(release, active, state)
         try:
             switch = self._switch(instance)
         except DeploymentError:
             self.stop_instance(instance)
             write_target(self.target_file, active and _target(active))
+            state.pop("pending", None)
+            self._save(state)
             raise
+        pause_point("deploy.switched")
         if previous:
             self.stop_instance(previous)  # the one before the last: only the last stays warm
+        state.pop("pending", None)
         state.update(active=instance, previous=active)
         self._save(state)
         return self.record("deploy", **fields, previous=active and active["version"],
@@ -79,7 +94,7 @@ class BlueGreenDeployer(Deployer):
 
     def rollback(self) -> DeploymentRecord:
         started = time.perf_counter()
-        state = self._state()
+        state = self._recover(self._state())
         active, previous = state.get("active"), state.get("previous")
         if not previous:
             now = f"only v{active['version']} was deployed" if active else "nothing is deployed"
@@ -89,9 +104,10 @@ class BlueGreenDeployer(Deployer):
         if not warm:  # stopped since (or the machine restarted): start it again, smoke-test it, then switch
             self.stop_instance(previous)
             previous = self._started(Release(registry_name=previous["registry_name"], version=previous["version"],
-                                             served_name=previous["model"], folder=previous["folder"]), active)
+                                             served_name=previous["model"], folder=previous["folder"]), active, state)
             previous.pop("smoke")
         switch = self._switch(previous)
+        state.pop("pending", None)
         state.update(active=previous, previous=active)
         self._save(state)
         return self.record("rollback", endpoint=self.endpoint, version=previous["version"], model=previous["model"],
@@ -100,7 +116,7 @@ class BlueGreenDeployer(Deployer):
                            detail={"switch_seconds": switch, "warm": warm, "instance": previous.get("url")})
 
     def status(self) -> dict[str, Any]:
-        state = self._state()
+        state = self._recover(self._state())
         router = state.get("router") or {}
         instances = {role: {**state[role], "answers": self._answers(state[role])}
                      for role in ("active", "previous") if state.get(role)}
@@ -110,7 +126,7 @@ class BlueGreenDeployer(Deployer):
                 **instances}
 
     def stop(self) -> DeploymentRecord:
-        state = self._state()
+        state = self._recover(self._state())
         active = state.get("active")
         for role in ("active", "previous"):
             if state.get(role):
@@ -122,19 +138,52 @@ class BlueGreenDeployer(Deployer):
                            registry_name=active["registry_name"] if active else "rcatune-rca")
 
     # ------------------------------------------------------------------------------------------ pieces
-    def _started(self, release: Release, active: Optional[Instance]) -> Instance:
-        """`release` started and smoke-tested (stopped again, with the reason, when it fails the test)."""
+    def _started(self, release: Release, active: Optional[Instance], state: dict[str, Any]) -> Instance:
+        """`release` started (written into the state as pending at once) and smoke-tested (stopped again, with
+        the reason, when it fails the test)."""
         instance = self.start_instance(release)
+        state["pending"] = instance
+        self._save(state)
+        pause_point("deploy.started")
         try:
             instance["smoke"] = smoke_test(instance["url"], self.serving.ready_timeout_s, self.serving.token(),
                                            release.served_name, alive=lambda: self.instance_running(instance))
         except SmokeTestFailed as error:
             log = self.instance_log(instance)
             self.stop_instance(instance)
+            state.pop("pending", None)
+            self._save(state)
             serving = f"still serving v{active['version']} at {self.endpoint}" if active else "nothing serves"
             raise DeploymentError(f"v{release.version} failed its smoke test: {error}; {serving}"
                                   + (f". The last lines it wrote:\n{log}" if log else "")) from None
         return instance
+
+    def _recover(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Finish what a killed action left: a pending instance the router already sends traffic to becomes the
+        active one (and its deploy is recorded); one it does not is stopped. The router's target follows."""
+        pending = state.pop("pending", None)
+        if pending is None:
+            return state
+        serving = Target(self.target_file).current()
+        active, previous = state.get("active"), state.get("previous")
+        if serving and serving.get("url") == pending["url"] and self.instance_running(pending):
+            if previous and previous.get("url") not in (pending["url"], active and active.get("url")):
+                self.stop_instance(previous)
+            state.update(active=pending, previous=active if active and active["url"] != pending["url"] else previous)
+            self._save(state)
+            recorded(self.record("deploy", endpoint=self.endpoint, version=pending["version"],
+                                 model=pending["model"], registry_name=pending["registry_name"],
+                                 previous=state["previous"] and state["previous"]["version"],
+                                 detail={"recovered": "the router had switched when the deploy was interrupted; "
+                                                      "completed by the next action"}))
+            return state
+        self.stop_instance(pending)
+        write_target(self.target_file, active and _target(active))
+        self._save(state)
+        print(f"{self.target} deployment {self.name!r}: an interrupted deploy of v{pending['version']} was "
+              f"cleaned up (its instance stopped); {'v' + active['version'] if active else 'nothing'} serves",
+              flush=True)
+        return state
 
     def _state(self) -> dict[str, Any]:
         return json.loads(self.state_file.read_text(encoding="utf-8")) if self.state_file.exists() else {}

@@ -81,6 +81,15 @@ def append(record: DeploymentRecord) -> None:
         handle.write(record.model_dump_json() + "\n")
 
 
+def recorded(record: DeploymentRecord) -> DeploymentRecord:
+    """The record kept: appended to the history and, for a change, moving the registry with it; whoever acts
+    (the pipeline's step, the control API, a recovery) goes through here."""
+    append(record)
+    update_registry(record)
+    print(record.line(), flush=True)
+    return record
+
+
 def history(target: Optional[str] = None, name: Optional[str] = None) -> list[DeploymentRecord]:
     path = deployments_dir() / RECORDS_FILE
     if not path.exists():
