@@ -11,12 +11,13 @@ from typing import Annotated, Any, Optional, Tuple
 from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
 
-from rcatune import constants
+from rcatune import atomic, constants
 from rcatune.annotation import loop
 from rcatune.annotation.merge import MergeReport
 from rcatune.config import Spec
 from rcatune.config.annotation import MergeInto
 from rcatune.config.scrub import ScrubConfig
+from rcatune.pause import pause_point
 from rcatune.runinfo import RunSummary
 from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
@@ -70,8 +71,8 @@ def _write_outputs(out: Path, dataset: TrainingDataset, report: MergeReport) -> 
     out.mkdir(parents=True, exist_ok=True)
     paths = {"merged": out / "merged.jsonl", "report": out / "review_report.json",
              "adjudication": out / "adjudication.csv"}
-    paths["merged"].write_text(dataset.to_jsonl(), encoding="utf-8")
-    paths["report"].write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    atomic.write_text(paths["merged"], dataset.to_jsonl())
+    atomic.write_text(paths["report"], report.model_dump_json(indent=2))
     with open(paths["adjudication"], "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["template", "task_id", "example_id", "reasons"])
@@ -120,6 +121,7 @@ def sync_reviews(dataset: Optional[TrainingDataset], annotation: Spec, scrub: Sc
         **into, "reviewed_from": into.get("data_hash"), "merged_into": config.merge_into.value,
         "review_server": client.url, "review_projects": [loop.title(config, t) for t in config.templates]})
     merged.metadata["data_hash"] = merged.content_hash()
+    pause_point("annotation.merged")
     paths = _write_outputs(Path(output_dir) / constants.ANNOTATION_DIR, merged, report)
     counts = {k: getattr(report, k) for k in ("annotations_read", "annotations_merged_from", "annotations_rejected",
                                               "annotations_skipped", "reviewed", "validated", "human_validated_out",

@@ -453,3 +453,51 @@ def test_no_secret_and_no_planted_value_reaches_any_file_a_run_writes(label_stud
           f"{len(needles)} needles, {len(hits) + len(review_hits)} hits")
     assert files > 100 and review_files > 0
     assert not hits and not review_hits, hits + review_hits
+
+
+def test_push_and_sync_killed_half_way_lose_nothing_and_count_each_sync_once(label_studio, tmp_path):
+    """kill -9 after the first import batch: every example was recorded before any import, the rerun imports
+    the rest and none twice. kill -9 after a sync merged, before it saved: no version of the reviewed dataset
+    appears for it; the rerun's is the next number, with the merge a sync never killed gives."""
+    from zenml.client import Client
+
+    from rcatune import constants
+    from rcatune.annotation.pushed import load_pushed
+    from tests.conftest import run_py_killed_at
+
+    size, project = 12, "crash review"
+    where = ["pipeline=annotation", f"data.size={size}", f"annotation.project={project}", "annotation.batch_size=4",
+             "progress=false"]
+    run_py_killed_at("annotation.imported:1", *where, f"hydra.run.dir={tmp_path / 'k1'}", pauses=tmp_path / "p1")
+    boss = admin(label_studio["url"])
+    root = boss.find_project(f"{project} / root_cause")["id"]
+    assert len(boss.task_keys(root, KEY_FIELD)) == 4 and len(load_pushed(project)) == size
+
+    again = json.loads(_run(tmp_path / "push", *where).read_text())
+    assert [(p["tasks"], p["imported"], p["already_there"]) for p in again["review"]["projects"]] == [
+        (size, size - 4, 4), (size, size, 0)]
+    tasks = boss.task_keys(root, KEY_FIELD)
+    assert len(tasks) == size and len(boss.export(root)) == size  # none imported twice
+    first, second = list(tasks.values())[:2]
+    boss.create_annotation(first, [choice("incorrect"), text("correct_root_cause", FIX[1])])
+    boss.create_annotation(second, [choice("correct")])
+
+    def versions() -> list[int]:
+        try:
+            found = Client().list_artifact_versions(artifact=constants.ANNOTATED_DATASET, size=1000)
+        except KeyError:
+            return []
+        return sorted(int(v.version) for v in found)
+
+    before = versions()
+    sync = [*where, "annotation.action=sync"]
+    run_py_killed_at("annotation.merged", *sync, f"hydra.run.dir={tmp_path / 'k2'}", pauses=tmp_path / "p2")
+    assert versions() == before
+    resumed = json.loads(_run(tmp_path / "sync", *sync).read_text())
+    clean = json.loads(_run(tmp_path / "sync_again", *sync).read_text())
+    after = versions()
+    assert after[len(before):] == [max(before, default=0) + 1, max(before, default=0) + 2]  # no gap, no repeat
+    assert resumed["data_hash"] == clean["data_hash"]
+    assert (resumed["review"]["annotations_read"], resumed["review"]["root_causes_corrected"],
+            resumed["review"]["examples_out"]) == (2, 1, size) == (
+        clean["review"]["annotations_read"], clean["review"]["root_causes_corrected"], clean["review"]["examples_out"])

@@ -21,6 +21,7 @@ from rcatune.annotation.pushed import load_pushed, record_push
 from rcatune.annotation.templates import KEY_FIELD, LabelSpec, label_config, lint, task
 from rcatune.config.annotation import LabelStudioAnnotationConfig, MergeInto, Unreviewed
 from rcatune.errors import RcatuneError
+from rcatune.pause import pause_point
 from rcatune.progress import bar
 from rcatune.schema import TrainingExample
 
@@ -149,11 +150,15 @@ def _import_idempotent(client: LabelStudioClient, project_id: int, items: list[t
 
 def push(client: LabelStudioClient, config: LabelStudioAnnotationConfig, examples: list[TrainingExample],
          progress: bool = True, sleep: Callable[[float], None] = time.sleep, source: str = "unknown") -> PushReport:
-    """Create the projects if needed and import every example not yet there, with its pre-annotation;
-    then record what was pushed (`rcatune.annotation.pushed`), which sync merges into."""
+    """Create the projects if needed, record what is pushed (`rcatune.annotation.pushed`, which sync merges
+    into), then import every example not yet there, with its pre-annotation. The record comes first: a push
+    killed half way leaves examples recorded but not imported (sync reports them unreviewed; the rerun imports
+    them), never reviews of examples sync does not know."""
     projects = ensure_projects(client, config)
     report = PushReport(server=client.url, examples=len(examples))
     retry = RetryPolicy(config.retries, config.backoff_s)
+    record_push(config.project, examples, source)
+    batches = 0
     for template, project in projects.items():
         existing = client.task_keys(project["id"], KEY_FIELD)
         todo = [e for e in examples if e.id not in existing]
@@ -164,12 +169,13 @@ def push(client: LabelStudioClient, config: LabelStudioAnnotationConfig, example
                      for e in todo[start:start + config.batch_size]]
             imported += _import_idempotent(client, project["id"], batch, retry, sleep)
             shown.update(len(batch))
+            batches += 1
+            pause_point("annotation.imported", batches)
         shown.close()
         state = _progress(client, template, project)
         state.imported, state.already_there = imported, len(examples) - len(todo)
         report.projects.append(state)
     report.retries = client.retried
-    record_push(config.project, examples, source)
     return report
 
 
