@@ -23,7 +23,7 @@ from rcatune.errors import ConfigError, RcatuneError
 from rcatune.progress import interactive
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.runtime import Runtime
-from rcatune.state import configure_environment, mlflow_artifact_root, mlflow_tracking_uri
+from rcatune.state import configure_environment, mlflow_artifact_root, mlflow_tracking_uri, state_lock
 
 log = logging.getLogger("rcatune")
 
@@ -131,10 +131,11 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
         raise RcatuneError(f"stack={cfg.stack.name} is remote and needs a deployed ZenML server; see stacks/README.md")
     state = configure_environment()
     quiet_logs(bars=context.runtime.progress and interactive())
-    ensure_zenml_repository(state)
-    ensure_stack(load_definition(context.project_root / "stacks" / cfg.stack.definition, state))
     experiment = cfg.experiment_name or definition.name
-    ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
+    with state_lock("setup", state):  # a fresh store is created (and migrated) by one run at a time
+        ensure_zenml_repository(state)
+        ensure_stack(load_definition(context.project_root / "stacks" / cfg.stack.definition, state))
+        ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
     # FAIL_FAST: the failed step's own exception comes back (not a RuntimeError naming the step), and the
     # steps after it are not attempted
     options = {"enable_cache": cfg.pipeline.enable_cache, "execution_mode": ExecutionMode.FAIL_FAST,

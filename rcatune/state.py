@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 STATE_ENV = "RCATUNE_HOME"
 
@@ -53,3 +55,20 @@ def configure_environment(state: Path | None = None) -> Path:
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["DO_NOT_TRACK"] = "true"
     return state
+
+
+@contextmanager
+def state_lock(name: str, state: Path | None = None) -> Iterator[None]:
+    """An exclusive lock on the state folder's `locks/<name>.lock` while the block runs: runs that share one
+    state folder (a parallel sweep, two people, the control API) take turns where a store is set up or a
+    number is handed out. It is released when the process ends, however it ends."""
+    import fcntl
+
+    folder = (state or state_dir()) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

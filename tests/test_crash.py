@@ -193,3 +193,57 @@ def test_a_deploy_killed_half_way_keeps_the_old_version_serving_and_the_next_act
     assert (last.action, last.version, last.previous) == ("deploy", first, second) and "recovered" in last.detail
     assert state()["previous"]["version"] == second and alive(state()["previous"]["pid"])  # warm for a rollback
     run_py(*where, "deployment.action=stop", f"hydra.run.dir={tmp_path / 'stop'}")
+
+
+PARALLEL_TINY = ["model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
+                 "data.split.min_examples=5", "progress=false", "evaluation.max_new_tokens=16",
+                 "evaluation.max_examples=4", "evaluation.min_accuracy=0", "evaluation.min_bleu=0",
+                 "evaluation.max_perplexity=1e9", "evaluation.require_improvement=false"]
+LOOK = """
+import json
+from rcatune.state import configure_environment
+configure_environment()
+from mlflow.tracking import MlflowClient
+from zenml.client import Client
+from rcatune.registry import mlflow_twins
+client = Client()
+runs = [(r.pipeline.name, str(r.status)) for r in client.list_pipeline_runs(size=100)]
+versions = [(v.number, getattr(v.stage, "value", v.stage)) for v in
+            client.list_model_versions(model_name_or_id="rcatune-rca", size=100)]
+mlflow_runs = [r.info.status for e in MlflowClient().search_experiments() for r in
+               MlflowClient().search_runs([e.experiment_id])]
+print(json.dumps({"runs": runs, "versions": versions, "twins": sorted(mlflow_twins("rcatune-rca")),
+                  "mlflow_runs": mlflow_runs}))
+"""
+
+
+def test_two_trainings_and_a_prepare_at_once_on_a_fresh_state_folder_all_land(tmp_path):
+    """Three runs started together on one new state folder (its stores created by whichever comes first): each
+    succeeds, each lands in ZenML and MLflow, the two model versions get two numbers, one production."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k not in ("ZENML_CONFIG_PATH", "ZENML_REPOSITORY_PATH",
+                                                             "MLFLOW_TRACKING_URI", "HF_HOME")}
+    env.update(RCATUNE_HOME=str(tmp_path / "state"), OMP_NUM_THREADS="1")
+    commands = [["data.size=40", "trainer.epochs=1", "seed=1", *PARALLEL_TINY],
+                ["data.size=40", "trainer.epochs=1", "seed=2", *PARALLEL_TINY],
+                ["pipeline=prepare", "data.size=60", "data.split.min_examples=5", "progress=false"]]
+    processes = [subprocess.Popen([sys.executable, "run.py", *args, f"hydra.run.dir={tmp_path / str(i)}"], cwd=ROOT,
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for i, args in enumerate(commands)]
+    outputs = [p.communicate(timeout=900)[0] for p in processes]
+    for process, output in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, output[-3000:]
+        assert "locked" not in output.lower(), output[-3000:]
+    looked = subprocess.run([sys.executable, "-c", LOOK], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    found = json.loads(looked.stdout.strip().splitlines()[-1])
+    assert sorted(name for name, _ in found["runs"]) == ["fine_tuning_pipeline"] * 2 + ["prepare_pipeline"]
+    assert all(status == "completed" for _, status in found["runs"]), found["runs"]
+    assert sorted(number for number, _ in found["versions"]) == [1, 2] and found["twins"] == ["1", "2"]
+    assert [stage for _, stage in found["versions"]].count("production") == 1
+    assert len(found["mlflow_runs"]) >= 3 and all(s == "FINISHED" for s in found["mlflow_runs"])

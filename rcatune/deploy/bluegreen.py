@@ -58,7 +58,30 @@ class BlueGreenDeployer(Deployer):
         return tail(Path(instance["log"]), 8) if instance.get("log") else ""
 
     # ------------------------------------------------------------------------------------------ actions
+    # Each action holds the deployment's lock: two people (or the control API and a pipeline) acting on one
+    # deployment take turns instead of interleaving their changes to its state.
     def deploy(self, release: Release) -> DeploymentRecord:
+        with self._lock():
+            return self._deploy(release)
+
+    def rollback(self) -> DeploymentRecord:
+        with self._lock():
+            return self._rollback()
+
+    def status(self) -> dict[str, Any]:
+        with self._lock():
+            return self._status()
+
+    def stop(self) -> DeploymentRecord:
+        with self._lock():
+            return self._stop()
+
+    def _lock(self):
+        from rcatune.state import state_lock
+
+        return state_lock(f"deploy-{self.target}-{self.name}")
+
+    def _deploy(self, release: Release) -> DeploymentRecord:
         started = time.perf_counter()
         state = self._recover(self._state())
         active, previous = state.get("active"), state.get("previous")
@@ -92,7 +115,7 @@ class BlueGreenDeployer(Deployer):
                            detail={"smoke": instance.pop("smoke"), "switch_seconds": switch,
                                    "instance": instance.get("url"), "previous_warm": bool(active)})
 
-    def rollback(self) -> DeploymentRecord:
+    def _rollback(self) -> DeploymentRecord:
         started = time.perf_counter()
         state = self._recover(self._state())
         active, previous = state.get("active"), state.get("previous")
@@ -115,7 +138,7 @@ class BlueGreenDeployer(Deployer):
                            seconds=round(time.perf_counter() - started, 2),
                            detail={"switch_seconds": switch, "warm": warm, "instance": previous.get("url")})
 
-    def status(self) -> dict[str, Any]:
+    def _status(self) -> dict[str, Any]:
         state = self._recover(self._state())
         router = state.get("router") or {}
         instances = {role: {**state[role], "answers": self._answers(state[role])}
@@ -125,7 +148,7 @@ class BlueGreenDeployer(Deployer):
                 "version": serving and serving["version"], "router_running": alive(router.get("pid")),
                 **instances}
 
-    def stop(self) -> DeploymentRecord:
+    def _stop(self) -> DeploymentRecord:
         state = self._recover(self._state())
         active = state.get("active")
         for role in ("active", "previous"):

@@ -130,10 +130,26 @@ def word_vectors(tokenizer, width: int):
 
 
 def ensure_tiny_model(cfg: TinyModelConfig, cache_root: Path) -> Path:
-    """Build (once) and return the folder holding the tiny model and tokenizer."""
+    """Build (once: runs sharing the state folder wait for the first) and return the folder holding the tiny
+    model and tokenizer."""
+    from rcatune.state import state_lock
+
     folder = cache_root / f"tiny-llama-{build_key(cfg)}"
-    if (folder / "config.json").exists() and (folder / "tokenizer.json").exists():
+    if _built(folder):
         return folder
+    with state_lock(f"build-{folder.name}"):
+        if not _built(folder):
+            _build(cfg, folder)
+    return folder
+
+
+def _built(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "tokenizer.json").exists()
+
+
+def _build(cfg: TinyModelConfig, folder: Path) -> None:
+    import shutil
+
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -149,8 +165,8 @@ def ensure_tiny_model(cfg: TinyModelConfig, cache_root: Path) -> Path:
     model = LlamaForCausalLM(config)
     if Embeddings(cfg.embeddings) is Embeddings.minilm:  # tied: the output layer starts from them too
         model.get_input_embeddings().weight.data.copy_(word_vectors(tokenizer, cfg.hidden_size))
-    staging = folder.with_name(folder.name + ".tmp")
+    staging = folder.with_name(folder.name + ".tmp")  # a killed build's is replaced
+    shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     staging.rename(folder)
-    return folder

@@ -80,6 +80,16 @@ def register_version(model, trained: TrainedModel, evaluation: Evaluation, decis
     """Register `model` (the run's ZenML model version) with its MLflow twin and earned stage. `metadata`: what
     the version records besides (metrics, lineage, config); the model folder is logged to MLflow run `run_id`
     under `artifact_path` before this is called."""
+    from rcatune.state import state_lock
+
+    with state_lock(f"registry-{model.name}"):  # runs sharing the state folder decide and commit in turn
+        return _register(model, trained, evaluation, decision, sets, cfg, system_prompt, max_length, metadata, run_id,
+                         artifact_path, runtime)
+
+
+def _register(model, trained: TrainedModel, evaluation: Evaluation, decision: GateDecision, sets: dict, cfg,
+              system_prompt: str, max_length: int, metadata: dict[str, Any], run_id: str, artifact_path: str,
+              runtime) -> Promotion:
     from zenml import log_metadata
     from zenml.enums import ModelStages
 
