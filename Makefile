@@ -15,7 +15,7 @@ LS_STAMP := $(LS_VENV)/.installed
 LF_VENV := .venv-llamafactory
 LF_STAMP := $(LF_VENV)/.installed
 
-.PHONY: help setup run test test-fast lint lock clean-state zenml-runs zenml-models mlflow-ui \
+.PHONY: help setup run test test-fast audit lint lock clean-state zenml-runs zenml-models mlflow-ui \
 	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
 	bench bench-smoke serve deploy podman podman-start podman-stop kube
 
@@ -40,6 +40,9 @@ test: setup labelstudio llamafactory podman kube  ## run the test suite (unit + 
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest
+
+audit: setup  ## pip-audit every venv the project made (findings must be accepted in security/accepted-vulnerabilities.txt)
+	$(PY) scripts/audit_dependencies.py
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check rcatune steps pipelines tests run.py
