@@ -7,7 +7,8 @@ the same value maps to the same placeholder across a session and a dataset, and 
 bare identifiers that keep SQL parseable inside or outside a string literal.
 
 Detectors, in order: the config's deny list; attribute keys that name a secret or a person
-(`password`, `authorization`, `user.id`...); the project's rules (below: what offline libraries miss);
+(`password`, `authorization`, `user.id`...); the project's rules (below: what offline libraries miss,
+ending with a secret named in prose and one found by its shape and entropy wherever it stands);
 detect-secrets' token plugins (cloud keys, tokens of known vendors, private keys). Allow lists keep
 service names, span names and the demo's public identifiers. The report counts by type and field,
 never the values.
@@ -71,6 +72,54 @@ def _is_ipv4(text: str) -> bool:
     return all(0 <= int(part) <= 255 for part in text.split("."))
 
 
+def _entropy(text: str) -> float:
+    """Shannon entropy in bits per character."""
+    import math
+
+    counts = Counter(text)
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def _classes(text: str) -> list[str]:
+    return ["u" if c.isupper() else "l" if c.islower() else "d" if c.isdigit() else "s" for c in text]
+
+
+HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+def _is_random(text: str) -> bool:
+    """A credential by its shape, wherever it stands: long, several character classes that change often, high
+    entropy, and not the shapes telemetry is full of (hex trace/span ids and hashes, UUIDs, identifiers made of
+    words). Measured on generated and hand-written sessions: no false positive (docs/scrubbing.md)."""
+    core = text.rstrip("=")
+    if HEX.fullmatch(core) or UUID.fullmatch(core):
+        return False
+    classes = _classes(core)
+    letters_digits = [c for c in classes if c != "s"]
+    kinds = set(letters_digits)
+    changes = sum(a != b for a, b in zip(letters_digits, letters_digits[1:], strict=False)) / max(len(core) - 1, 1)
+    if re.search(r"[a-z]{8}", core):
+        return False  # a word-sized lowercase run: an identifier, a path or prose glued together
+    if {"u", "l", "d"} <= kinds:
+        words = sum(len(w) for w in re.findall(r"[A-Z]?[a-z]{3,}", core)) / len(core)
+        return len(core) >= 20 and changes >= 0.3 and words < 0.55 and _entropy(core) >= 3.5
+    if len(kinds) == 2 and "d" in kinds:  # one case and digits: longer, and without separators
+        return len(core) >= 24 and "s" not in classes and changes >= 0.35 and _entropy(core) >= 3.8
+    return False
+
+
+def _looks_like_a_password(text: str) -> bool:
+    """A letter and a digit, or a symbol inside a mixed-case word: "Hunter2", "S3cr3t!", "pA$$word" (not
+    "expired", "error." or "rotation")."""
+    core = text.rstrip(".,:;!?)]}")
+    letters = [c for c in core if c.isalpha()]
+    if not letters:
+        return False
+    mixed = any(c.isupper() for c in letters) and any(c.islower() for c in letters)
+    return any(c.isdigit() for c in core) or (mixed and any(not c.isalnum() for c in core))
+
+
 @dataclass(frozen=True)
 class Rule:
     """One project rule: a pattern whose `group` is the value to replace, optionally confirmed by `check`."""
@@ -105,6 +154,15 @@ RULES: tuple[Rule, ...] = (
     Rule("IPV4", re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])"), check=_is_ipv4),
     Rule("USER_ID", re.compile(r"(?i)\b(?:user|customer|account|enduser)[._-]?(?:id|name)[\"']?\s*[=:]\s*[\"']?"
                                r"(?P<v>[A-Za-z0-9._@-]{3,})"), "v"),
+    # A secret named in prose, with no = or : ("the password is Hunter2!x", "client secret 9f8e..."): the value
+    # must look like a password (a letter and a digit, or a symbol in a mixed-case word), so "token expired",
+    # "invalid token error." and "secret rotation" stay.
+    Rule("SECRET", re.compile(r"(?i)\b(?:password|passwd|passphrase|secret|api[ _-]?key|access[ _-]?key|token|"
+                              r"credentials?)\s+(?:is\s+|was\s+|of\s+)?[\"'`]?(?P<v>[^\s\"'`,;()]{6,})"), "v",
+         check=_looks_like_a_password),
+    # Last: a credential by its shape alone, wherever it stands in free text.
+    Rule("SECRET", re.compile(r"(?<![A-Za-z0-9+/=_.-])[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])"),
+         check=_is_random),
 )
 
 # Values that look like a rule's match but are not personal: loopback and unspecified addresses,
