@@ -144,3 +144,46 @@ def test_faults_leave_the_last_good_version_serving(servable_versions, tmp_path,
     finally:
         deployer.stop()
     assert Path(state_home / "deployments" / "records.jsonl").exists()
+
+
+def test_no_secret_or_request_content_reaches_the_deployment_files_or_the_serving_logs(servable_versions, tmp_path,
+                                                                                    state_home, monkeypatch):
+    """The serve token (and every other secret the project reads) and what clients send (planted personal data,
+    a wrong token, refused and failing requests) reach none of the files a deployment writes: its state, the
+    router's target, the records, the instances' and the router's logs, the run folders, MLflow and ZenML."""
+    from tests.test_annotation_server import _forms, _scan
+
+    secrets = {"RCATUNE_SERVE_TOKEN": "LeakScanServeToken-9xQ2", "HF_TOKEN": "hf_LeakScanDeployToken4Zr",
+               "RCATUNE_SCRUB_KEY": "leakscan-deploy-scrub-7Lw"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    first = servable_versions[0]["number"]
+    where = [f"deployer.port={_free_port()}", "deployer.name=leaks"]
+    _, deployed = _deploy(tmp_path, "deploy", *where, f"deployment.version={first}")
+    chat = deployed["deployment"]["endpoint"] + "/v1/chat/completions"
+    planted = {"email": "leak.scan.person@example.org", "card": "4000 0566 5566 5556",
+               "wrong token": "LeakScanWrongToken-3pV7"}
+    auth = {"Authorization": f"Bearer {secrets['RCATUNE_SERVE_TOKEN']}"}
+    asked = [{"role": "user", "content": f"checkout fails for {planted['email']} paying with {planted['card']}"}]
+    replies = [requests.post(chat, json={"messages": asked, "max_tokens": 8}, headers=auth, timeout=60),
+               requests.post(chat, json={"messages": asked, "max_tokens": 8, "stream": True}, headers=auth,
+                             timeout=60),
+               requests.post(chat, json={"messages": asked}, timeout=60,
+                             headers={"Authorization": f"Bearer {planted['wrong token']}"}),
+               requests.post(chat, json={"messages": asked, "temperature": planted["email"]}, headers=auth,
+                             timeout=60)]
+    assert [r.status_code for r in replies] == [200, 200, 401, 400]
+    _deploy(tmp_path, "status", *where, "deployment.action=status")
+    _deploy(tmp_path, "stop", *where, "deployment.action=stop")
+
+    needles = {f"${name}": _forms(value) for name, value in secrets.items()}
+    needles.update({f"planted {name}": _forms(value) for name, value in planted.items()})
+    sent = tmp_path.parent / f"{tmp_path.name}-sent" / "request.json"  # what the client sent: the scan finds it
+    sent.parent.mkdir(exist_ok=True)
+    sent.write_text(json.dumps({"messages": asked, "headers": auth}))
+    assert len(_scan([sent.parent], needles)[1]) == 3
+    roots = [state_home / "deployments", state_home / "mlflow", state_home / "zenml", tmp_path]
+    files, hits = _scan(roots, needles)
+    logs = list((state_home / "deployments" / "local" / "leaks").rglob("*.log"))
+    print(f"\nleak scan (deployment): {files} files, {len(logs)} logs, {len(needles)} needles, {len(hits)} hits")
+    assert logs and files > 20 and not hits, hits
