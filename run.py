@@ -70,7 +70,10 @@ def _config_error(error: Exception) -> str:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
+    from rcatune.config.unknown import refuse_unknown_keys
+
     try:
+        refuse_unknown_keys(cfg)
         run_cfg = OmegaConf.to_object(cfg)
     except (RcatuneError, OmegaConfBaseException, ValueError) as error:
         _fail(f"invalid configuration: {_config_error(error)}")

@@ -68,7 +68,10 @@ def _hydra():
 
 
 def _compose(overrides: list[str]) -> RunConfig:
+    from rcatune.config.unknown import refuse_unknown_keys
+
     cfg = compose(config_name="config", overrides=overrides, return_hydra_config=False)
+    refuse_unknown_keys(cfg)  # every shipped option and patch holds only keys its schema knows
     return OmegaConf.to_object(cfg)
 
 
@@ -169,6 +172,16 @@ def test_unknown_option_and_key_fail_at_composition():
     with pytest.raises(ConfigCompositionException) as caught:
         _compose(["method=qlora", "method.quantisation=nf5"])
     assert "expected one of [none, nf4, fp4, int8]" in str(caught.value.__cause__)
+
+
+def test_a_key_added_with_plus_must_exist_and_the_nearest_one_is_named():
+    """`+pipline=prepare` used to be accepted and run the whole default pipeline."""
+    with pytest.raises(ConfigError, match=r"unknown key pipline; did you mean pipeline\?"):
+        _compose(["+pipline=prepare"])
+    with pytest.raises(ConfigError, match=r"unknown key trainer.epoch; did you mean trainer.epochs\?"):
+        _compose(["+trainer.epoch=3"])
+    with pytest.raises(ConfigError, match="unknown key data.foo; known here: _target_, limit"):
+        _compose(["+data.foo.bar=1"])
 
 
 def test_missing_and_nonexistent_paths_fail(tmp_path):

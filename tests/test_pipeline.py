@@ -87,6 +87,10 @@ def test_bad_config_fails_before_running(tmp_path):
     result = run_py("trainer.learning_rate=-1", f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "trainer.learning_rate: must be positive" in result.stderr and "Traceback" not in result.stderr
+    typo = run_py("+pipline=prepare", f"hydra.run.dir={tmp_path / 'typo'}", check=False)
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1
+    assert "unknown key pipline; did you mean pipeline?" in typo.stderr
+    assert not (tmp_path / "typo" / "run_summary.json").exists()  # refused before anything ran
 
 
 def test_multirun_gives_one_zenml_and_one_mlflow_run_each(tmp_path):
