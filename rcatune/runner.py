@@ -113,6 +113,10 @@ def run(cfg: RunConfig, context: RunContext) -> RunSummary:
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
         summary.traceback = traceback.format_exc()
         raise
+    except BaseException as error:  # Ctrl-C, a SIGTERM turned into an exit: the summary says so
+        summary.status = "interrupted"
+        summary.error = f"interrupted ({type(error).__name__}); the same command again continues where it can"
+        raise
     finally:
         summary.seconds = round(time.perf_counter() - started, 2)
         _add_files(context.run_dir, summary)

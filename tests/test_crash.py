@@ -247,3 +247,27 @@ def test_two_trainings_and_a_prepare_at_once_on_a_fresh_state_folder_all_land(tm
     assert sorted(number for number, _ in found["versions"]) == [1, 2] and found["twins"] == ["1", "2"]
     assert [stage for _, stage in found["versions"]].count("production") == 1
     assert len(found["mlflow_runs"]) >= 3 and all(s == "FINISHED" for s in found["mlflow_runs"])
+
+
+def test_ctrl_c_leaves_a_summary_that_says_interrupted(tmp_path):
+    """Ctrl-C (SIGINT) mid-run: run_summary.json says interrupted, not running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    run_dir, pauses = tmp_path / "run", tmp_path / "p"
+    env = dict(os.environ, OMP_NUM_THREADS="1", RCATUNE_PAUSE_AT="prepare.formats:hf", RCATUNE_PAUSE_DIR=str(pauses))
+    process = subprocess.Popen([sys.executable, "run.py", *PREPARE, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (pauses / "prepare.formats:hf.paused").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert process.returncode != 0 and summary["status"] == "interrupted", output[-2000:]
