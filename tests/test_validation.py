@@ -30,6 +30,8 @@ def _variant(record, **changes):
 
 BAD_CASES = [
     ("malformed_json", lambda r: '{"id": "x", ', "", "malformed JSON"),
+    # the error is at the line's end: column 13 of that line, not column 1 of the next (the newline was read)
+    ("malformed_json", lambda r: '{"id": "x", ', "", "at column 13"),
     ("not_an_object", lambda r: "[1, 2, 3]", "", "expected a JSON object, got list"),
     ("not_an_object", lambda r: '"just text"', "", "got str"),
     ("wrong_type", lambda r: _variant(r, symptoms="one symptom"), "symptoms", "valid list"),

@@ -69,7 +69,7 @@ class JsonlSource:
                     continue
                 record.raw = clip(text.rstrip("\r\n"))
                 try:
-                    record.data = json.loads(text)
+                    record.data = json.loads(text.rstrip("\r\n"))  # an error at its end is on this line
                 except json.JSONDecodeError as error:
                     record.problem = ("", "malformed_json", f"malformed JSON: {error.msg} at column {error.colno}")
                 yield record
