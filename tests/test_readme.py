@@ -36,3 +36,11 @@ def test_readme_command_composes(command):
         cfg = compose(config_name="config", overrides=overrides)
     GlobalHydra.instance().clear()
     assert cfg.pipeline.name
+
+
+def test_the_data_docs_list_every_field_the_schema_and_the_csv_header_take():
+    from rcatune.schema import TrainingExample
+
+    text = (ROOT / "docs" / "data.md").read_text()
+    missing = [name for name in TrainingExample.model_fields if f"| `{name}` |" not in text]
+    assert not missing, f"docs/data.md's field table lacks {missing}"
