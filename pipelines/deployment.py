@@ -3,7 +3,7 @@ chosen deployer (deployer=local|docker|kubernetes). Wiring only."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from zenml import pipeline
 
@@ -17,10 +17,11 @@ from steps.tracking import track_run_config
 
 @pipeline(enable_cache=False)
 def deployment_pipeline(config: dict[str, Any], git: dict[str, Any], deployer: Spec, serving: ServingConfig,
-                        action: str, version: str, registry_name: str) -> None:
+                        action: str, version: str, registry_name: str, force: bool = False,
+                        reason: Optional[str] = None) -> None:
     track_run_config(config, git)
     if action == "deploy":
-        deploy_release(resolve_release(registry_name, version), deployer, serving)
+        deploy_release(resolve_release(registry_name, version, force, reason), deployer, serving)
     elif action == "rollback":
         rollback_deployment(deployer, serving)
     elif action == "stop":
@@ -32,11 +33,22 @@ def deployment_pipeline(config: dict[str, Any], git: dict[str, Any], deployer: S
 def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
     return {"config": context.resolved, "git": context.git, "deployer": to_spec("deployer", cfg.deployer),
             "serving": cfg.serving, "action": cfg.deployment.action.value, "version": cfg.deployment.version,
-            "registry_name": cfg.model_registry_name}
+            "registry_name": cfg.model_registry_name, "force": cfg.deployment.force, "reason": cfg.deployment.reason}
+
+
+def _finish(cfg: RunConfig, context: RunContext, summary) -> None:
+    """A status whose endpoint does not answer is a failure (exit 2), after the summary says what is there."""
+    status = summary.deployment
+    if cfg.deployment.action.value == "status" and status.get("answers") is False:
+        from rcatune.errors import RcatuneError
+
+        serving = f"v{status['version']} at {status['endpoint']}" if status.get("version") else "nothing is deployed"
+        raise RcatuneError(f"deployment {status.get('name')!r} on {status.get('target')} does not answer "
+                           f"({serving}); see run_summary.json for its instances, or deploy again")
 
 
 register(PipelineDefinition(
-    name="deployment", pipeline=deployment_pipeline, inputs=_inputs,
+    name="deployment", pipeline=deployment_pipeline, inputs=_inputs, finish=_finish,
     outputs=(Output("track_run_config", constants.RUN_TRACKING),
              Output("deploy_release", constants.DEPLOYMENT),
              Output("rollback_deployment", constants.DEPLOYMENT),

@@ -86,10 +86,15 @@ def _deployment_lines(deployment: dict) -> list[str]:
     if "action" not in deployment:  # a status
         shown = {k: v for k, v in deployment.items() if not isinstance(v, dict)}
         lines = ["  deployment  " + ", ".join(f"{k} {v}" for k, v in shown.items())]
+        router = deployment.get("router")
+        if router:
+            lines.append(f"    router    pid {router.get('pid')} on port {router.get('port')} "
+                         f"{'running' if router.get('running') else 'NOT RUNNING'}")
         for role in ("active", "previous"):
             if deployment.get(role):
                 item = deployment[role]
-                lines.append(f"    {role:<9} v{item['version']} ({item['model']}) at {item['url']} "
+                where = f"pid {item['pid']} port {item['port']}" if item.get("pid") else item.get("url", "")
+                lines.append(f"    {role:<9} v{item['version']} ({item['model']}) {where} at {item['url']} "
                              f"{'answers' if item.get('answers') else 'DOES NOT ANSWER'}")
         return lines
     from rcatune.deploy.records import DeploymentRecord

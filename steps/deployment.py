@@ -3,7 +3,7 @@ Every deploy and rollback is recorded (records file, ZenML model version, MLflow
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel
 from zenml import step
@@ -25,9 +25,11 @@ class DeploymentStatus(BaseModel):
 
 
 @step(enable_cache=False)
-def resolve_release(registry_name: str, version: str) -> Annotated[Release, ArtifactConfig(name=constants.RELEASE)]:
-    """The registered version to deploy and the export it serves."""
-    return release(registry_name, version)
+def resolve_release(registry_name: str, version: str, force: bool = False, reason: Optional[str] = None) -> Annotated[
+    Release, ArtifactConfig(name=constants.RELEASE)
+]:
+    """The registered version to deploy and the export it serves (refused when it failed its gate, unless forced)."""
+    return release(registry_name, version, force, reason)
 
 
 @step(enable_cache=False, experiment_tracker=True)

@@ -99,16 +99,23 @@ def test_faults_leave_the_last_good_version_serving(servable_versions, tmp_path,
     deployer = LocalDeployer(LocalDeployerConfig(name="faults", port=port), ServingConfig(ready_timeout_s=120))
     with pytest.raises(DeploymentError, match="nothing to roll back to: nothing is deployed"):
         deployer.rollback()
+    # an untrained model answers with no root cause: it fails its smoke test
+    untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)
+    broken = Release(registry_name="rcatune-rca", version="900", served_name="rcatune-rca-v900",
+                     folder=untrained.resolve_path())
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.raises(DeploymentError, match="v900 failed its smoke test: .*nothing serves"):
+        deployer.deploy(broken)  # a failed first deploy leaves no router listening with nothing behind it
+    with pytest.raises(requests.ConnectionError):
+        requests.get(endpoint + "/ready", timeout=5)
     good = release("rcatune-rca", first)
     deployer.deploy(good)
-    endpoint = f"http://127.0.0.1:{port}"
     try:
-        # an untrained model answers with no root cause: it fails its smoke test, v{first} keeps serving
-        untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)
-        broken = Release(registry_name="rcatune-rca", version="900", served_name="rcatune-rca-v900",
-                         folder=untrained.resolve_path())
-        with pytest.raises(DeploymentError, match=rf"v900 failed its smoke test: .*still serving v{first}"):
+        # v{first} keeps serving when the next one fails its smoke test
+        with pytest.raises(DeploymentError, match=rf"v900 failed its smoke test: .*still serving v{first}") as why:
             deployer.deploy(broken)
+        began = str(why.value).split("it began ", 1)[1].split("); is this")[0]
+        assert len(began) < 200, began  # a quote of the answer, not all of it
         assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first
         missing = broken.model_copy(update={"folder": str(tmp_path / "gone")})
         with pytest.raises(DeploymentError, match="missing or holds no model"):
@@ -187,3 +194,104 @@ def test_no_secret_or_request_content_reaches_the_deployment_files_or_the_servin
     logs = list((state_home / "deployments" / "local" / "leaks").rglob("*.log"))
     print(f"\nleak scan (deployment): {files} files, {len(logs)} logs, {len(needles)} needles, {len(hits)} hits")
     assert logs and files > 20 and not hits, hits
+
+
+def _serving_version(endpoint: str, token: str | None = None) -> str | None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        reply = requests.post(endpoint + "/v1/chat/completions", headers=headers, timeout=10, json={
+            "messages": [{"role": "user", "content": "checkout fails"}], "max_tokens": 4})
+    except requests.RequestException:
+        return None
+    return reply.headers.get("x-rcatune-version") if reply.status_code == 200 else str(reply.status_code)
+
+
+def test_failover_auth_threads_and_status_fail_safe(servable_versions, tmp_path, monkeypatch):
+    """kill -9 of the serving instance: the router fails over to the warm previous within 5 s and it is recorded
+    as an automatic rollback; a rollback from a shell without the token keeps the token required; a deploy that
+    would drop it is refused; the servers run auto threads (the cores over the two a deployment keeps); status
+    names pids, ports and auth, and exits non-zero when nothing answers."""
+    import os
+    import signal
+    import time
+
+    from zenml.client import Client
+
+    from rcatune.deploy.records import deployments_dir, history
+    from rcatune.serving.threads import available_cores
+
+    token = "failover-test-token-42"
+    monkeypatch.setenv("RCATUNE_SERVE_TOKEN", token)
+    first, second = (v["number"] for v in servable_versions)
+    where = [f"deployer.port={_free_port()}", "deployer.name=failsafe"]
+    _, one = _deploy(tmp_path, "one", *where, f"deployment.version={first}")
+    endpoint = one["deployment"]["endpoint"]
+    _deploy(tmp_path, "two", *where, f"deployment.version={second}")
+    assert _serving_version(endpoint, token) == second
+    health = requests.get(endpoint + "/health", timeout=10).json()
+    assert health["threads"] == max(1, available_cores() // 2) and health["auth"] == "on"
+
+    state = json.loads((deployments_dir() / "local" / "failsafe" / "state.json").read_text())
+    os.killpg(state["active"]["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    while _serving_version(endpoint, token) != first:
+        assert time.monotonic() - killed < 5, "no failover to the warm previous within 5 s"
+        time.sleep(0.1)
+    failover_s = time.monotonic() - killed
+    print(f"\nfailover: v{first} answered {failover_s:.2f} s after v{second} was killed")
+    deadline = time.monotonic() + 120
+    while not (history("local", "failsafe")[-1].action == "rollback"
+               and Client().get_model_version("rcatune-rca", "production").number == int(first)):
+        assert time.monotonic() < deadline, "the failover was not recorded in the records and the registry"
+        time.sleep(0.5)
+    record = history("local", "failsafe")[-1]
+    assert (record.version, record.previous) == (first, second) and "failover" in record.detail["automatic"]
+
+    # a deploy over the crashed one keeps nothing dead as its previous; auth stays the deployment's
+    _deploy(tmp_path, "again", *where, f"deployment.version={second}")
+    monkeypatch.delenv("RCATUNE_SERVE_TOKEN")
+    _, back = _deploy(tmp_path, "back", *where, "deployment.action=rollback")  # a shell without the token
+    assert back["deployment"]["version"] == first
+    assert _serving_version(endpoint) == "401" and _serving_version(endpoint, "wrong") == "401"
+    assert _serving_version(endpoint, token) == first
+    refused, _ = _deploy(tmp_path, "open", *where, f"deployment.version={second}", check=False)
+    assert refused.returncode == 2 and "would change deployment failsafe's auth" in refused.stderr
+    assert "deployer.change_auth=true" in refused.stderr and refused.stderr.count("\n") == 1
+
+    monkeypatch.setenv("RCATUNE_SERVE_TOKEN", token)
+    result, status = _deploy(tmp_path, "status", *where, "deployment.action=status")
+    shown = status["deployment"]
+    assert shown["answers"] and shown["auth"] == "on" and shown["router"]["pid"] and shown["active"]["port"]
+    assert f"pid {shown['active']['pid']} port {shown['active']['port']}" in result.stdout
+    for role in ("active", "previous"):
+        if shown.get(role):
+            os.killpg(shown[role]["pid"], signal.SIGKILL)
+    dead, _ = _deploy(tmp_path, "dead", *where, "deployment.action=status", check=False)
+    assert dead.returncode == 2 and "does not answer" in dead.stderr
+    _deploy(tmp_path, "stop", *where, "deployment.action=stop")
+
+
+def test_a_gate_failed_version_is_refused_and_a_forced_one_recorded(tmp_path):
+    from rcatune.deploy.records import history
+    from tests.conftest import SERVABLE_OVERRIDES
+
+    failing = [o for o in SERVABLE_OVERRIDES if not o.startswith(("evaluation.min", "evaluation.max_p",
+                                                                   "evaluation.require"))]
+    run_dir = tmp_path / "trained"
+    run_py(*failing, "seed=5", f"hydra.run.dir={run_dir}")  # answers in format (a smoke test passes), gate fails
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["decisions"]["stage"] == "none"
+    number = summary["decisions"]["zenml_model_version"].rsplit(" v", 1)[1]
+    where = [f"deployer.port={_free_port()}", "deployer.name=gated", f"deployment.version={number}"]
+    refused, _ = _deploy(tmp_path, "refused", *where, check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert f"v{number} (no stage) is refused: it failed its gate (rca_accuracy" in refused.stderr
+    assert "deployment.force=true" in refused.stderr
+    unreasoned = run_py("pipeline=deployment", *where, "deployment.force=true", check=False)  # refused at composition
+    assert unreasoned.returncode == 2 and "deployment.reason: a forced deploy needs a reason" in unreasoned.stderr
+    _, forced = _deploy(tmp_path, "forced", *where, "deployment.force=true",
+                        "deployment.reason=hotfix drill approved by on-call")
+    detail = history("local", "gated")[-1].detail["forced"]
+    assert detail["reason"] == "hotfix drill approved by on-call" and "@" in detail["by"]
+    assert "failed its gate" in detail["refused_because"] and forced["deployment"]["detail"]["forced"] == detail
+    _deploy(tmp_path, "stop", *where[:2], "deployment.action=stop")

@@ -24,10 +24,16 @@ class DeploymentAction(str, enum.Enum):
 class DeploymentConfig:
     action: DeploymentAction = DeploymentAction.deploy
     version: str = "production"  # a stage (production, staging, latest) or a version number
+    # A version that failed its gate, or is neither staging nor production, is refused unless forced; a forced
+    # deploy records who forced it and `reason`.
+    force: bool = False
+    reason: Optional[str] = None
 
     def __post_init__(self) -> None:
         require(self.version.isdigit() or self.version in STAGES, "deployment.version",
                 f"{self.version!r} is neither a version number nor one of {list(STAGES)}")
+        require(not self.force or bool(self.reason and self.reason.strip()), "deployment.reason",
+                "a forced deploy needs a reason (deployment.reason='why it must ship anyway')")
 
 
 @dataclass
@@ -35,6 +41,9 @@ class DeployerConfig:
     _target_: str = MISSING  # the Deployer class
     target: str = MISSING  # local | docker | kubernetes
     name: str = "rcatune"  # the deployment's name: several can live side by side
+    # Every instance of a deployment uses the token source its first deploy used (rollback and failover
+    # included); a deploy that would change it is refused unless this is set (the warm previous is then stopped).
+    change_auth: bool = False
 
     def __post_init__(self) -> None:
         require(bool(self.name) and self.name.replace("-", "").isalnum() and self.name.islower(), "deployer.name",

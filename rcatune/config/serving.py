@@ -31,6 +31,9 @@ class ServingConfig:
     max_generation_s: float = 120.0  # one generation stops here (finish_reason length); beyond it the worker is stuck
     header_timeout_s: float = 10.0  # a connection that has not sent a whole request head by then is closed
     body_timeout_s: float = 30.0  # a body that has not arrived by then is refused (408)
+    # Threads one server computes with: a number, or auto (the cores it may use, from its affinity and a
+    # container's CPU limit, divided by the servers a deployment runs side by side): rcatune/serving/threads.py
+    threads: str = "auto"
     token_file: Optional[str] = None  # a file holding the bearer token (else $RCATUNE_SERVE_TOKEN; none: open)
     ready_timeout_s: float = 300.0  # how long a new instance may take to load, check and warm up
 
@@ -38,6 +41,9 @@ class ServingConfig:
         for key in LIMITS:
             require(getattr(self, key) > 0, f"serving.{key}", "must be positive")
         require(self.ready_timeout_s > 0, "serving.ready_timeout_s", "must be positive")
+        self.threads = str(self.threads).strip().lower()
+        require(self.threads == "auto" or (self.threads.isdigit() and int(self.threads) > 0), "serving.threads",
+                f"must be auto or a positive number, got {self.threads!r}")
 
     def token(self) -> Optional[str]:
         """The bearer token, from `token_file` or the environment (None: the API is open)."""

@@ -1,6 +1,7 @@
 """`python -m rcatune.deploy stop-all`: stop every local and docker deployment started from this state folder
-(routers, instances, containers), e.g. before deleting the state folder. Deploy, roll back and report with
-`python run.py pipeline=deployment`."""
+(routers, instances, containers), e.g. before deleting the state folder. `python -m rcatune.deploy reconcile
+FOLDER`: bring a deployment's state and records up to what its router did (the router runs it after a
+failover). Deploy, roll back and report with `python run.py pipeline=deployment`."""
 
 from __future__ import annotations
 
@@ -26,8 +27,19 @@ def stop_all() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rcatune.deploy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["stop-all"])
-    parser.parse_args(argv)
+    parser.add_argument("action", choices=["stop-all", "reconcile"])
+    parser.add_argument("folder", nargs="?", help="reconcile: the deployment's folder (<state>/deployments/T/NAME)")
+    args = parser.parse_args(argv)
+    if args.action == "reconcile":
+        from pathlib import Path
+
+        from rcatune.deploy.bluegreen import reconcile_folder
+        from rcatune.state import configure_environment
+
+        configure_environment()
+        status = reconcile_folder(Path(args.folder))
+        print(f"{args.folder}: v{status.get('version')} serves; answers: {status.get('answers')}")
+        return 0
     print(f"stopped {stop_all()} processes")
     return 0
 

@@ -14,6 +14,7 @@ and the previous version, which never stopped serving, stays.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rcatune.config.serving import LIMITS, ServingConfig
+from rcatune.config.specs import to_spec
 from rcatune.deploy.base import Deployer, DeploymentError
 from rcatune.deploy.records import DeploymentRecord, Release, deployments_dir, history, recorded
 from rcatune.deploy.router import VERSION_HEADER, Target, write_target
@@ -31,6 +33,9 @@ from rcatune.pause import pause_point
 from rcatune.processes import alive, port_free, spawn, stop_group, tail
 
 Instance = dict[str, Any]  # version, model, folder, registry_name, url, log, and what the subclass needs
+
+
+SERVERS = 2  # a blue/green deployment runs the active instance and the warm previous side by side
 
 
 class BlueGreenDeployer(Deployer):
@@ -62,7 +67,11 @@ class BlueGreenDeployer(Deployer):
     # deployment take turns instead of interleaving their changes to its state.
     def deploy(self, release: Release) -> DeploymentRecord:
         with self._lock():
-            return self._deploy(release)
+            try:
+                return self._deploy(release)
+            except DeploymentError:
+                self._stop_idle_router()
+                raise
 
     def rollback(self) -> DeploymentRecord:
         with self._lock():
@@ -76,6 +85,15 @@ class BlueGreenDeployer(Deployer):
         with self._lock():
             return self._stop()
 
+    def _stop_idle_router(self) -> None:
+        """A first deploy that failed leaves no router listening with nothing behind it."""
+        state = self._state()
+        if not state.get("active") and not state.get("pending") and state.get("router"):
+            stop_group(state["router"].get("pid"))
+            write_target(self.target_file, None)
+            state.pop("router")
+            self._save(state)
+
     def _lock(self):
         from rcatune.state import state_lock
 
@@ -84,17 +102,25 @@ class BlueGreenDeployer(Deployer):
     def _deploy(self, release: Release) -> DeploymentRecord:
         started = time.perf_counter()
         state = self._recover(self._state())
+        auth, auth_changes = self._auth_for(state)
         active, previous = state.get("active"), state.get("previous")
         self._ensure_router(state)
         fields = {"endpoint": self.endpoint, "version": release.version, "model": release.served_name,
                   "registry_name": release.registry_name}
-        if active and active["version"] == release.version and self._answers(active):
+        if active and active["version"] == release.version and self._answers(active) and not auth_changes:
             told = history(self.target, self.name)
             if told and told[-1].version == release.version:
                 return self.record("deploy", **fields, previous=previous and previous["version"], changed=False)
             return self.record("deploy", **fields, previous=previous and previous["version"], detail={
                 "recovered": "it served already, but the deploy that switched to it was killed before it was "
                              "recorded: recorded now"})
+        crashed = active is not None and not self._answers(active)
+        if crashed:  # a crashed instance is nothing to come back to: replaced, the warm previous kept
+            self.stop_instance(active)
+            active = None
+        warm = active if active is not None else (previous if previous and self._answers(previous) else None)
+        if auth_changes:
+            warm = None  # an instance with the old token source is not kept to roll back to
         instance = self._started(release, active, state)
         try:
             switch = self._switch(instance)
@@ -105,15 +131,40 @@ class BlueGreenDeployer(Deployer):
             self._save(state)
             raise
         pause_point("deploy.switched")
-        if previous:
-            self.stop_instance(previous)  # the one before the last: only the last stays warm
+        for old in (active, previous):
+            if old and old is not warm:
+                self.stop_instance(old)  # only the last good one stays warm
         state.pop("pending", None)
-        state.update(active=instance, previous=active)
+        state.update(active=instance, previous=warm, auth=auth)
         self._save(state)
-        return self.record("deploy", **fields, previous=active and active["version"],
+        self._write_target(state)
+        return self.record("deploy", **fields, previous=warm and warm["version"],
                            seconds=round(time.perf_counter() - started, 2),
                            detail={"smoke": instance.pop("smoke"), "switch_seconds": switch,
-                                   "instance": instance.get("url"), "previous_warm": bool(active)})
+                                   "instance": instance.get("url"), "previous_warm": bool(warm),
+                                   "auth": _shown_auth(auth),
+                                   **({"replaced_crashed": True} if crashed else {}),
+                                   **({"auth_changed": True} if auth_changes else {}),
+                                   **({"forced": release.forced} if release.forced else {})})
+
+    def _write_target(self, state: dict[str, Any]) -> None:
+        """The router's target: the active instance, and the warm previous it fails over to."""
+        active, previous = state.get("active"), state.get("previous")
+        write_target(self.target_file, active and {**_target(active), "standby": previous and _target(previous)})
+
+    def _auth_for(self, state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The token source this action's instances get, and whether it changes the deployment's; refused when
+        it would change without deployer.change_auth=true."""
+        now = auth_source(self.serving)
+        recorded = state.get("auth")
+        if recorded is None or recorded == now:
+            return now, False
+        if not getattr(self.config, "change_auth", False):
+            raise DeploymentError(
+                f"this would change deployment {self.name}'s auth from {_shown_auth(recorded)} to "
+                f"{_shown_auth(now)}; all its instances use one (rollback and failover included): use the same "
+                "token source, or deployer.change_auth=true to change it (the warm previous version is then stopped)")
+        return now, True
 
     def _rollback(self) -> DeploymentRecord:
         started = time.perf_counter()
@@ -122,17 +173,24 @@ class BlueGreenDeployer(Deployer):
         if not previous:
             now = f"only v{active['version']} was deployed" if active else "nothing is deployed"
             raise DeploymentError(f"nothing to roll back to: {now} (deployment {self.name!r} on {self.target})")
+        if active and previous["version"] == active["version"]:
+            raise DeploymentError(f"nothing to roll back to: the previous instance serves v{active['version']} too "
+                                  f"(deployment {self.name!r} on {self.target}); deploy the version you want")
         self._ensure_router(state)
         warm = self._answers(previous)
         if not warm:  # stopped since (or the machine restarted): start it again, smoke-test it, then switch
+            state["auth"], _ = self._auth_for(state)  # restarted with the deployment's token source, or refused
             self.stop_instance(previous)
             previous = self._started(Release(registry_name=previous["registry_name"], version=previous["version"],
                                              served_name=previous["model"], folder=previous["folder"]), active, state)
             previous.pop("smoke")
         switch = self._switch(previous)
         state.pop("pending", None)
-        state.update(active=previous, previous=active)
+        state.update(active=previous, previous=active if active and self._answers(active) else None)
+        if active and state["previous"] is None:
+            self.stop_instance(active)  # it no longer answers: nothing to come back to
         self._save(state)
+        self._write_target(state)
         return self.record("rollback", endpoint=self.endpoint, version=previous["version"], model=previous["model"],
                            previous=active and active["version"], registry_name=previous["registry_name"],
                            seconds=round(time.perf_counter() - started, 2),
@@ -144,9 +202,30 @@ class BlueGreenDeployer(Deployer):
         instances = {role: {**state[role], "answers": self._answers(state[role])}
                      for role in ("active", "previous") if state.get(role)}
         serving = Target(self.target_file).current()
+        answers = self._endpoint_answers() if serving else False
         return {"target": self.target, "name": self.name, "endpoint": self.endpoint if serving else None,
-                "version": serving and serving["version"], "router_running": alive(router.get("pid")),
-                **instances}
+                "version": serving and serving["version"], "answers": answers,
+                "auth": self._auth() if answers else "unknown",
+                "router": {"pid": router.get("pid"), "port": router.get("port"),
+                           "running": alive(router.get("pid"))}, **instances}
+
+    def _endpoint_answers(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.endpoint}/ready", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def _auth(self) -> str:
+        """'on' when the endpoint refuses a request without the bearer token, 'off' when it answers it."""
+        import requests
+
+        try:
+            code = requests.get(f"{self.endpoint}/v1/models", timeout=5).status_code
+        except requests.RequestException:
+            return "unknown"
+        return {401: "on", 200: "off"}.get(code, "unknown")
 
     def _stop(self) -> DeploymentRecord:
         state = self._recover(self._state())
@@ -182,8 +261,11 @@ class BlueGreenDeployer(Deployer):
         return instance
 
     def _recover(self, state: dict[str, Any]) -> dict[str, Any]:
-        """Finish what a killed action left: a pending instance the router already sends traffic to becomes the
-        active one (and its deploy is recorded); one it does not is stopped. The router's target follows."""
+        """Finish what a killed action left, and account for a failover the router made: a pending instance the
+        router already sends traffic to becomes the active one (and its deploy is recorded); one it does not is
+        stopped; the warm previous the router failed over to becomes the active one (recorded as an automatic
+        rollback). The router's target follows the state."""
+        state = self._account_failover(state)
         pending = state.pop("pending", None)
         if pending is None:
             return state
@@ -194,6 +276,7 @@ class BlueGreenDeployer(Deployer):
                 self.stop_instance(previous)
             state.update(active=pending, previous=active if active and active["url"] != pending["url"] else previous)
             self._save(state)
+            self._write_target(state)
             recorded(self.record("deploy", endpoint=self.endpoint, version=pending["version"],
                                  model=pending["model"], registry_name=pending["registry_name"],
                                  previous=state["previous"] and state["previous"]["version"],
@@ -201,17 +284,38 @@ class BlueGreenDeployer(Deployer):
                                                       "completed by the next action"}))
             return state
         self.stop_instance(pending)
-        write_target(self.target_file, active and _target(active))
+        self._write_target(state)
         self._save(state)
         print(f"{self.target} deployment {self.name!r}: an interrupted deploy of v{pending['version']} was "
               f"cleaned up (its instance stopped); {'v' + active['version'] if active else 'nothing'} serves",
               flush=True)
         return state
 
+    def _account_failover(self, state: dict[str, Any]) -> dict[str, Any]:
+        serving = Target(self.target_file).current()
+        active, previous = state.get("active"), state.get("previous")
+        if not (serving and active and previous and serving.get("url") == previous.get("url")
+                and serving.get("url") != active.get("url")):
+            return state
+        failed = serving.get("failed_over_from") or {}
+        self.stop_instance(active)  # it stopped answering: what is left of it goes
+        state.update(active=previous, previous=None)
+        self._save(state)
+        self._write_target(state)
+        recorded(self.record("rollback", endpoint=self.endpoint, version=previous["version"], model=previous["model"],
+                             previous=active["version"], registry_name=previous["registry_name"],
+                             detail={"automatic": f"failover: v{active['version']} stopped answering; the router "
+                                                  f"switched to the warm v{previous['version']}",
+                                     "failed_at": failed.get("at"), "switch_seconds": failed.get("seconds")}))
+        return state
+
     def _state(self) -> dict[str, Any]:
         return json.loads(self.state_file.read_text(encoding="utf-8")) if self.state_file.exists() else {}
 
     def _save(self, state: dict[str, Any]) -> None:
+        if state:
+            state["deployer"] = to_spec("deployer", self.config).model_dump()
+            state["serving"] = {**dataclasses.asdict(self.serving), "engine": self.serving.engine.value}
         staged = self.state_file.with_suffix(".tmp")
         staged.write_text(json.dumps(state, indent=1), encoding="utf-8")
         os.replace(staged, self.state_file)
@@ -273,15 +377,52 @@ def _target(instance: Instance) -> dict[str, Any]:
     return {"url": instance["url"], "version": instance["version"], "model": instance["model"]}
 
 
+def auth_source(serving: ServingConfig) -> dict[str, Any]:
+    """Where the bearer token comes from (never the value): a file, an environment variable, or nowhere; with a
+    short fingerprint so a different token from the same place is a change too."""
+    import hashlib
+
+    from rcatune.config.serving import TOKEN_ENV
+
+    token = serving.token()
+    if serving.token_file:
+        source = f"file:{Path(serving.token_file).expanduser().resolve()}"
+    else:
+        source = f"env:{TOKEN_ENV}" if token else "none"
+    return {"source": source, "fingerprint": hashlib.sha256(token.encode()).hexdigest()[:12] if token else None}
+
+
+def _shown_auth(auth: dict[str, Any]) -> str:
+    if auth["source"] == "none":
+        return "no token (the API is open)"
+    kind, _, where = auth["source"].partition(":")
+    place = f"the file {where}" if kind == "file" else f"${where}"
+    return f"a token from {place} (fingerprint {auth['fingerprint']})"
+
+
+def reconcile_folder(folder: Path) -> dict[str, Any]:
+    """Act on the deployment whose files are in `folder` from another process (the router, after a failover):
+    its status, which accounts for what changed."""
+    from rcatune.config import load_spec
+    from rcatune.config.serving import Engine
+    from rcatune.deploy import deployer_for
+
+    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    serving = ServingConfig(**{**state["serving"], "engine": Engine(state["serving"]["engine"])})
+    return deployer_for(load_spec(state["deployer"]), serving).status()
+
+
 def child_env() -> dict[str, str]:
     """A child's environment: this one (the serve token travels here, never on a command line)."""
     return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
-def serve_args(release: Release, serving: ServingConfig, host: str, port: int, model_dir: str) -> list[str]:
-    """`python -m rcatune.serving` arguments that serve `release` from `model_dir` with the configured caps."""
+def serve_args(release: Release, serving: ServingConfig, host: str, port: int, model_dir: str,
+               servers: int = 1) -> list[str]:
+    """`python -m rcatune.serving` arguments that serve `release` from `model_dir` with the configured caps and
+    threads (`servers`: how many servers share the machine's cores: a blue/green deployment keeps two)."""
     args = ["--model", f"{release.served_name}={model_dir}", "--alias", release.registry_name, "--host", host,
-            "--port", str(port), "--no-base"]
+            "--port", str(port), "--no-base", "--threads", serving.threads, "--servers", str(servers)]
     for key in LIMITS:
         args += [f"--{key.replace('_', '-')}", str(getattr(serving, key))]
     return args

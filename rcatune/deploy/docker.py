@@ -24,7 +24,7 @@ from typing import Any
 from rcatune.config.deployer import DockerDeployerConfig
 from rcatune.config.serving import ServingConfig
 from rcatune.deploy.base import DeploymentError
-from rcatune.deploy.bluegreen import BlueGreenDeployer, Instance, serve_args
+from rcatune.deploy.bluegreen import SERVERS, BlueGreenDeployer, Instance, serve_args
 from rcatune.deploy.records import DeploymentRecord, Release
 from rcatune.errors import ConfigError
 from rcatune.processes import free_port
@@ -102,7 +102,7 @@ class DockerDeployer(BlueGreenDeployer):
         command = None
         if self.config.network == "host":  # the server binds the host's port itself
             kwargs = {"network_mode": "host"}
-            command = serve_args(release, self.serving, self.config.host, port, "/app/model")
+            command = serve_args(release, self.serving, self.config.host, port, "/app/model", SERVERS)
         token = self.serving.token()
         container = client.containers.run(
             tag, command=command, detach=True, name=f"rcatune-{self.name}-v{release.version}-{port}",
@@ -144,7 +144,7 @@ class DockerDeployer(BlueGreenDeployer):
         _link_tree(Path(release.folder), staged / "model")
         package = Path(__file__).resolve().parents[1]
         shutil.copytree(package, staged / "rcatune", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        command = serve_args(release, self.serving, "0.0.0.0", CONTAINER_PORT, "/app/model")
+        command = serve_args(release, self.serving, "0.0.0.0", CONTAINER_PORT, "/app/model", SERVERS)
         (staged / "Dockerfile").write_text(DOCKERFILE.format(
             served_name=release.served_name, registry=release.registry_name, version=release.version,
             tag=image_tag(release), base_image=self.config.base_image, port=CONTAINER_PORT,

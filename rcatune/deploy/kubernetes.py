@@ -126,7 +126,8 @@ class KubernetesDeployer(Deployer):
                            previous=before, registry_name=release.registry_name,
                            seconds=round(time.perf_counter() - started, 2),
                            detail={"image": image, "revision": _revision(self._deployment()),
-                                   "namespace": self.namespace})
+                                   "namespace": self.namespace,
+                                   **({"forced": release.forced} if release.forced else {})})
 
     def rollback(self) -> DeploymentRecord:
         started = time.perf_counter()

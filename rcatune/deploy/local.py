@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rcatune.deploy.base import DeploymentError
-from rcatune.deploy.bluegreen import BlueGreenDeployer, Instance, child_env, serve_args
+from rcatune.deploy.bluegreen import SERVERS, BlueGreenDeployer, Instance, child_env, serve_args
 from rcatune.deploy.records import Release
 from rcatune.processes import alive, free_port, spawn, stop_group
 
@@ -23,7 +23,7 @@ class LocalDeployer(BlueGreenDeployer):
                                   "re-run its fine_tuning pipeline, or deploy another version")
         port = free_port(self.config.host)
         log = self.folder / "logs" / f"v{release.version}-{port}.log"
-        args = serve_args(release, self.serving, self.config.host, port, release.folder)
+        args = serve_args(release, self.serving, self.config.host, port, release.folder, SERVERS)
         if self.serving.token_file:
             args += ["--token-file", self.serving.token_file]
         process = spawn([sys.executable, "-m", "rcatune.serving", *args], log, child_env())

@@ -46,6 +46,7 @@ class Release(BaseModel):
     served_name: str  # the model id the endpoint lists (<registry>-v<N>)
     folder: str  # what is served: the export (merged weights, or the adapter)
     stage: Optional[str] = None
+    forced: Optional[dict[str, Any]] = None  # {by, reason, refused_because}: deployed against the rules, on purpose
 
 
 class DeploymentRecord(BaseModel):
@@ -68,12 +69,15 @@ class DeploymentRecord(BaseModel):
 
     def line(self) -> str:
         if self.action == "stop":
-            return f"{self.target} deployment {self.name!r} stopped (it served v{self.previous})"
+            served = f"it served v{self.previous}" if self.previous else "nothing was serving"
+            return f"{self.target} deployment {self.name!r} stopped ({served})"
         if not self.changed:
             return f"{self.target}: v{self.version} already serves at {self.endpoint}; nothing changed"
         before = f", replacing v{self.previous}" if self.previous else ""
+        forced = self.detail.get("forced")
+        note = f"; FORCED by {forced['by']}: {forced['reason']} ({forced['refused_because']})" if forced else ""
         return (f"{self.target}: v{self.version} ({self.model}) serves at {self.endpoint}/v1{before} "
-                f"({self.action} took {self.seconds:.2f} s)")
+                f"({self.action} took {self.seconds:.2f} s){note}")
 
 
 def append(record: DeploymentRecord) -> None:

@@ -5,6 +5,11 @@ changes, so switching traffic (a deploy after its smoke test, or a rollback to t
 instance) takes effect on the next request, without a restart. Responses stream through unchanged
 (server-sent events included), with `x-rcatune-version` naming the version that answered.
 
+The router checks the active instance's `/ready` every `--check-interval` seconds. When it fails twice in a
+row and the warm previous (the target's `standby`) answers, the router fails over to it at once and starts
+`python -m rcatune.deploy reconcile` to record that as an automatic rollback (records, registry, state).
+While nothing answers, the endpoint's `/health` and `/ready` say 503, like every other path.
+
     python -m rcatune.deploy.router --port 8300 --target-file STATE/deployments/local/NAME/active.json
 """
 
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -43,7 +50,7 @@ class Target:
 
 
 def write_target(path: Path, target: Optional[dict]) -> None:
-    """Point the router at `target` ({url, version, model}), atomically; None: nothing is served."""
+    """Point the router at `target` ({url, version, model, standby}), atomically; None: nothing is served."""
     if target is None:
         path.unlink(missing_ok=True)
         return
@@ -52,13 +59,47 @@ def write_target(path: Path, target: Optional[dict]) -> None:
     os.replace(staged, path)
 
 
-def create_router(target_file: Path):
+def create_router(target_file: Path, check_interval: float = 1.0, misses_to_fail_over: int = 2):
+    import asyncio
+    from contextlib import asynccontextmanager
+
     import httpx
     from starlette.background import BackgroundTask
 
     target = Target(target_file)
     client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
-    app = FastAPI(title="rcatune router", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def answers(url: str) -> bool:
+        try:
+            return (await client.get(f"{url}/ready", timeout=2.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def watch() -> None:
+        """Fail over to the standby when the active instance stops answering."""
+        misses, since = 0, None
+        while True:
+            await asyncio.sleep(check_interval)
+            active = target.current()
+            if not active or await answers(active["url"]):
+                misses, since = 0, None
+                continue
+            misses, since = misses + 1, since or time.monotonic()
+            standby = active.get("standby")
+            if misses >= misses_to_fail_over and standby and await answers(standby["url"]):
+                write_target(target_file, {**standby, "standby": None, "failed_over_from": {
+                    "version": active["version"], "url": active["url"], "seconds": round(time.monotonic() - since, 2),
+                    "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}})
+                misses, since = 0, None
+                _reconcile_later(target_file.parent)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        watcher = asyncio.create_task(watch())
+        yield
+        watcher.cancel()
+
+    app = FastAPI(title="rcatune router", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def error(status: int, message: str, code: str) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": "service_unavailable", "param": None,
@@ -80,14 +121,26 @@ def create_router(target_file: Path):
         try:
             reply = await client.send(upstream, stream=True)
         except httpx.TransportError as failure:
-            return error(502, f"the instance serving v{active['version']} does not answer ({type(failure).__name__})",
-                         "upstream_unavailable")
+            status = 503 if path in ("health", "ready") else 502  # the probes tell the truth: nothing answers
+            return error(status, f"the instance serving v{active['version']} does not answer "
+                                 f"({type(failure).__name__})", "upstream_unavailable")
         kept = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | OWN}
         kept[VERSION_HEADER] = str(active["version"])
         return StreamingResponse(reply.aiter_raw(), status_code=reply.status_code, headers=kept,
                                  background=BackgroundTask(reply.aclose))
 
     return app
+
+
+def _reconcile_later(folder: Path) -> None:
+    """Record what the router did, in a process of its own (it needs the registry, which the router does not)."""
+    import subprocess
+    import sys
+
+    with open(folder / "reconcile.log", "ab") as log:
+        subprocess.Popen([sys.executable, "-m", "rcatune.deploy", "reconcile", str(folder)], stdout=log,
+                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                         env=dict(os.environ))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,8 +60,10 @@ def smoke_test(url: str, timeout_s: float, token: Optional[str] = None, model: O
     reply = diagnose_probe(url, model, token)
     answer = reply["answer"]
     if not answer.get("root_cause", "").strip():
+        raw = " ".join(reply.get("raw", "").split())
+        shown = raw if len(raw) <= 120 else f"{raw[:120]}... ({len(raw)} characters)"
         raise SmokeTestFailed("the smoke diagnosis does not parse: the answer has no 'Root Cause:' section "
-                              f"(it began {reply.get('raw', '')!r}); is this a model rcatune trained?")
+                              f"(it began {shown!r}); is this a model rcatune trained?")
     return {"ready_seconds": round(ready_s, 2), "diagnosis_seconds": round(time.monotonic() - started, 2),
             "model": reply["model"], "root_cause": answer["root_cause"][:160],
             "query_parses": answer["query_parses"]}

@@ -18,6 +18,8 @@ class VersionRef:
     model_dir: str  # the trained model (adapter or full weights)
     export_dir: Optional[str]  # the serving bundle's folder to serve (merged weights, or the adapter), if exported
     served_name: str = ""
+    gate_passed: Optional[bool] = None  # None: not recorded (registered before the gate was kept)
+    gate_failed: tuple[str, ...] = ()  # the checks it failed, as text
 
     @property
     def label(self) -> str:
@@ -30,6 +32,7 @@ def find_version(model_name: str, version: str) -> VersionRef:
     from zenml.enums import ModelStages
 
     from rcatune import constants
+    from rcatune.artifacts import GateCheck
 
     key: Any = int(version) if str(version).isdigit() else ModelStages(version)
     try:
@@ -47,8 +50,11 @@ def find_version(model_name: str, version: str) -> VersionRef:
         bundle = export.load()
         export_dir = bundle.adapter or bundle.merged
     stage = found.stage.value if hasattr(found.stage, "value") else found.stage
+    meta = found.run_metadata or {}
+    failed = tuple(GateCheck.model_validate(c).text() for c in meta.get("gate_checks") or []
+                   if not c.get("passed", True))
     return VersionRef(model_name, str(found.number), stage, trained.load().model_dir, export_dir,
-                      f"{model_name}-v{found.number}")
+                      f"{model_name}-v{found.number}", meta.get("gate_passed"), failed)
 
 
 def production_version(model_name: str) -> Optional[tuple[str, str]]:

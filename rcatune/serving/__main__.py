@@ -39,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
     for key in LIMITS:
         p.add_argument(f"--{key.replace('_', '-')}", type=limit_type(key), default=getattr(defaults, key),
                        metavar=limit_type(key).__name__.upper(), help="(default: %(default)s)")
+    p.add_argument("--threads", default=defaults.threads, metavar="auto|N",
+                   help="threads to compute with (auto: the cores this process may use / --servers)")
+    p.add_argument("--servers", type=int, default=1, metavar="K",
+                   help="servers sharing these cores (a blue/green deployment runs 2); for --threads auto")
     p.add_argument("--token-file", default=None, help="a file holding the bearer token")
     return p
 
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     from rcatune.serving.pool import parse_source, registry_source
 
-    config = ServingConfig(engine=Engine(args.engine), host=args.host, token_file=args.token_file,
+    config = ServingConfig(engine=Engine(args.engine), host=args.host, token_file=args.token_file, threads=args.threads,
                            **{key: getattr(args, key) for key in LIMITS})
     if not _port_free(args.host, args.port):
         raise RcatuneError(f"port {args.port} on {args.host} is in use: stop what listens there or pick --port")
@@ -85,13 +89,17 @@ def serve(args: argparse.Namespace) -> int:
     from rcatune.runtime import Runtime
     from rcatune.serving.app import create_app
     from rcatune.serving.http import serve as run_server
+    from rcatune.serving.threads import apply_threads, resolve_threads
+
+    threads = resolve_threads(config.threads, args.servers)
+    apply_threads(threads)
     from rcatune.serving.pool import check_signatures, load_pool
 
     pool = load_pool(sources, Runtime.detect(args.device, progress=False), serve_base=not args.no_base)
     check_signatures(pool)  # refuse before listening, naming what differs
     names = ", ".join(m.name + (f" (over {m.parent})" if m.loaded.is_adapter else "") for m in pool)
-    print(f"rcatune serve: {names} on http://{args.host}:{args.port}/v1", flush=True)
-    app = create_app(pool, config, aliases={alias: pool[0].name for alias in aliases}, token=token)
+    print(f"rcatune serve: {names} on http://{args.host}:{args.port}/v1 ({threads} threads)", flush=True)
+    app = create_app(pool, config, aliases={alias: pool[0].name for alias in aliases}, token=token, threads=threads)
     run_server(app, args.host, args.port, config.header_timeout_s)
     return 0
 

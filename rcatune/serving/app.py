@@ -55,6 +55,8 @@ class Metrics:
                               registry=self.registry)
         self.abandoned = Gauge("rcatune_abandoned_requests", "Requests whose client left before the end",
                                registry=self.registry)
+        self.threads = Gauge("rcatune_threads", "Threads the server computes with (serving.threads)",
+                             registry=self.registry)
 
     def count(self, model: str, prompt: int, completion: int) -> None:
         self.tokens.labels(model, "in").inc(prompt)
@@ -67,11 +69,14 @@ class ClientGone(Exception):
 
 def create_app(models: list[ServedModel], config: Optional[ServingConfig] = None,
                system_prompt: Optional[str] = None, aliases: Optional[dict[str, str]] = None,
-               token: Optional[str] = None):
+               token: Optional[str] = None, threads: Optional[int] = None):
     """The app over `models` (the first is the default when a request names none). `aliases` maps other names
     to served ones (a deployment answers to the registry name whatever version it serves); `token`, or
-    $RCATUNE_SERVE_TOKEN, guards everything but the probes."""
+    $RCATUNE_SERVE_TOKEN, guards everything but the probes. `threads`: what it computes with (shown by /health
+    and /metrics; torch's own setting when not given)."""
     from contextlib import asynccontextmanager
+
+    import torch
 
     config = config or ServingConfig()
     by_name = {m.name: m for m in models}
@@ -81,6 +86,8 @@ def create_app(models: list[ServedModel], config: Optional[ServingConfig] = None
     token = token or os.environ.get(TOKEN_ENV)
     engine = Engine(models, config.max_queue, config.max_batch, on_depth=metrics.queue.set)
     metrics.abandoned.set_function(lambda: engine.abandoned)
+    threads = threads or torch.get_num_threads()
+    metrics.threads.set(threads)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -180,8 +187,8 @@ def create_app(models: list[ServedModel], config: Optional[ServingConfig] = None
     async def health():
         trouble = _trouble()
         if trouble:
-            return JSONResponse({"status": "unhealthy", "reason": trouble}, status_code=503)
-        return {"status": "ok"}
+            return JSONResponse({"status": "unhealthy", "reason": trouble, "threads": threads}, status_code=503)
+        return {"status": "ok", "threads": threads, "auth": "on" if token else "off"}
 
     @app.get("/ready")
     async def ready():
