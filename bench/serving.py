@@ -1,7 +1,8 @@
 """Serving: latency p50/p95 and throughput of `/v1/diagnose` at concurrency 1, 4 and 16, time to first token
 of a streamed chat, for rcatune's server with cross-request batching (max_batch 8) against the same server
-generating one request at a time (max_batch 1, the baseline), interleaved; then deploy and rollback seconds
-of the local deployer (blue/green behind its router).
+generating one request at a time (max_batch 1, the baseline), interleaved; serving.threads=auto against
+torch's default (every core) for a blue/green deployment's two servers beside other work; then deploy and
+rollback seconds of the local deployer (blue/green behind its router).
 
     python bench/serving.py [--smoke] [--model-dir DIR] [--export DIR]
 
@@ -36,13 +37,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def _start_server(model_dir: str, max_batch: int, log: Path) -> tuple[subprocess.Popen, str]:
+def _start_server(model_dir: str, max_batch: int, log: Path, threads: str = "auto",
+                  servers: int = 1) -> tuple[subprocess.Popen, str]:
     from rcatune.processes import free_port, spawn
 
     port = free_port()
     process = spawn([sys.executable, "-m", "rcatune.serving", "--model", f"tiny={model_dir}", "--port", str(port),
-                     "--max-batch", str(max_batch), "--max-queue", "64", "--device", "cpu"], log,
-                    dict(os.environ, PYTHONUNBUFFERED="1"))
+                     "--max-batch", str(max_batch), "--max-queue", "64", "--device", "cpu", "--threads", threads,
+                     "--servers", str(servers)], log, dict(os.environ, PYTHONUNBUFFERED="1"))
     from rcatune.deploy.smoke import wait_ready
 
     url = f"http://127.0.0.1:{port}"
@@ -118,6 +120,52 @@ def serving_figures(model_dir: str, levels: list[int], per_level: int, max_token
     return rows
 
 
+THREAD_CONTENDERS = {"serving.threads=auto": "auto", "torch's default (every core)": str(os.cpu_count() or 1)}
+
+
+def thread_figures(model_dir: str, rounds: int, sequential: int, concurrent: int, max_tokens: int) -> list[dict]:
+    """A blue/green deployment's two servers (the active one under load, the warm previous idle) on a machine
+    with other work running (one busy process): 64-token greedy completions one after another (p50, p95) and
+    `concurrent` at once (wall seconds), with serving.threads=auto against torch's default, interleaved."""
+    import requests
+
+    from rcatune.processes import stop_group
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # the other work on the machine
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as logs:
+            for round_ in range(rounds):
+                for name, threads in THREAD_CONTENDERS.items():
+                    servers = [_start_server(model_dir, 8, Path(logs) / f"{threads}-{i}.log", threads, servers=2)
+                               for i in range(2)]
+                    try:
+                        url = servers[0][1]
+                        body = {"messages": [{"role": "user", "content": "checkout returns 500 since 14:02"}],
+                                "max_tokens": max_tokens}
+                        latencies = []
+                        for _ in range(sequential):
+                            started = time.perf_counter()
+                            requests.post(f"{url}/v1/chat/completions", json=body, timeout=600).raise_for_status()
+                            latencies.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        asyncio.run(_load(url, [{"symptoms": ["checkout returns 500"]}], concurrent, concurrent,
+                                          max_tokens))
+                        burst = time.perf_counter() - started
+                        used = requests.get(f"{url}/health", timeout=10).json()["threads"]
+                        rows.append({"contender": name, "round": round_ + 1, "threads": used,
+                                     "p50_ms": round(1000 * _percentile(latencies, 0.5), 1),
+                                     "p95_ms": round(1000 * _percentile(latencies, 0.95), 1),
+                                     f"concurrent_{concurrent}_s": round(burst, 2)})
+                        print(f"  {name}: {rows[-1]}", flush=True)
+                    finally:
+                        for process, _ in servers:
+                            stop_group(process.pid)
+    finally:
+        burner.kill()
+    return rows
+
+
 def quick_export(folder: Path) -> str:
     """A quick tiny model that answers in the trained format (what the deploy smoke test asks)."""
     overrides = ["data.size=40", "trainer.epochs=24", "trainer.learning_rate=1e-2", "trainer.prompt_dropout=0",
@@ -172,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = args.model_dir or TinyModelConfig().resolve_path()
     levels, per_level, max_tokens, rounds = ([1, 4], 4, 8, 1) if args.smoke else ([1, 4, 16], 32, 64, 2)
     rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds)
+    concurrent = 4 if args.smoke else 16
+    threads = thread_figures(model_dir, rounds, 3 if args.smoke else 20, concurrent, max_tokens)
     deploy = None
     if not args.smoke:
         with tempfile.TemporaryDirectory() as folder:
@@ -193,11 +243,21 @@ def main(argv: list[str] | None = None) -> None:
              *markdown_table(["server", "concurrency", "p50 ms", "p95 ms", "requests/s", "tokens/s", "TTFT ms"],
                              table_rows), "",
              "Throughput ratio batched / one at a time: " + ", ".join(f"{k} {v}x" for k, v in speedups.items())]
+    thread_summary = {name: {key: statistics.median(r[key] for r in threads if r["contender"] == name)
+                             for key in ("threads", "p50_ms", "p95_ms", f"concurrent_{concurrent}_s")}
+                      for name in THREAD_CONTENDERS}
+    auto, default = list(THREAD_CONTENDERS)
+    table += ["", f"## Threads: a deployment's two servers on {os.cpu_count()} cores, one busy process beside them",
+              "", *markdown_table(["server threads", "threads", "p50 ms", "p95 ms", f"{concurrent} at once, s"],
+                                  [[name, *figures.values()] for name, figures in thread_summary.items()]), "",
+              f"p50 ratio default / auto: {thread_summary[default]['p50_ms'] / thread_summary[auto]['p50_ms']:.2f}x; "
+              f"p95 {thread_summary[default]['p95_ms'] / thread_summary[auto]['p95_ms']:.2f}x"]
     if deploy:
         table += ["", "## Local deployer (blue/green behind the router)", "",
                   *markdown_table(["figure", "seconds"], [[k, v] for k, v in deploy.items() if k != "rollbacks"])]
     name = "serving_smoke" if args.smoke else "serving"
     print(write(name, {"rows": rows, "summary": summary, "batched_over_one_at_a_time": speedups,
+                       "threads": threads, "threads_summary": thread_summary,
                        "deploy": deploy, "max_tokens": max_tokens}, table, args.out))
     print("\n".join(table))
 
