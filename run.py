@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException  # noqa: E402
 
 from rcatune.config import register_configs  # noqa: E402
-from rcatune.errors import RcatuneError  # noqa: E402
+from rcatune.errors import Interrupted, RcatuneError  # noqa: E402
 from rcatune.state import state_dir  # noqa: E402
 
 
@@ -90,6 +90,10 @@ def main(cfg: DictConfig) -> Optional[float]:
                                      list(hydra_cfg.overrides.task), run_dir, ROOT,
                                      Runtime.detect(run_cfg.device.value, run_cfg.progress))
         summary = runner.run(run_cfg, context)
+    except Interrupted as error:  # Ctrl-C: one line, the summary says so, exit as shells expect (128 + SIGINT)
+        print_summary_file(run_dir, with_error=False)
+        print(f"rcatune: {error}", file=sys.stderr)
+        sys.exit(130)
     except RcatuneError as error:
         print_summary_file(run_dir, with_error=False)
         _fail(str(error))

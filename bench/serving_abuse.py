@@ -302,6 +302,25 @@ def left_plain(server: Server) -> list[str]:
     return answers
 
 
+def not_http(server: Server) -> list[str]:
+    """Bytes that are not an HTTP request, and a head over h11's 16 kB limit: a 400 in the error shape."""
+    answers = []
+    for raw in (b"GARBAGE / NOT-HTTP\r\n\r\n", _head(server, "X-Padding: " + "a" * 20_000 + "\r\n")):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(raw)
+            sock.settimeout(10)
+            data = b""
+            try:
+                while chunk := sock.recv(65536):
+                    data += chunk
+            except (ConnectionResetError, socket.timeout):
+                pass
+        head, _, body = data.partition(b"\r\n\r\n")
+        shaped = body.startswith(b'{"error"') and b"application/json" in head
+        answers.append(head.split(b" ", 2)[1].decode() if head.startswith(b"HTTP/1.1 ") and shaped else "unshaped")
+    return answers
+
+
 def auth(server: Server) -> list[str]:
     """A lowercase scheme is accepted (RFC 9110: schemes are case-insensitive); a wrong or missing token is not."""
     import requests
@@ -337,6 +356,7 @@ CASES = [
     Case("slow_body", slow_body, frozenset({"408", "closed"}), "a body sent one byte a second"),
     Case("left_mid_stream", left_mid_stream, frozenset({"200", "left"}), "3 clients hang up after the first chunk"),
     Case("left_plain", left_plain, frozenset({"left"}), "3 clients give up on a long answer after 0.2 s"),
+    Case("not_http", not_http, frozenset({"400"}), "bytes that are not HTTP; a 20 kB header"),
     Case("auth", auth, frozenset({"200", "401"}), "lowercase bearer; wrong and missing token"),
 ]
 

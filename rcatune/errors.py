@@ -11,3 +11,7 @@ class ConfigError(RcatuneError):
 
 class DataError(RcatuneError):
     """Input data that cannot be used (empty source, too many rejects, bad header...)."""
+
+
+class Interrupted(RcatuneError):
+    """The run was stopped from outside (Ctrl-C, SIGTERM): the summary says so; the same command continues."""

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from rcatune import constants
 from rcatune.config import RunConfig
-from rcatune.errors import ConfigError, RcatuneError
+from rcatune.errors import ConfigError, Interrupted, RcatuneError
 from rcatune.progress import interactive
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.runtime import Runtime
@@ -107,21 +107,28 @@ def run(cfg: RunConfig, context: RunContext) -> RunSummary:
     except RcatuneError as error:  # expected: bad data, bad config, a server down, a token refused
         summary.status, summary.error = "failed", str(error)
         raise
-    except Exception as error:  # a bug: its traceback is kept
-        import traceback
+    except BaseException as error:
+        if _interruption(error):  # Ctrl-C (ZenML turns it into its own exception inside a step), SIGTERM
+            summary.status = "interrupted"
+            summary.error = (f"interrupted ({type(error).__name__}) after {time.perf_counter() - started:.0f} s; "
+                             "the same command again continues where it can (docs/crash-safety.md)")
+            raise Interrupted(summary.error) from None
+        if not isinstance(error, Exception):
+            raise
+        import traceback  # a bug: its traceback is kept
 
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
         summary.traceback = traceback.format_exc()
-        raise
-    except BaseException as error:  # Ctrl-C, a SIGTERM turned into an exit: the summary says so
-        summary.status = "interrupted"
-        summary.error = f"interrupted ({type(error).__name__}); the same command again continues where it can"
         raise
     finally:
         summary.seconds = round(time.perf_counter() - started, 2)
         _add_files(context.run_dir, summary)
         summary.write(context.run_dir)
     return summary
+
+
+def _interruption(error: BaseException) -> bool:
+    return isinstance(error, (KeyboardInterrupt, SystemExit)) or type(error).__name__ == "RunInterruptedException"
 
 
 def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:

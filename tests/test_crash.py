@@ -270,4 +270,5 @@ def test_ctrl_c_leaves_a_summary_that_says_interrupted(tmp_path):
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0]
     summary = json.loads((run_dir / "run_summary.json").read_text())
-    assert process.returncode != 0 and summary["status"] == "interrupted", output[-2000:]
+    assert process.returncode == 130 and summary["status"] == "interrupted", output[-2000:]
+    assert "Traceback" not in output and "rcatune: interrupted" in output

@@ -129,6 +129,10 @@ def test_diagnose_takes_a_session_and_returns_the_structured_answer(url):
     assert answer["query_parses"] is False  # an untrained model writes no query
     broken = requests.post(url + "/v1/diagnose", json={"session": {"symptoms": []}}, timeout=60)
     assert broken.status_code == 422 and broken.json()["error"]["param"] == "session"
+    # without time_range the error names time_range (it used to name timestamp, a field nobody sends)
+    timeless = {k: v for k, v in session.items() if k not in ("time_range", "timestamp")}
+    missing = requests.post(url + "/v1/diagnose", json={"session": timeless}, timeout=60).json()["error"]
+    assert "time_range" in missing["message"] and "timestamp" not in missing["message"], missing
 
 
 def test_the_official_openai_client_plain_and_streaming(url):

@@ -6,6 +6,7 @@ router both run through here.
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import h11
@@ -49,6 +50,16 @@ def guarded_protocol(header_timeout_s: float) -> type:
             self._deadline = None
             if not self.transport.is_closing():
                 self.transport.close()
+
+        def send_400_response(self, msg: str) -> None:
+            """A request that is not HTTP (a malformed or oversized head): 400 in the API's error shape."""
+            body = json.dumps({"error": {"message": msg, "type": "invalid_request_error", "param": None,
+                                         "code": "invalid_http"}}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
 
     return HeadTimeout
 
