@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""rcatune's one entry point: compose the config (Hydra), validate it, run its pipeline (ZenML).
+"""rcatune's one entry point: compose the config (Hydra), launch the job it makes, print what it did.
 
     python run.py                                   # the default fine-tuning pipeline on sample data
     python run.py pipeline=prepare data=jsonl data.path=sessions.jsonl
     python run.py -m data.size=100,200              # a sweep: one ZenML run and one MLflow run each
+    python run.py launcher=subprocess               # the job in a process of its own (python -m rcatune.jobs)
     python run.py --help                            # groups, options and examples
 
-Hydra stays here: the composed config is converted once into typed objects, and nothing below sees
-Hydra. `main` returns the run's primary metric, so a Hydra sweeper can optimise it.
+Composition and validation live in `rcatune.jobs` (a control API or a sweep trial composes the same way);
+this file only turns their errors into exit codes. `main` returns the run's primary metric, so a Hydra
+sweeper can optimise it; a failed trial of a sweep is reported and the sweep goes on (exit 2 at its end).
 """
 
 from __future__ import annotations
@@ -24,33 +26,13 @@ os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
-from rcatune.config import register_configs  # noqa: E402
-from rcatune.errors import Interrupted, RcatuneError  # noqa: E402
-from rcatune.state import state_dir  # noqa: E402
+from rcatune.errors import ConfigError  # noqa: E402
+from rcatune.jobs.compose import build, register  # noqa: E402
 
-
-def _choices() -> str:
-    """`--help`'s list of what a user picks: every group under conf/ and its options (schemas left out)."""
-    conf = ROOT / "conf"
-    lines = []
-    for folder in sorted(p for p in conf.rglob("*") if p.is_dir()):
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        if options:
-            group = folder.relative_to(conf).as_posix()
-            how = {"local": "  (your own, git-ignored: +local=NAME)",
-                   "trainer/pace": "  (the hyper-parameters for a model size: +trainer/pace@trainer=NAME; "
-                                   "model=tiny picks tiny)",
-                   "model/family": "  (set by each model file; model/family=NAME to swap)"}.get(group, "")
-            lines.append(f"{group}: {', '.join(options)}{how}")
-    return "\n".join(lines)
-
-
-OmegaConf.register_new_resolver("rcatune_state", lambda: str(state_dir()), replace=True)
-OmegaConf.register_new_resolver("rcatune_choices", _choices, replace=True)
-register_configs()
+register(ROOT / "conf")
+FAILED_TRIALS: list[str] = []
 
 
 def _fail(message: str) -> None:
@@ -58,48 +40,45 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def _config_error(error: Exception) -> str:
-    cause = error
-    while cause.__cause__ is not None and not isinstance(cause, RcatuneError):
-        cause = cause.__cause__
-    key = getattr(cause, "full_key", None)
-    if isinstance(cause, MissingMandatoryValue) and key:
-        return f"{key}: required value missing; set it on the command line ({key}=...)"
-    return str(cause).split("\n    full_key")[0]
-
-
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> Optional[float]:
-    from rcatune.config.unknown import refuse_unknown_keys
+    from hydra.types import RunMode
 
-    try:
-        refuse_unknown_keys(cfg)
-        run_cfg = OmegaConf.to_object(cfg)
-    except (RcatuneError, OmegaConfBaseException, ValueError) as error:
-        _fail(f"invalid configuration: {_config_error(error)}")
+    from rcatune.jobs import launch
+    from rcatune.report import print_summary_file
+
     hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
-
-    from rcatune import runner
-    from rcatune.report import print_summary, print_summary_file
-    from rcatune.runtime import Runtime
-
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        runner.load_pipelines("pipelines")
-        context = runner.run_context(OmegaConf.to_container(cfg, resolve=True), dict(hydra_cfg.runtime.choices),
-                                     list(hydra_cfg.overrides.task), run_dir, ROOT,
-                                     Runtime.detect(run_cfg.device.value, run_cfg.progress))
-        summary = runner.run(run_cfg, context)
-    except Interrupted as error:  # Ctrl-C: one line, the summary says so, exit as shells expect (128 + SIGINT)
-        print_summary_file(run_dir, with_error=False)
-        print(f"rcatune: {error}", file=sys.stderr)
+        job = build(cfg, dict(hydra_cfg.runtime.choices), list(hydra_cfg.overrides.task),
+                    hydra_cfg.runtime.output_dir, ROOT / "conf")
+    except ConfigError as error:
+        if not sweeping:
+            _fail(str(error))
+        return _trial_failed(hydra_cfg, str(error))
+    result = launch(job)
+    print_summary_file(Path(result.run_dir), with_error=False)
+    if result.status == "interrupted":  # Ctrl-C: one line, the summary says so, exit as shells expect
+        print(f"rcatune: {result.error}", file=sys.stderr)
         sys.exit(130)
-    except RcatuneError as error:
-        print_summary_file(run_dir, with_error=False)
-        _fail(str(error))
-    print_summary(summary)
-    return summary.primary_metric["value"] if summary.primary_metric else None
+    if not result.ok:
+        if not sweeping:
+            _fail(result.error)
+        return _trial_failed(hydra_cfg, result.error)
+    return result.primary_metric
+
+
+def _trial_failed(hydra_cfg, error: str) -> None:
+    """A sweep goes on past a failed trial; it is named now and again at the end (exit 2)."""
+    trial = f"trial {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)})"
+    print(f"rcatune: error: {trial} failed: {error}", file=sys.stderr)
+    FAILED_TRIALS.append(f"{trial}: {error}")
+    return None
 
 
 if __name__ == "__main__":
     main()
+    if FAILED_TRIALS:
+        print(f"rcatune: error: {len(FAILED_TRIALS)} trial(s) of the sweep failed:\n  " + "\n  ".join(FAILED_TRIALS),
+              file=sys.stderr)
+        sys.exit(2)

@@ -214,10 +214,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from rcatune.config.model import TinyModelConfig
+    from rcatune.models import model_path
     from rcatune.state import configure_environment
 
     configure_environment()
-    model_dir = args.model_dir or TinyModelConfig().resolve_path()
+    model_dir = args.model_dir or model_path(TinyModelConfig())
     levels, per_level, max_tokens, rounds = ([1, 4], 4, 8, 1) if args.smoke else ([1, 4, 16], 32, 64, 2)
     rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds)
     concurrent = 4 if args.smoke else 16

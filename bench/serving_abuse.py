@@ -429,11 +429,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     from rcatune.config.model import TinyModelConfig
+    from rcatune.models import model_path
     from rcatune.processes import stop_group
     from rcatune.state import configure_environment
 
     configure_environment()
-    model_dir = args.model_dir or TinyModelConfig().resolve_path()
+    model_dir = args.model_dir or model_path(TinyModelConfig())
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         server = start_server(model_dir, Path(folder))

@@ -11,7 +11,7 @@ from rcatune import constants
 from rcatune.config import RunConfig, Spec, to_spec
 from rcatune.config.serving import ServingConfig
 from rcatune.runner import Output, PipelineDefinition, RunContext, register
-from steps.deployment import deploy_release, deployment_status, resolve_release, rollback_deployment, stop_deployment
+from steps.deployment import change_deployment, deploy_release, deployment_status, resolve_release
 from steps.tracking import track_run_config
 
 
@@ -22,10 +22,8 @@ def deployment_pipeline(config: dict[str, Any], git: dict[str, Any], deployer: S
     track_run_config(config, git)
     if action == "deploy":
         deploy_release(resolve_release(registry_name, version, force, reason), deployer, serving)
-    elif action == "rollback":
-        rollback_deployment(deployer, serving)
-    elif action == "stop":
-        stop_deployment(deployer, serving)
+    elif action in ("rollback", "stop"):
+        change_deployment(action, deployer, serving)
     else:
         deployment_status(deployer, serving)
 
@@ -51,6 +49,5 @@ register(PipelineDefinition(
     name="deployment", pipeline=deployment_pipeline, inputs=_inputs, finish=_finish,
     outputs=(Output("track_run_config", constants.RUN_TRACKING),
              Output("deploy_release", constants.DEPLOYMENT),
-             Output("rollback_deployment", constants.DEPLOYMENT),
-             Output("stop_deployment", constants.DEPLOYMENT),
+             Output("change_deployment", constants.DEPLOYMENT),
              Output("deployment_status", constants.DEPLOYMENT_STATUS))))

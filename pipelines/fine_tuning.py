@@ -27,10 +27,10 @@ def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec
                          split: SplitConfig, formats: FormatsConfig, output_dir: str, runtime: Runtime, model: Spec,
                          method: Spec, trainer: Spec, max_length: int, evaluation: EvaluationConfig,
                          export: ExportConfig, facts: dict[str, Any], annotation: Optional[Spec] = None,
-                         read_source: bool = True) -> None:
+                         read_source: bool = True, objective: Optional[Spec] = None) -> None:
     dataset, splits = prepare_data(config, git, data, scrub, split, formats, output_dir, runtime, annotation,
                                    read_source)
-    trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, runtime)
+    trained = train_model(splits, model, method, trainer, formats.system_prompt, output_dir, runtime, objective)
     result, _report = evaluate_model(splits, trained, evaluation, formats.system_prompt, max_length, output_dir,
                                      runtime)
     decision = gate_model(result)
@@ -41,7 +41,8 @@ def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec
 
 def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
     return {**data_inputs(cfg, context), "model": to_spec("model", cfg.model), "method": to_spec("method", cfg.method),
-            "trainer": to_spec("trainer", cfg.trainer), "max_length": cfg.trainer.max_length,
+            "trainer": to_spec("trainer", cfg.trainer), "objective": to_spec("objective", cfg.objective),
+            "max_length": cfg.trainer.max_length,
             "evaluation": cfg.evaluation, "export": cfg.export,
             "facts": {"git_commit": context.git.get("commit"), "data_source": cfg.data._target_}}
 

@@ -11,8 +11,8 @@ from typing import Any, Optional
 from pydantic import BaseModel, Field
 
 from rcatune.config import Spec
-from rcatune.evaluation.stats import PairedComparison
 from rcatune.runinfo import RunSummary
+from rcatune.stats import PairedComparison
 
 PRIMARY_METRIC = "rca_accuracy"
 

@@ -21,6 +21,7 @@ from rcatune.config.model import ModelConfig
 from rcatune.evaluation.baseline import FILE as WORDS_BASELINE_FILE
 from rcatune.inference import PromptSignature, describe_folder
 from rcatune.lineage import TrainingData
+from rcatune.models import model_path
 from rcatune.models.loading import load_model
 from rcatune.runtime import Runtime
 
@@ -38,7 +39,7 @@ def merge(model_cfg: ModelConfig, model_dir: str, is_adapter: bool, out: Path):
     if is_adapter:
         from peft import PeftModel
 
-        base = load_model(model_cfg, None, model_cfg.resolve_path(), CPU)
+        base = load_model(model_cfg, None, model_path(model_cfg), CPU)
         model = PeftModel.from_pretrained(base, model_dir).merge_and_unload()
     else:
         model = load_model(model_cfg, None, model_dir, CPU)

@@ -35,7 +35,7 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
 
             lines += [f"    {'ok' if c['passed'] else 'FAILED':<7} {GateCheck(**c).text()}" for c in value]
         elif key == "versus_production":
-            from rcatune.evaluation.stats import PairedComparison
+            from rcatune.stats import PairedComparison
 
             lines.append(f"  versus      {PairedComparison(**value).line()}")
         else:

@@ -1,76 +1,39 @@
-"""Deployment steps: find the release, then deploy, roll back, report or stop on the configured deployer.
-Every deploy and rollback is recorded (records file, ZenML model version, MLflow registry and run)."""
+"""Deployment steps: each calls `rcatune.deploy`, which records every change whoever deploys."""
 
-from __future__ import annotations
+from typing import Annotated, Optional
 
-from typing import Annotated, Any, Optional
-
-from pydantic import BaseModel
 from zenml import step
 from zenml.artifacts.artifact_config import ArtifactConfig
 
 from rcatune import constants
 from rcatune.config import Spec, load_spec
 from rcatune.config.serving import ServingConfig
-from rcatune.deploy import DeploymentRecord, Release, deployer_for, release
-from rcatune.deploy.records import recorded
-from rcatune.runinfo import RunSummary
+from rcatune.deploy import DeploymentRecord, DeploymentStatus, Release, act, release, status
 
-
-class DeploymentStatus(BaseModel):
-    status: dict[str, Any]
-
-    def summarise(self, summary: RunSummary) -> None:
-        summary.deployment = self.status
+Record = Annotated[DeploymentRecord, ArtifactConfig(name=constants.DEPLOYMENT)]
 
 
 @step(enable_cache=False)
 def resolve_release(registry_name: str, version: str, force: bool = False, reason: Optional[str] = None) -> Annotated[
-    Release, ArtifactConfig(name=constants.RELEASE)
-]:
+        Release, ArtifactConfig(name=constants.RELEASE)]:
     """The registered version to deploy and the export it serves (refused when it failed its gate, unless forced)."""
     return release(registry_name, version, force, reason)
 
 
 @step(enable_cache=False, experiment_tracker=True)
-def deploy_release(release: Release, deployer: Spec, serving: ServingConfig) -> Annotated[
-    DeploymentRecord, ArtifactConfig(name=constants.DEPLOYMENT)
-]:
+def deploy_release(release: Release, deployer: Spec, serving: ServingConfig) -> Record:
     """Start the release beside what serves, smoke-test it, switch traffic; record it."""
-    return _recorded(deployer_for(load_spec(deployer), serving).deploy(release))
+    return act("deploy", load_spec(deployer), serving, release)
 
 
 @step(enable_cache=False, experiment_tracker=True)
-def rollback_deployment(deployer: Spec, serving: ServingConfig) -> Annotated[
-    DeploymentRecord, ArtifactConfig(name=constants.DEPLOYMENT)
-]:
-    """Serve the previous version again; record it."""
-    return _recorded(deployer_for(load_spec(deployer), serving).rollback())
-
-
-@step(enable_cache=False, experiment_tracker=True)
-def stop_deployment(deployer: Spec, serving: ServingConfig) -> Annotated[
-    DeploymentRecord, ArtifactConfig(name=constants.DEPLOYMENT)
-]:
-    """Stop serving; record it."""
-    return _recorded(deployer_for(load_spec(deployer), serving).stop())
+def change_deployment(action: str, deployer: Spec, serving: ServingConfig) -> Record:
+    """Roll back to the previous version, or stop serving; record it."""
+    return act(action, load_spec(deployer), serving)
 
 
 @step(enable_cache=False)
 def deployment_status(deployer: Spec, serving: ServingConfig) -> Annotated[
-    DeploymentStatus, ArtifactConfig(name=constants.DEPLOYMENT_STATUS)
-]:
+        DeploymentStatus, ArtifactConfig(name=constants.DEPLOYMENT_STATUS)]:
     """What serves, where, and whether it answers."""
-    return DeploymentStatus(status=deployer_for(load_spec(deployer), serving).status())
-
-
-def _recorded(record: DeploymentRecord) -> DeploymentRecord:
-    import mlflow
-
-    recorded(record)
-    mlflow.log_dict(record.model_dump(), "deployment/record.json")
-    mlflow.set_tags({"deployment.action": record.action, "deployment.target": record.target,
-                     "deployment.version": record.version or "none", "deployment.previous": record.previous or "none"})
-    if record.seconds:
-        mlflow.log_metric(f"{record.action}_seconds", record.seconds)
-    return record
+    return status(load_spec(deployer), serving)

@@ -17,8 +17,9 @@ from rcatune.evaluation.baseline import WordsBaseline
 from rcatune.evaluation.catalog import FaultCatalog
 from rcatune.evaluation.run import evaluate_candidate
 from rcatune.inference import load_base, load_folder
-from rcatune.inference.loading import read_description, registry_folder
+from rcatune.inference.loading import read_description
 from rcatune.lineage import TrainingData, refuse_overlap
+from rcatune.registry.versions import registry_folder
 from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
 from rcatune.split import DatasetSplits

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 from zenml import log_metadata, step
 from zenml.artifacts.artifact_config import ArtifactConfig
@@ -18,14 +18,14 @@ from rcatune.training import TrainingJob, train
 
 @step(experiment_tracker=True, enable_cache=False)
 def train_model(splits: DatasetSplits, model: Spec, method: Spec, trainer: Spec, system_prompt: str,
-                output_dir: str, runtime: Runtime) -> Annotated[
+                output_dir: str, runtime: Runtime, objective: Optional[Spec] = None) -> Annotated[
     TrainedModel, ArtifactConfig(name=constants.TRAINED_MODEL)
 ]:
     """Fine-tune the base model on the train split, validating each epoch (trainer=... picks the backend)."""
     import mlflow
 
     job = TrainingJob(splits.train, splits.val, model.load(), instantiate(method.load()), system_prompt,
-                      Path(output_dir) / constants.TRAINING_DIR, runtime)
+                      Path(output_dir) / constants.TRAINING_DIR, runtime, objective.load() if objective else None)
     result = train(trainer.load(), job)
     mlflow.log_metrics(result.metrics)
     for name in ("train_metrics.json", "llamafactory_train.yaml"):

@@ -11,10 +11,11 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from rcatune.config import RunConfig, locate, register_configs
+from rcatune.config import RunConfig, locate
 from rcatune.config.data import DataConfig, SampleDataConfig
 from rcatune.config.deployer import DeployerConfig
 from rcatune.errors import ConfigError
+from rcatune.jobs.compose import register
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 PATCH_GROUPS = {"experiment", "debug", "local"}
@@ -59,8 +60,7 @@ def _override(group: str, option: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _hydra():
-    OmegaConf.register_new_resolver("rcatune_state", lambda: "/tmp/rcatune-test-state", replace=True)
-    register_configs()
+    register()  # the resolvers and schemas conf/ needs, as every composition registers them
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         yield

@@ -64,7 +64,7 @@ def _registry(name: str) -> tuple[dict, dict, dict]:
 
     from rcatune.registry import mlflow_twins
 
-    versions = Client().list_model_versions(model_name_or_id=name, size=100, hydrate=True)
+    versions = Client().list_model_versions(model=name, size=100, hydrate=True)
     zenml = {str(v.number): (getattr(v.stage, "value", v.stage) or None, (v.run_metadata or {}).get("registration"))
              for v in versions}
     twins = {number: str(twin.version) for number, twin in mlflow_twins(name).items()}
@@ -120,9 +120,10 @@ def test_a_killed_evaluation_resumes_from_the_answers_it_wrote(tmp_path):
     """Killed after its second answer; the same command again takes those two from the journal and generates the
     rest: every metric and answer is what a run never killed gives."""
     from rcatune.config.model import TinyModelConfig
+    from rcatune.models import model_path
 
-    model_dir = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                                vocab_size=1024).resolve_path()
+    model_dir = model_path(TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                                vocab_size=1024))
     run_dir, straight_dir = tmp_path / "run", tmp_path / "never_killed"
     run_py_killed_at("evaluation.answers:2", *_evaluate_args(model_dir, run_dir), pauses=tmp_path / "p")
     journal = list((run_dir / "evaluation" / "journal").glob("*.jsonl"))
@@ -209,7 +210,7 @@ from rcatune.registry import mlflow_twins
 client = Client()
 runs = [(r.pipeline.name, str(r.status)) for r in client.list_pipeline_runs(size=100)]
 versions = [(v.number, getattr(v.stage, "value", v.stage)) for v in
-            client.list_model_versions(model_name_or_id="rcatune-rca", size=100)]
+            client.list_model_versions(model="rcatune-rca", size=100)]
 mlflow_runs = [r.info.status for e in MlflowClient().search_experiments() for r in
                MlflowClient().search_runs([e.experiment_id])]
 print(json.dumps({"runs": runs, "versions": versions, "twins": sorted(mlflow_twins("rcatune-rca")),

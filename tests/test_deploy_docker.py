@@ -12,6 +12,7 @@ import requests
 
 from rcatune.config.deployer import DockerDeployerConfig
 from rcatune.config.serving import ServingConfig
+from rcatune.models import model_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CONTAINERS_REQUIRED = os.environ.get("RCATUNE_REQUIRE_CONTAINERS") == "1"
@@ -93,7 +94,7 @@ def test_build_run_smoke_switch_roll_back_and_a_container_that_fails_its_smoke_t
 
         untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)
         broken = Release(registry_name="rcatune-rca", version="901", served_name="rcatune-rca-v901",
-                         folder=untrained.resolve_path())
+                         folder=model_path(untrained))
         with pytest.raises(DeploymentError, match=rf"v901 failed its smoke test: .*still serving v{first.version}"):
             deployer.deploy(broken)
         assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first.version

@@ -93,6 +93,7 @@ def test_faults_leave_the_last_good_version_serving(servable_versions, tmp_path,
     from rcatune.deploy import DeploymentError, release
     from rcatune.deploy.local import LocalDeployer
     from rcatune.deploy.records import Release
+    from rcatune.models import model_path
 
     first = servable_versions[0]["number"]
     port = _free_port()
@@ -102,7 +103,7 @@ def test_faults_leave_the_last_good_version_serving(servable_versions, tmp_path,
     # an untrained model answers with no root cause: it fails its smoke test
     untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)
     broken = Release(registry_name="rcatune-rca", version="900", served_name="rcatune-rca-v900",
-                     folder=untrained.resolve_path())
+                     folder=model_path(untrained))
     endpoint = f"http://127.0.0.1:{port}"
     with pytest.raises(DeploymentError, match="v900 failed its smoke test: .*nothing serves"):
         deployer.deploy(broken)  # a failed first deploy leaves no router listening with nothing behind it

@@ -67,7 +67,7 @@ def test_semantic_similarity_ranks_paraphrases_above_unrelated():
 
 def _set(tuned_correct, base_correct, perplexity=3.0, bleu=0.5):
     from rcatune.artifacts import ModelScores, SetScores
-    from rcatune.evaluation.stats import compare
+    from rcatune.stats import compare
 
     def scores(name, correct):
         rows = [{"id": f"e{i}", "rca_correct": float(c), "rca_semantic": float(c)} for i, c in enumerate(correct)]
@@ -101,7 +101,7 @@ def test_gate_records_every_check_as_fields():
 
 
 def test_mcnemar_and_paired_bootstrap_match_hand_calculations():
-    from rcatune.evaluation.stats import mcnemar_exact, paired_bootstrap
+    from rcatune.stats import mcnemar_exact, paired_bootstrap
 
     # 6 discordant pairs, all for the first: p = 2 * (1/2)^6
     assert mcnemar_exact([True] * 6 + [False] * 4, [False] * 6 + [False] * 4) == (6, 0, pytest.approx(2 / 64))
@@ -174,7 +174,7 @@ def test_the_words_baseline_learns_what_the_training_words_teach_and_is_scored_o
     from rcatune.demo.faults import SHIFT_BANK
     from rcatune.evaluation.baseline import WordsBaseline
     from rcatune.evaluation.catalog import FaultCatalog
-    from rcatune.evaluation.stats import compare
+    from rcatune.stats import compare
 
     records = list(generate_sessions(700, seed=21))
     train = [TrainingExample.model_validate(r) for r in records if r["phrasing"] != SHIFT_BANK]
@@ -267,7 +267,7 @@ def test_promotion_rules():
         return GateDecision(passed=passed, checks=[check], primary_metric="rca_accuracy", primary_value=value,
                             base_value=0.0)
 
-    from rcatune.evaluation.stats import compare
+    from rcatune.stats import compare
 
     def versus(candidate, production):
         rows = lambda correct: [{"id": str(i), "rca_correct": float(c)} for i, c in enumerate(correct)]  # noqa: E731

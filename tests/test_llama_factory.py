@@ -12,6 +12,7 @@ from rcatune.config import instantiate
 from rcatune.config.method import FreezeMethodConfig, FullMethodConfig, LoraMethodConfig, QloraMethodConfig
 from rcatune.config.model import FamilyConfig, ModelConfig
 from rcatune.config.trainer import LlamaFactoryTrainerConfig
+from rcatune.models import model_path
 from rcatune.runtime import Runtime
 from rcatune.training import llama_factory as lf
 from tests.test_pipeline import TINY_OVERRIDES, run_py
@@ -89,7 +90,7 @@ def test_llama_factory_drops_bad_rows_silently_and_rcatune_catches_it(cli, tmp_p
     rows[2]["output"] = None  # no answer: LLaMA-Factory drops the row with a warning and carries on
     (data / "train.json").write_text(json.dumps(rows))
     (data / "dataset_info.json").write_text(json.dumps({"bad": {"file_name": "train.json"}}))
-    config = lf.training_yaml(model.resolve_path(), model, instantiate(FullMethodConfig()),
+    config = lf.training_yaml(model_path(model), model, instantiate(FullMethodConfig()),
                               LlamaFactoryTrainerConfig(epochs=1, batch_size=2, max_length=64,
                                                         gradient_checkpointing=False),
                               data, tmp_path, Runtime(device="cpu", progress=False))

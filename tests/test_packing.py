@@ -6,6 +6,7 @@ import pytest
 
 from rcatune.config.model import TinyModelConfig
 from rcatune.demo.generator import generate_sessions
+from rcatune.models import model_path
 from rcatune.models.loading import load_tokenizer
 from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
 from rcatune.schema import TrainingExample
@@ -17,7 +18,7 @@ TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_
 
 @pytest.fixture(scope="module")
 def features():
-    tokenizer = load_tokenizer(TINY, TINY.resolve_path())
+    tokenizer = load_tokenizer(TINY, model_path(TINY))
     examples = [TrainingExample.model_validate(r) for r in generate_sessions(6, seed=2)]
     return tokenizer, tokenize(examples, tokenizer, DEFAULT_SYSTEM_PROMPT, 1024).features
 
@@ -38,7 +39,7 @@ def test_packed_logits_equal_unpacked_logits(features):
     from transformers import AutoModelForCausalLM
 
     tokenizer, items = features
-    model = AutoModelForCausalLM.from_pretrained(TINY.resolve_path()).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_path(TINY)).eval()
     model.config.use_cache = False
     first, second = items[0], items[1]
     batch = PadCollator(tokenizer.pad_token_id, packed=True)([

@@ -6,11 +6,8 @@ import re
 import shlex
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
-from rcatune.config import register_configs
+from rcatune.jobs import compose
 from tests.conftest import ROOT
 
 COMMANDS = [line.split("#")[0].strip() for line in (ROOT / "README.md").read_text().splitlines()
@@ -25,17 +22,17 @@ def test_readme_has_run_commands():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_composes(command):
+def test_readme_command_composes(command, tmp_path, monkeypatch):
     args = [a for a in shlex.split(command)[2:] if a not in ("-m", "--help") and not a.startswith("--cfg")]
     args = [a for a in args if a != "job"]
     overrides = [re.sub(r"=(\w+)(,\w+)+$", r"=\1", a) for a in args]  # a sweep: compose its first point
-    OmegaConf.register_new_resolver("rcatune_state", lambda: "/tmp/x", replace=True)
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    GlobalHydra.instance().clear()
-    assert cfg.pipeline.name
+    monkeypatch.chdir(tmp_path)  # the files the README's commands name, as a user would have them
+    for name in ("sessions.jsonl", "sessions.csv", "new.jsonl"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "RUN_DIR" / "export" / "merged").mkdir(parents=True)
+    (tmp_path / "RUN_DIR" / "export" / "merged" / "config.json").write_text("{}")
+    job = compose(overrides, run_dir=str(tmp_path / "run"))  # as run.py composes it: validated, unknown keys refused
+    assert job.pipeline == job.config().pipeline.name
 
 
 def test_the_data_docs_list_every_field_the_schema_and_the_csv_header_take():

@@ -25,7 +25,8 @@ def _serve():
     import uvicorn
 
     from rcatune.config.serving import ServingConfig
-    from rcatune.serving.app import ServedModel, create_app
+    from rcatune.serving.app import create_app
+    from rcatune.serving.engine import ServedModel
 
     loaded = load_base(TINY, Runtime(device="cpu", progress=False))
     app = create_app([ServedModel("tiny-base", loaded)], ServingConfig(max_tokens=64))

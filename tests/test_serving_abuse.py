@@ -10,6 +10,7 @@ import pytest
 
 from bench.serving_abuse import CASES, HEADER_TIMEOUT_S, ORDINARY, OUT_OF_RANGE, WRONG_TYPES, run_case, start_server
 from rcatune.config.model import TinyModelConfig
+from rcatune.models import model_path
 
 pytestmark = pytest.mark.slow
 TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
@@ -20,7 +21,7 @@ def server(tmp_path_factory, state_home):
     from rcatune.processes import stop_group
 
     folder = tmp_path_factory.mktemp("abuse")
-    started = start_server(TINY.resolve_path(), folder)
+    started = start_server(model_path(TINY), folder)
     yield started
     stop_group(started.process.pid)
     assert "Traceback" not in (folder / "server.log").read_text()
@@ -80,7 +81,8 @@ def test_a_stuck_worker_turns_the_probes_to_503(tmp_path):
     from rcatune.config.serving import ServingConfig
     from rcatune.inference import load_base
     from rcatune.runtime import Runtime
-    from rcatune.serving.app import ServedModel, create_app
+    from rcatune.serving.app import create_app
+    from rcatune.serving.engine import ServedModel
 
     release, blocking = threading.Event(), threading.Event()
 

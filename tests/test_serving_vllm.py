@@ -12,6 +12,7 @@ from rcatune.config.model import TinyModelConfig
 from rcatune.config.serving import ServingConfig
 from rcatune.errors import ConfigError
 from rcatune.inference import PromptSignature, describe_folder
+from rcatune.models import model_path
 from rcatune.serving.pool import ModelSource
 from rcatune.serving.vllm import build_command
 
@@ -30,7 +31,7 @@ def test_adapters_become_lora_modules_over_their_base(tmp_path):
                ModelSource("rcatune-rca-v2", _adapter(tmp_path / "v2", 16))]
     command = build_command(sources, ServingConfig(max_batch=4), 8500, ["rcatune-rca"], tmp_path / "t.jinja")
     assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert command[command.index("--model") + 1] == TINY.resolve_path()
+    assert command[command.index("--model") + 1] == model_path(TINY)
     assert command[command.index("--max-lora-rank") + 1] == "16" and "--enable-lora" in command
     modules = command[command.index("--lora-modules") + 1:]
     assert modules == [f"rcatune-rca-v1={tmp_path / 'v1'}", f"rcatune-rca-v2={tmp_path / 'v2'}"]
@@ -67,7 +68,7 @@ def test_vllm_serves_with_the_trained_template(tmp_path):
 
     base = load_base(TINY, Runtime(device="cpu", progress=False))
     folder = tmp_path / "model"
-    shutil.copytree(TINY.resolve_path(), folder)
+    shutil.copytree(model_path(TINY), folder)
     base.tokenizer.save_pretrained(folder)
     PromptSignature.of(base.tokenizer, "You diagnose.").save(folder)
     describe_folder(folder, TINY, is_adapter=False, method="full")

@@ -20,6 +20,7 @@ from rcatune.config.trainer import HfTrainerConfig
 from rcatune.demo.faults import FAULTS
 from rcatune.demo.generator import generate_sessions
 from rcatune.errors import ConfigError
+from rcatune.models import model_path
 from rcatune.models.loading import load_model, load_tokenizer
 from rcatune.models.templates import TEMPLATES
 from rcatune.prompts import DEFAULT_SYSTEM_PROMPT, render, to_messages
@@ -50,7 +51,7 @@ def examples():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_tokenizer(TINY, TINY.resolve_path())
+    return load_tokenizer(TINY, model_path(TINY))
 
 
 def _trainer(**changes) -> HfTrainerConfig:
@@ -63,8 +64,8 @@ def _trainer(**changes) -> HfTrainerConfig:
 def test_tiny_model_loads_through_from_pretrained(tokenizer):
     from transformers import AutoModelForCausalLM
 
-    path = TINY.resolve_path()
-    assert TINY.resolve_path() == path, "built once, cached by content"
+    path = model_path(TINY)
+    assert model_path(TINY) == path, "built once, cached by content"
     model = AutoModelForCausalLM.from_pretrained(path)
     assert model.config.vocab_size == len(tokenizer) and model.config.hidden_size == 64
     assert tokenizer.model_max_length == TINY.context_length
@@ -72,7 +73,7 @@ def test_tiny_model_loads_through_from_pretrained(tokenizer):
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_every_chat_template_masks_exactly_the_answer(name, tokenizer, examples):
-    tokenizer = load_tokenizer(ModelConfig(name_or_path="x", family=family(name)), TINY.resolve_path())
+    tokenizer = load_tokenizer(ModelConfig(name_or_path="x", family=family(name)), model_path(TINY))
     [features] = tokenize(examples[:1], tokenizer, DEFAULT_SYSTEM_PROMPT, 4096).features
     answer = [t for t in features["labels"] if t != IGNORE]
     text = tokenizer.decode(answer, skip_special_tokens=True)
@@ -108,7 +109,7 @@ def test_tiny_model_embeddings_start_from_english_word_vectors(tokenizer):
     from transformers import AutoModelForCausalLM
 
     def rows(config):
-        weight = AutoModelForCausalLM.from_pretrained(config.resolve_path()).get_input_embeddings().weight
+        weight = AutoModelForCausalLM.from_pretrained(model_path(config)).get_input_embeddings().weight
         return torch.nn.functional.normalize(weight.detach(), dim=-1)
 
     def token(text):
@@ -121,7 +122,7 @@ def test_tiny_model_embeddings_start_from_english_word_vectors(tokenizer):
     assert error @ capital > 0.99 and error @ plural > 0.8  # case and spacing do not part them; kin are near
     assert error @ cart < 0.3
     plain = dataclasses.replace(TINY, embeddings="random")
-    assert plain.resolve_path() != TINY.resolve_path()
+    assert model_path(plain) != model_path(TINY)
     assert abs(float(rows(plain)[token(" error")] @ rows(plain)[token("Error")])) < 0.5
 
 
@@ -181,7 +182,7 @@ def test_the_weighted_loss_reads_only_the_answers_logits_of_a_real_model(tokeniz
     from rcatune.training.data import PadCollator, answer_positions, weighted_loss
 
     torch.manual_seed(0)
-    model = load_model(TINY, None, TINY.resolve_path(), CPU)
+    model = load_model(TINY, None, model_path(TINY), CPU)
     batch = PadCollator(tokenizer.pad_token_id)(
         tokenize(examples[:3], tokenizer, DEFAULT_SYSTEM_PROMPT, 1024, root_cause_weight=15).features)
     labels, weights = batch.pop("labels"), batch.pop("loss_weights")
@@ -268,7 +269,7 @@ def test_qlora_trains_4bit_on_cpu(examples, tmp_path):
 
 def test_freeze_trains_only_the_last_layers(examples, tmp_path):
     freeze = instantiate(FreezeMethodConfig(trainable_layers=1))
-    model = freeze.apply(load_model(TINY, freeze, TINY.resolve_path(), CPU), TINY)
+    model = freeze.apply(load_model(TINY, freeze, model_path(TINY), CPU), TINY)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("layers.1." in n for n in trainable)
     with pytest.raises(ConfigError, match="trainable_layers=5 but the model has 2 layers"):

@@ -57,10 +57,6 @@ class ModelConfig:
     def lora_target_modules(self) -> list[str]:
         return list(self.family.lora_target_modules)
 
-    def resolve_path(self) -> str:
-        """A folder or hub id for `from_pretrained`."""
-        return self.name_or_path
-
 
 LLAMA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -92,13 +88,6 @@ class TinyModelConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.english_words >= 0, "model.english_words", "must be 0 (none) or a count of words")
-
-    def resolve_path(self) -> str:
-        """The tiny model is built once under the state folder, then loaded like any checkout."""
-        from rcatune.models.tiny import ensure_tiny_model
-        from rcatune.state import state_dir
-
-        return str(ensure_tiny_model(self, state_dir() / "models"))
 
 
 SCHEMAS = {"base": ModelConfig, "tiny": TinyModelConfig}

@@ -13,8 +13,10 @@ from rcatune.config.annotation import AnnotationConfig
 from rcatune.config.data import DataConfig
 from rcatune.config.deployer import DeployerConfig, DeploymentConfig
 from rcatune.config.evaluation import EvaluationConfig
+from rcatune.config.launcher import LauncherConfig
 from rcatune.config.method import MethodConfig, Quantisation
 from rcatune.config.model import ModelConfig
+from rcatune.config.objective import ObjectiveConfig
 from rcatune.config.pipeline import PipelineConfig
 from rcatune.config.scrub import ScrubConfig
 from rcatune.config.serving import ServingConfig
@@ -60,6 +62,8 @@ class RunConfig:
     annotation: Any = MISSING
     scrub: Any = MISSING
     deployer: Any = MISSING
+    objective: Any = MISSING
+    launcher: Any = MISSING
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
@@ -73,7 +77,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         expected = {"pipeline": PipelineConfig, "data": DataConfig, "model": ModelConfig, "method": MethodConfig,
                     "trainer": TrainerConfig, "evaluation": EvaluationConfig, "stack": StackConfig,
-                    "annotation": AnnotationConfig, "scrub": ScrubConfig, "deployer": DeployerConfig}
+                    "annotation": AnnotationConfig, "scrub": ScrubConfig, "deployer": DeployerConfig,
+                    "objective": ObjectiveConfig, "launcher": LauncherConfig}
         for key, kind in expected.items():
             value = getattr(self, key)
             require(isinstance(value, kind), key, f"expected a {kind.__name__} option, got {type(value).__name__}")

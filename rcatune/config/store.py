@@ -7,7 +7,20 @@ fails at composition, and `__post_init__` (run when `run.py` converts the config
 
 from __future__ import annotations
 
-from rcatune.config import annotation, data, deployer, evaluation, method, model, pipeline, scrub, stack, trainer
+from rcatune.config import (
+    annotation,
+    data,
+    deployer,
+    evaluation,
+    launcher,
+    method,
+    model,
+    objective,
+    pipeline,
+    scrub,
+    stack,
+    trainer,
+)
 from rcatune.config.root import RunConfig
 
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
@@ -17,6 +30,8 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "model/family": model.FAMILY_SCHEMAS,
     "method": method.SCHEMAS,
     "trainer": trainer.SCHEMAS,
+    "objective": objective.SCHEMAS,
+    "launcher": launcher.SCHEMAS,
     "evaluation": evaluation.SCHEMAS,
     "stack": stack.SCHEMAS,
     "annotation": annotation.SCHEMAS,

@@ -21,6 +21,11 @@ class Scheduler(str, enum.Enum):
     constant_with_warmup = "constant_with_warmup"
 
 
+class TrainingLauncher(str, enum.Enum):
+    inprocess = "inprocess"  # in the training step's own process
+    subprocess = "subprocess"  # python -m rcatune.training run <job>: a process of its own (one per rank later)
+
+
 @dataclass
 class TrainerConfig:
     _target_: str = MISSING
@@ -52,6 +57,9 @@ class TrainerConfig:
     # Word dropout: each prompt token of a training batch is erased (made padding) with this probability,
     # afresh each epoch; the answer and the evaluation batches are never touched.
     prompt_dropout: float = 0.0
+    # How the training recipe is started: in the step's process, or in a process of its own from the
+    # serialised training job (the seam distributed launchers use: torchrun starts one per rank).
+    launcher: TrainingLauncher = TrainingLauncher.inprocess
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")

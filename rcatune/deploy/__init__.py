@@ -10,12 +10,30 @@ from typing import Optional
 from rcatune.config import locate
 from rcatune.config.serving import ServingConfig
 from rcatune.deploy.base import Deployer, DeploymentError
-from rcatune.deploy.records import DeploymentRecord, Release, update_registry
+from rcatune.deploy.records import DeploymentRecord, DeploymentStatus, Release, recorded, update_registry
 
 
 def deployer_for(config, serving: ServingConfig) -> Deployer:
     """The deployer a `deployer=` option names."""
     return locate(config._target_)(config, serving)
+
+
+def act(action: str, config, serving: ServingConfig, to_deploy: Optional[Release] = None) -> DeploymentRecord:
+    """Deploy `to_deploy`, roll back or stop on the deployer `config` names, and keep the record (history, registry,
+    the caller's MLflow run): the same whoever acts, the pipeline's step, the control API or a script."""
+    deployer = deployer_for(config, serving)
+    if action == "deploy":
+        if to_deploy is None:
+            raise DeploymentError("deploy: which release? (rcatune.deploy.release(model, version))")
+        return recorded(deployer.deploy(to_deploy))
+    if action not in ("rollback", "stop"):
+        raise DeploymentError(f"deployment action {action!r}: use deploy, rollback, stop or status")
+    return recorded(getattr(deployer, action)())
+
+
+def status(config, serving: ServingConfig) -> DeploymentStatus:
+    """What serves on the deployer `config` names, and whether it answers."""
+    return DeploymentStatus(status=deployer_for(config, serving).status())
 
 
 def release(registry_name: str, version: str, force: bool = False, reason: Optional[str] = None) -> Release:
@@ -51,5 +69,5 @@ def _why_not(found) -> Optional[str]:
     return None
 
 
-__all__ = ["Deployer", "DeploymentError", "DeploymentRecord", "Release", "deployer_for", "release",
-           "update_registry"]
+__all__ = ["Deployer", "DeploymentError", "DeploymentRecord", "DeploymentStatus", "Release", "act", "deployer_for",
+           "recorded", "release", "status", "update_registry"]

@@ -90,8 +90,33 @@ def recorded(record: DeploymentRecord) -> DeploymentRecord:
     (the pipeline's step, the control API, a recovery) goes through here."""
     append(record)
     update_registry(record)
+    _track(record)
     print(record.line(), flush=True)
     return record
+
+
+def _track(record: DeploymentRecord) -> None:
+    """Into the MLflow run of whoever acts, when there is one (the pipeline's step has one)."""
+    import sys
+
+    if "mlflow" not in sys.modules or sys.modules["mlflow"].active_run() is None:
+        return
+    import mlflow
+
+    mlflow.log_dict(record.model_dump(), "deployment/record.json")
+    mlflow.set_tags({"deployment.action": record.action, "deployment.target": record.target,
+                     "deployment.version": record.version or "none", "deployment.previous": record.previous or "none"})
+    if record.seconds:
+        mlflow.log_metric(f"{record.action}_seconds", record.seconds)
+
+
+class DeploymentStatus(BaseModel):
+    """What serves, where, and whether it answers (`deployment.action=status`)."""
+
+    status: dict[str, Any]
+
+    def summarise(self, summary) -> None:
+        summary.deployment = self.status
 
 
 def history(target: Optional[str] = None, name: Optional[str] = None) -> list[DeploymentRecord]:

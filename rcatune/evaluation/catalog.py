@@ -111,14 +111,14 @@ class FaultCatalog(BaseModel):
 
 @lru_cache(maxsize=4)
 def _reference_embeddings(references: tuple[str, ...]):
-    from rcatune.evaluation.scoring import embed
+    from rcatune.embeddings import embed
 
     return embed(list(references))
 
 
 def _similarities(texts: tuple[str, ...], references: tuple[str, ...]) -> list[list[float]]:
     """Cosine similarity of each text to each reference (MiniLM sentence embeddings)."""
-    from rcatune.evaluation.scoring import embed
+    from rcatune.embeddings import embed
 
     return (embed(list(texts)) @ _reference_embeddings(references).T).tolist()
 

@@ -14,9 +14,9 @@ from rcatune.evaluation.catalog import FaultCatalog
 from rcatune.evaluation.evaluate import score_model
 from rcatune.evaluation.gate import decide
 from rcatune.evaluation.report import write_report
-from rcatune.evaluation.stats import compare
 from rcatune.inference import LoadedModel
 from rcatune.schema import TrainingExample
+from rcatune.stats import compare
 
 Loader = Callable[[], LoadedModel]
 

@@ -7,7 +7,7 @@ same way everywhere it is used.
 from __future__ import annotations
 
 from rcatune.inference.generate import Completion, ContextTooLong, GenerationSettings, Generator, Messages
-from rcatune.inference.loading import LoadedModel, describe_folder, load_base, load_folder, load_version
+from rcatune.inference.loading import LoadedModel, describe_folder, load_base, load_folder
 from rcatune.inference.signature import PromptSignature, SignatureMismatch
 from rcatune.prompts import Answer, parse_answer, render, to_messages
 from rcatune.schema import TrainingExample
@@ -27,4 +27,4 @@ def diagnose(generator: Generator, examples: list[TrainingExample], system_promp
 
 __all__ = ["Answer", "Completion", "ContextTooLong", "GenerationSettings", "Generator", "LoadedModel", "Messages",
            "PromptSignature", "SignatureMismatch", "describe_folder", "diagnose", "load_base", "load_folder",
-           "load_version", "parse_answer", "session_messages"]
+           "parse_answer", "session_messages"]

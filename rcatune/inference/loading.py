@@ -16,6 +16,7 @@ from rcatune.config import Spec, load_spec, to_spec
 from rcatune.config.model import ModelConfig
 from rcatune.errors import ConfigError
 from rcatune.inference.signature import PromptSignature
+from rcatune.models import model_path
 from rcatune.runtime import Runtime
 
 MODEL_FILE = "rcatune_model.json"
@@ -65,7 +66,7 @@ def load_base(model_cfg: ModelConfig, runtime: Runtime) -> LoadedModel:
     """The base model, untrained, with its family's chat template."""
     from rcatune.models.loading import load_model, load_tokenizer
 
-    path = model_cfg.resolve_path()
+    path = model_path(model_cfg)
     return LoadedModel(load_model(model_cfg, None, path, runtime).eval(), load_tokenizer(model_cfg, path),
                        f"base {model_cfg.name_or_path}", None, runtime)
 
@@ -84,7 +85,7 @@ def load_folder(folder: Path | str, runtime: Runtime, base: Optional[ModelConfig
             raise ConfigError(f"{folder} is an adapter without {MODEL_FILE}: say which base it adapts (model=...)")
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_model(base, None, base.resolve_path(), runtime), str(folder))
+        model = PeftModel.from_pretrained(load_model(base, None, model_path(base), runtime), str(folder))
     else:
         standalone = base or ModelConfig(name_or_path=str(folder))
         model = load_model(standalone, None, str(folder), runtime)
@@ -101,21 +102,4 @@ def _plain_tokenizer(folder: Path):
     return tokenizer
 
 
-def registry_folder(model_name: str, version: str) -> tuple[str, str]:
-    """(trained model folder, label) of a ZenML model version, by stage or number."""
-    from rcatune.registry import find_version
-
-    found = find_version(model_name, version)
-    return found.model_dir, found.label
-
-
-def load_version(model_name: str, version: str, runtime: Runtime) -> LoadedModel:
-    """A registered version (a stage such as production, or a number)."""
-    folder, label = registry_folder(model_name, version)
-    loaded = load_folder(folder, runtime)
-    loaded.label = label
-    return loaded
-
-
-__all__ = ["LoadedModel", "MODEL_FILE", "Spec", "describe_folder", "load_base", "load_folder", "load_version",
-           "read_description", "registry_folder"]
+__all__ = ["LoadedModel", "MODEL_FILE", "Spec", "describe_folder", "load_base", "load_folder", "read_description"]

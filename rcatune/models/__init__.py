@@ -1,1 +1,19 @@
 """Base models: the tiny built-in one, and loading any model through `from_pretrained`."""
+
+from __future__ import annotations
+
+from rcatune.config.model import ModelConfig, TinyModelConfig
+
+
+def model_path(cfg: ModelConfig) -> str:
+    """A folder or hub id for `from_pretrained`: the tiny model is built once under the state folder (then loaded
+    like any checkout); any other is its `name_or_path`."""
+    if isinstance(cfg, TinyModelConfig):
+        from rcatune.models.tiny import ensure_tiny_model
+        from rcatune.state import state_dir
+
+        return str(ensure_tiny_model(cfg, state_dir() / "models"))
+    return cfg.name_or_path
+
+
+__all__ = ["model_path"]

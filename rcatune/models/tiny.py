@@ -111,7 +111,7 @@ def word_vectors(tokenizer, width: int):
     no known piece keeps a random row at that scale. Deterministic: the same tokenizer gives the same rows."""
     import torch
 
-    from rcatune.evaluation.scoring import minilm
+    from rcatune.embeddings import minilm
 
     pieces, encoder = minilm()
     table = encoder.get_input_embeddings().weight.detach().float()
@@ -137,9 +137,12 @@ def ensure_tiny_model(cfg: TinyModelConfig, cache_root: Path) -> Path:
     folder = cache_root / f"tiny-llama-{build_key(cfg)}"
     if _built(folder):
         return folder
+    import torch
+
     with state_lock(f"build-{folder.name}"):
         if not _built(folder):
-            _build(cfg, folder)
+            with torch.random.fork_rng():  # building seeds torch: the caller's random state is left as it was
+                _build(cfg, folder)
     return folder
 
 

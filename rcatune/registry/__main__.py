@@ -1,5 +1,5 @@
 import sys
 
-from rcatune.registry.twins import main
+from rcatune.registry.cli import main
 
 sys.exit(main())

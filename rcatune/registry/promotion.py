@@ -17,10 +17,10 @@ from typing import Any, Optional
 
 from rcatune.artifacts import Evaluation, GateDecision, ModelScores, Promotion, TrainedModel
 from rcatune.errors import RcatuneError
-from rcatune.evaluation.stats import PairedComparison, compare
 from rcatune.pause import pause_point
 from rcatune.registry.twins import REGISTRATION, claim, reconcile, register_twin, sync_aliases
 from rcatune.registry.versions import production_version
+from rcatune.stats import PairedComparison, compare
 
 
 def decide_stage(decision: GateDecision, versus: Optional[PairedComparison], margin: float = 0.0,
@@ -49,7 +49,7 @@ def rescore(model_name: str, version: str, sets: dict, cfg, system_prompt: str, 
     """A registered version scored on the candidate's headline set (same examples, same settings)."""
     from rcatune.evaluation.catalog import FaultCatalog
     from rcatune.evaluation.run import evaluation_sets, score_sets
-    from rcatune.inference import load_version
+    from rcatune.registry.versions import load_version
 
     headline = dict(list(evaluation_sets(sets, cfg).items())[:1])
     scores = score_sets("production", lambda: load_version(model_name, version, runtime), headline, cfg,

@@ -70,12 +70,15 @@ def sync_aliases(model_name: str) -> list[str]:
     client, moved = MlflowClient(), []
     for alias, number in wanted.items():
         twin = twins.get(number) if number else None
-        if twin is None:
-            continue
         try:
             current = str(client.get_model_version_by_alias(model_name, alias).version)
         except MlflowException:
             current = None
+        if twin is None:  # no ZenML version holds the stage (or it has no twin): the alias must not stay behind
+            if current is not None and number is None:
+                client.delete_registered_model_alias(model_name, alias)
+                moved.append(f"MLflow {alias} removed from v{current} (no ZenML version holds its stage)")
+            continue
         if current != str(twin.version):
             client.set_registered_model_alias(model_name, alias, twin.version)
             moved.append(f"MLflow {alias} now v{twin.version} (ZenML v{number}, {_stage_of(stages, number)})")
@@ -119,7 +122,7 @@ def reconcile(model_name: str, skip: Optional[str] = None) -> Check:
 
     check = Check()
     try:
-        versions = list(Client().list_model_versions(model_name_or_id=model_name, size=1000, hydrate=True))
+        versions = list(Client().list_model_versions(model=model_name, size=1000, hydrate=True))
     except KeyError:
         return check
     twins = mlflow_twins(model_name)
@@ -164,18 +167,3 @@ def _mark(model_name: str, number: str, state: str, **extra: Any) -> None:
     from zenml import log_metadata
 
     log_metadata(metadata={REGISTRATION: state, **extra}, model_name=model_name, model_version=number)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from rcatune.state import configure_environment
-
-    parser = argparse.ArgumentParser(prog="python -m rcatune.registry", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["check"])
-    parser.add_argument("--model", default="rcatune-rca", help="the registered model (default: %(default)s)")
-    args = parser.parse_args(argv)
-    configure_environment()
-    check = reconcile(args.model)
-    print(check.line(args.model))
-    return 0 if check.clean else 1

@@ -22,6 +22,7 @@ from rcatune.config.serving import ServingConfig
 from rcatune.errors import ConfigError
 from rcatune.inference import PromptSignature
 from rcatune.inference.loading import read_description
+from rcatune.models import model_path
 from rcatune.serving.pool import ModelSource, base_name
 
 
@@ -38,7 +39,7 @@ def build_command(sources: list[ModelSource], config: ServingConfig, port: int, 
         if len(bases) != 1:
             raise ConfigError("serving.engine=vllm: the adapters are over different bases; serve them separately")
         spec = load_spec(json.loads(bases.pop()))
-        model, names = spec.resolve_path(), [base_name(spec)]
+        model, names = model_path(spec), [base_name(spec)]
         ranks = [json.loads((s.folder / "adapter_config.json").read_text())["r"] for s in adapters]
     else:
         model, names, ranks = str(full[0].folder), [full[0].name, *aliases], []

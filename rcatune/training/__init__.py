@@ -1,4 +1,6 @@
-"""Fine-tuning: tokenisation with assistant-only labels, methods (LoRA, QLoRA, full, freeze), backends."""
+"""Fine-tuning: tokenisation with assistant-only labels, methods (LoRA, QLoRA, full, freeze), objectives,
+backends. A backend is a recipe (setup, fit, save); `trainer.launcher` says where it runs: in this process, or
+in one of its own from the serialised job (`python -m rcatune.training run`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ from rcatune.training.base import TrainingJob
 
 
 def train(trainer_cfg: Any, job: TrainingJob) -> TrainedModel:
-    """Run the backend `trainer_cfg` names (`_target_`) on `job`."""
+    """Run the backend `trainer_cfg` names (`_target_`) on `job`, where `trainer_cfg.launcher` says."""
+    if getattr(trainer_cfg, "launcher", None) is not None and trainer_cfg.launcher.value == "subprocess":
+        from rcatune.training.launch import train_in_subprocess
+
+        return train_in_subprocess(trainer_cfg, job)
     return instantiate(trainer_cfg).train(job)
 
 

@@ -33,6 +33,35 @@ class TrainingJob:
     system_prompt: str
     output_dir: Path
     runtime: Runtime
+    objective: Any = None  # an ObjectiveConfig (None: sft)
+
+    def __post_init__(self) -> None:
+        if self.objective is None:
+            from rcatune.config.objective import SftObjectiveConfig
+
+            self.objective = SftObjectiveConfig()
+        self.output_dir = Path(self.output_dir)
+
+    def to_json(self) -> str:
+        """The job as JSON, for a training process of its own (`python -m rcatune.training run`)."""
+        return json.dumps({
+            "train_set": [e.model_dump(mode="json") for e in self.train_set],
+            "val_set": [e.model_dump(mode="json") for e in self.val_set],
+            "model": to_spec("model", self.model).model_dump(),
+            "method": to_spec("method", self.method.config).model_dump(),
+            "objective": to_spec("objective", self.objective).model_dump(), "system_prompt": self.system_prompt,
+            "output_dir": str(self.output_dir), "runtime": self.runtime.model_dump()})
+
+    @classmethod
+    def from_json(cls, text: str, runtime: Optional[Runtime] = None) -> "TrainingJob":
+        """The job back; `runtime`: this process's own (a rank under a distributed launcher), else the recorded."""
+        from rcatune.config import instantiate, load_spec
+
+        values = json.loads(text)
+        return cls([TrainingExample.model_validate(e) for e in values["train_set"]],
+                   [TrainingExample.model_validate(e) for e in values["val_set"]], load_spec(values["model"]),
+                   instantiate(load_spec(values["method"])), values["system_prompt"], Path(values["output_dir"]),
+                   runtime or Runtime.model_validate(values["runtime"]), load_spec(values["objective"]))
 
 
 def find_checkpoint(resume_from: str, own_checkpoints: Path) -> Optional[str]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Optional
 
 from rcatune.artifacts import TrainedModel
+from rcatune.config import instantiate
 from rcatune.config.trainer import HfTrainerConfig
+from rcatune.models import model_path
 from rcatune.models.loading import load_model, load_tokenizer
 from rcatune.pause import pause_point
 from rcatune.progress import interactive
@@ -28,12 +31,13 @@ from rcatune.training.base import (
     peak_memory_mb,
     write_metrics,
 )
-from rcatune.training.data import PadCollator, answer_positions, erase_prompt_tokens, tokenize, weighted_loss
+from rcatune.training.data import PadCollator, answer_positions, erase_prompt_tokens, weighted_loss
 from rcatune.training.methods import parameter_counts
-from rcatune.training.packing import pack
+from rcatune.training.objectives import TrainingData
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
+RUN_ID_ENV = "RCATUNE_MLFLOW_RUN_ID"  # rcatune.training.launch sets it for a training process of its own
 
 
 def _mlflow_callback():
@@ -43,15 +47,24 @@ def _mlflow_callback():
         """Loss, eval loss and learning rate to the active MLflow run, by global step."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
+            import os
+
             import mlflow
 
-            if mlflow.active_run() is None or not logs:
-                return
             wanted = {"loss": "train_loss_step", "eval_loss": "eval_loss", "learning_rate": "learning_rate",
                       "grad_norm": "grad_norm"}
-            metrics = {name: float(logs[key]) for key, name in wanted.items() if key in logs}
-            if metrics:
+            metrics = {name: float(logs[key]) for key, name in wanted.items() if key in (logs or {})}
+            if not metrics:
+                return
+            if mlflow.active_run() is not None:
                 mlflow.log_metrics(metrics, step=state.global_step)
+            elif os.environ.get(RUN_ID_ENV):  # a training process of its own: the step's run
+                from mlflow.entities import Metric
+                from mlflow.tracking import MlflowClient
+
+                now = int(time.time() * 1000)
+                MlflowClient().log_batch(os.environ[RUN_ID_ENV], metrics=[
+                    Metric(k, v, now, state.global_step) for k, v in metrics.items()])
 
     return MlflowCurves()
 
@@ -68,7 +81,7 @@ def _pause_callback():
     return PauseAfterSave()
 
 
-def _trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0, protected=()):
+def trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0, protected=()):
     """transformers' Trainer with its random streams made resumable, and, where asked, a loss that weighs each
     answer token (trainer.root_cause_weight, trainer.lead_weight) and prompt tokens erased in training batches
     (trainer.prompt_dropout).
@@ -142,20 +155,42 @@ def EpochSeededLengthSampler(batch_size: int, dataset, seed: int):
     return sampler
 
 
+@dataclass
+class Prepared:
+    """What `setup` made: the Trainer over the model, its data and where it resumes from."""
+
+    trainer: Any
+    tokenizer: Any
+    base_path: str
+    data: TrainingData
+    resume: Optional[str]
+    start_epoch: float
+    trainable: int
+    total: int
+
+
 class HfTrainer:
-    """Fine-tune in-process with transformers' Trainer."""
+    """Fine-tune with transformers' Trainer, as a recipe of three parts: `setup` (model, tokenizer, data, method,
+    objective), `fit` (train, evaluating each epoch) and `save` (only rank 0 writes). `train` runs them in turn;
+    `python -m rcatune.training run` runs them in a process of its own, once per rank under a distributed
+    launcher."""
 
     def __init__(self, config: HfTrainerConfig) -> None:
         self.config = config
 
     def train(self, job: TrainingJob) -> TrainedModel:
         """Fine-tune the base model on `job.train_set`; evaluate on `job.val_set` each epoch."""
+        prepared = self.setup(job)
+        return self.save(job, prepared, self.fit(prepared))
+
+    def setup(self, job: TrainingJob) -> Prepared:
         from transformers import set_seed
 
         cfg, runtime, output_dir = self.config, job.runtime, job.output_dir
+        if runtime.is_main:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        path = model_path(job.model)  # may build the tiny model: before the seed, so a cached one trains the same
         set_seed(cfg.seed)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        path = job.model.resolve_path()
         tokenizer = load_tokenizer(job.model, path)
         model = load_model(job.model, job.method, path, runtime)
         if cfg.gradient_checkpointing:
@@ -164,55 +199,61 @@ class HfTrainer:
         model.config.use_cache = False  # no KV cache in training; packed rows need it off for their mask
         trainable, total = parameter_counts(model)
 
-        train_tokens = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length, cfg.root_cause_weight,
-                                cfg.lead_weight)
-        val_tokens = tokenize(job.val_set, tokenizer, job.system_prompt, cfg.max_length)  # eval loss: unweighted
+        objective = instantiate(job.objective)
+        data = objective.data(job, tokenizer, cfg)
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
-        start_epoch = epoch_of(resume)
-        train_features = pack(train_tokens.features, cfg.max_length) if cfg.packing else train_tokens.features
-        trainer = _trainer_class("loss_weights" in train_tokens.features[0], cfg.prompt_dropout,
-                                 tokenizer.pad_token_id, tokenizer.all_special_ids)(
-                          model=model, args=self.arguments(job, len(train_features)), train_dataset=train_features,
-                          eval_dataset=val_tokens.features,
-                          data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),
-                          callbacks=[_mlflow_callback(), _pause_callback()])
-        if runtime.on_gpu:
+        callbacks = [_mlflow_callback()] if runtime.is_main else []
+        trainer = objective.trainer_class(data, cfg, tokenizer)(
+            model=model, args=self.arguments(job, len(data.train)), train_dataset=data.train,
+            eval_dataset=data.val, data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),
+            callbacks=callbacks + [_pause_callback()])
+        return Prepared(trainer, tokenizer, path, data, resume, epoch_of(resume), trainable, total)
+
+    def fit(self, prepared: Prepared) -> dict[str, float]:
+        """Train (from the checkpoint setup found, if any); the figures of the run."""
+        trainer = prepared.trainer
+        if not trainer.args.use_cpu:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        outcome = trainer.train(resume_from_checkpoint=resume)
+        outcome = trainer.train(resume_from_checkpoint=prepared.resume)
         wall = time.perf_counter() - started
         evals = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
         eval_loss = evals[-1] if evals else trainer.evaluate()["eval_loss"]
-
-        model_dir = output_dir / ADAPTER_OR_MODEL
-        is_adapter = hasattr(trainer.model, "peft_config")
-        trainer.model.save_pretrained(model_dir)
-        finish_folder(model_dir, job, tokenizer, is_adapter)
-        epochs_run = float(outcome.metrics.get("epoch", cfg.epochs))
-        real_tokens = train_tokens.tokens * max(epochs_run - start_epoch, 0.0)
-        metrics = {
+        epochs_run = float(outcome.metrics.get("epoch", self.config.epochs))
+        real_tokens = prepared.data.tokens * max(epochs_run - prepared.start_epoch, 0.0)
+        return {
             "train_loss": float(outcome.training_loss),
             "eval_loss": float(eval_loss),
             "train_seconds": round(wall, 2),
             "train_tokens_per_second": round(real_tokens / wall, 1) if wall > 0 else 0.0,
             "train_real_tokens": float(real_tokens),
-            "train_examples": float(len(job.train_set)),
-            "train_rows": float(len(train_features)),
-            "train_truncated": float(train_tokens.truncated),
-            "train_without_answer": float(train_tokens.without_answer),
-            "trainable_parameters": float(trainable),
-            "total_parameters": float(total),
-            "peak_memory_mb": peak_memory_mb(runtime),
+            "train_examples": float(prepared.data.examples),
+            "train_rows": float(len(prepared.data.train)),
+            "train_truncated": float(prepared.data.truncated),
+            "train_without_answer": float(prepared.data.without_answer),
+            "trainable_parameters": float(prepared.trainable),
+            "total_parameters": float(prepared.total),
+            "peak_memory_mb": 0.0,  # set by save, after everything has run
             "epochs": epochs_run,
             "global_steps": float(trainer.state.global_step),
         }
+
+    def save(self, job: TrainingJob, prepared: Prepared, metrics: dict[str, float]) -> TrainedModel:
+        """The trained folder (loadable and checkable on its own) and the metrics: written by rank 0 only."""
+        trainer, output_dir = prepared.trainer, job.output_dir
+        model_dir = output_dir / ADAPTER_OR_MODEL
+        is_adapter = hasattr(trainer.model, "peft_config")
+        metrics = {**metrics, "peak_memory_mb": peak_memory_mb(job.runtime)}
         history = numeric_history(trainer.state.log_history)
-        write_metrics(output_dir, metrics, history)
-        return TrainedModel(base_model=path, model_spec=model_spec(job), method=job.method.name, backend=cfg.name,
-                            output_dir=str(output_dir), model_dir=str(model_dir), is_adapter=is_adapter,
-                            metrics=metrics, history=history, resumed_from=resume)
+        if job.runtime.is_main:
+            trainer.model.save_pretrained(model_dir)
+            finish_folder(model_dir, job, prepared.tokenizer, is_adapter)
+            write_metrics(output_dir, metrics, history)
+        return TrainedModel(base_model=prepared.base_path, model_spec=model_spec(job), method=job.method.name,
+                            backend=self.config.name, output_dir=str(output_dir), model_dir=str(model_dir),
+                            is_adapter=is_adapter, metrics=metrics, history=history, resumed_from=prepared.resume)
 
     def arguments(self, job: TrainingJob, rows: int):
         """The Trainer's settings from the typed config."""
@@ -248,4 +289,4 @@ class HfTrainer:
         )
 
 
-__all__ = ["CHECKPOINTS", "HfTrainer", "Path"]
+__all__ = ["CHECKPOINTS", "EpochSeededLengthSampler", "HfTrainer", "Prepared", "trainer_class"]

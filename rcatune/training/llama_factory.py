@@ -29,6 +29,7 @@ from rcatune.config.model import ModelConfig
 from rcatune.config.trainer import LlamaFactoryTrainerConfig
 from rcatune.errors import RcatuneError
 from rcatune.formats.llama_factory import write_llama_factory
+from rcatune.models import model_path
 from rcatune.prompts import render
 from rcatune.runtime import Runtime
 from rcatune.training.base import (
@@ -100,12 +101,14 @@ def finetuning_settings(method, model_cfg: ModelConfig) -> dict[str, Any]:
 
 
 def training_yaml(model_path: str, model_cfg: ModelConfig, method, trainer_cfg: LlamaFactoryTrainerConfig,
-                  data_dir: Path, output_dir: Path, runtime: Runtime, resume: str | None = None) -> dict[str, Any]:
-    """The LLaMA-Factory `train` config for the same run `trainer=hf` would do."""
+                  data_dir: Path, output_dir: Path, runtime: Runtime, resume: str | None = None,
+                  objective_stage: str = "sft") -> dict[str, Any]:
+    """The LLaMA-Factory `train` config for the same run `trainer=hf` would do (`objective_stage`: its `stage`,
+    from the objective: sft today)."""
     config: dict[str, Any] = {
         "model_name_or_path": model_path,
         "trust_remote_code": model_cfg.trust_remote_code,
-        "stage": "sft", "do_train": True,
+        "stage": objective_stage, "do_train": True,
         **finetuning_settings(method, model_cfg),
         "dataset": TRAIN_SET, "eval_dataset": VAL_SET, "dataset_dir": str(data_dir),
         "template": trainer_cfg.template_for(model_cfg.family.name),
@@ -211,7 +214,7 @@ class LlamaFactoryTrainer:
             log.warning("trainer.prompt_dropout=%g is not available with trainer=llama_factory: it trains on every "
                         "prompt token as written (use trainer=hf for word dropout)", cfg.prompt_dropout)
         output_dir.mkdir(parents=True, exist_ok=True)
-        model_path = job.model.resolve_path()
+        base_path = model_path(job.model)
         data_dir = output_dir / "llamafactory_data"
         write_llama_factory(data_dir, {"train": [render(e, job.system_prompt) for e in job.train_set],
                                        "val": [render(e, job.system_prompt) for e in job.val_set]})
@@ -219,7 +222,8 @@ class LlamaFactoryTrainer:
         # since save_total_limit may rotate that checkpoint away.
         resume = find_checkpoint(cfg.resume_from, output_dir / ADAPTER_OR_MODEL) if cfg.resume_from else None
         start_epoch = epoch_of(resume)
-        config = training_yaml(model_path, job.model, job.method, cfg, data_dir, output_dir, job.runtime, resume)
+        config = training_yaml(base_path, job.model, job.method, cfg, data_dir, output_dir, job.runtime, resume,
+                               job.objective.stage)
         config_file = output_dir / "llamafactory_train.yaml"
         _write_yaml(config_file, config)
         log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
@@ -237,7 +241,7 @@ class LlamaFactoryTrainer:
         history = numeric_history(state.get("log_history", []))
         # Real tokens counted the way trainer=hf counts them (the same chat template and cut), so the two
         # backends' throughput compares like for like.
-        tokenizer = load_tokenizer(job.model, model_path)
+        tokenizer = load_tokenizer(job.model, base_path)
         real = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length).tokens
         epochs = float(results.get("epoch", cfg.epochs))
         trained_epochs = epochs - start_epoch
@@ -260,6 +264,6 @@ class LlamaFactoryTrainer:
         if not is_adapter and not (model_dir / "config.json").exists():
             raise LlamaFactoryError(f"LLaMA-Factory finished but left no model in {model_dir}")
         finish_folder(model_dir, job, tokenizer, is_adapter)
-        return TrainedModel(base_model=model_path, model_spec=model_spec(job), method=job.method.name,
+        return TrainedModel(base_model=base_path, model_spec=model_spec(job), method=job.method.name,
                             backend=cfg.name, output_dir=str(output_dir), model_dir=str(model_dir),
                             is_adapter=is_adapter, metrics=metrics, history=history, resumed_from=resume)

@@ -1,0 +1,40 @@
+"""`python -m rcatune.training run training_job.json --result training_result.json`: run a serialised training
+job's recipe (setup, fit, save) in this process. Under a distributed launcher each rank runs it; its rank comes
+from the environment (WORLD_SIZE, RANK, LOCAL_RANK) and only rank 0 writes folders, metrics and the result."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rcatune.training", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    ran = commands.add_parser("run", help="run a training job")
+    ran.add_argument("job", help="a training_job.json (written by the training step)")
+    ran.add_argument("--result", help="where rank 0 writes the TrainedModel (JSON)")
+    args = parser.parse_args(argv)
+
+    from rcatune import atomic
+    from rcatune.config import instantiate
+    from rcatune.errors import RcatuneError
+    from rcatune.runtime import Runtime
+    from rcatune.training.launch import read_job
+
+    try:
+        trainer_cfg, job = read_job(args.job)
+        job.runtime = runtime = Runtime.detect(job.runtime.device, job.runtime.progress)  # this rank's
+        trained = instantiate(trainer_cfg).train(job)
+    except RcatuneError as error:
+        print(f"rcatune: error: {error}", file=sys.stderr)
+        return 2
+    if args.result and runtime.is_main:
+        from pathlib import Path
+
+        atomic.write_text(Path(args.result), trained.model_dump_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The training recipe in a process of its own: the step writes the training job (data, model, method,
+objective, trainer) as JSON, starts `python -m rcatune.training run`, and reads back the `TrainedModel` rank 0
+wrote. The same entry point is what a distributed launcher starts once per rank (the scale-out issue)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from rcatune.artifacts import TrainedModel
+from rcatune.errors import RcatuneError
+from rcatune.training.base import TrainingJob
+from rcatune.training.hf import RUN_ID_ENV
+
+JOB_FILE, RESULT_FILE = "training_job.json", "training_result.json"
+
+
+def write_job(trainer_cfg: Any, job: TrainingJob) -> Path:
+    from rcatune import atomic
+    from rcatune.config import to_spec
+
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    path = job.output_dir / JOB_FILE
+    atomic.write_text(path, json.dumps({"trainer": to_spec("trainer", trainer_cfg).model_dump(),
+                                        "job": json.loads(job.to_json())}))
+    return path
+
+
+def read_job(path: Path) -> tuple[Any, TrainingJob]:
+    from rcatune.config import load_spec
+
+    values = json.loads(Path(path).read_text(encoding="utf-8"))
+    return load_spec(values["trainer"]), TrainingJob.from_json(json.dumps(values["job"]))
+
+
+def train_in_subprocess(trainer_cfg: Any, job: TrainingJob, command: Optional[list[str]] = None) -> TrainedModel:
+    """Train in a child process; its failure is this step's failure, with its last words."""
+    path = write_job(trainer_cfg, job)
+    result = job.output_dir / RESULT_FILE
+    result.unlink(missing_ok=True)
+    env = dict(os.environ)
+    try:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            env[RUN_ID_ENV] = mlflow.active_run().info.run_id
+            env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    except ImportError:
+        pass
+    command = command or [sys.executable, "-m", "rcatune.training", "run", str(path), "--result", str(result)]
+    process = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
+    if process.stderr:
+        sys.stderr.write(process.stderr)
+    if process.returncode != 0 or not result.exists():
+        last = (process.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise RcatuneError(f"training in its own process failed (exit {process.returncode}): {last[0][:300]}")
+    return TrainedModel.model_validate_json(result.read_text(encoding="utf-8"))
