@@ -148,9 +148,9 @@ def srm_check(observed: dict[str, int], weights: dict[str, float], threshold: fl
     total = sum(counts)
     share = {a: weights[a] / total_weight for a in arms}
     if total == 0:
-        return SrmCheck(dict(zip(arms, counts)), share, 1.0, False)
+        return SrmCheck(dict(zip(arms, counts, strict=True)), share, 1.0, False)
     p_value = float(chisquare(counts, [total * share[a] for a in arms]).pvalue)
-    return SrmCheck(dict(zip(arms, counts)), share, p_value, p_value < threshold)
+    return SrmCheck(dict(zip(arms, counts, strict=True)), share, p_value, p_value < threshold)
 
 
 def units_per_arm(p_control: float, min_effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
