@@ -126,6 +126,13 @@ class OutcomeStore:
         row["at"] = row["at"] or time.time()
         return Written("stored") if self._insert(self.outcomes, row) else Written("duplicate")
 
+    def outcome(self, request_id: str) -> Optional[dict]:
+        from sqlalchemy import select
+
+        with self.engine.connect() as connection:
+            row = connection.execute(select(self.outcomes).where(self.outcomes.c.request_id == request_id)).first()
+        return dict(row._mapping) if row is not None else None
+
     def feedback_for(self, request_id: str) -> Optional[dict]:
         from sqlalchemy import select
 

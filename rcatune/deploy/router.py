@@ -10,6 +10,11 @@ row and the warm previous (the target's `standby`) answers, the router fails ove
 `python -m rcatune.deploy reconcile` to record that as an automatic rollback (records, registry, state).
 While nothing answers, the endpoint's `/health` and `/ready` say 503, like every other path.
 
+With an A/B test in the target (`experiment`, see `rcatune.abtest.routing`), generating requests go to their
+unit's arm (`x-rcatune-arm`, `x-rcatune-request-id` on the answer), each outcome is stored, `POST /v1/feedback`
+takes feedback by request id, and a treatment that stops answering is switched off (the kill switch, with
+its reason) while control keeps serving.
+
     python -m rcatune.deploy.router --port 8300 --target-file STATE/deployments/local/NAME/active.json
 """
 
@@ -24,7 +29,10 @@ from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from rcatune.abtest import routing
+from rcatune.abtest.assignment import ARM_HEADER, REQUEST_ID_HEADER
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authenticate",
               "proxy-authorization", "host", "content-length"}
@@ -68,6 +76,7 @@ def create_router(target_file: Path, check_interval: float = 1.0, misses_to_fail
 
     target = Target(target_file)
     client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
+    stores = Stores()
 
     async def answers(url: str) -> bool:
         try:
@@ -77,10 +86,18 @@ def create_router(target_file: Path, check_interval: float = 1.0, misses_to_fail
 
     async def watch() -> None:
         """Fail over to the standby when the active instance stops answering."""
-        misses, since = 0, None
+        misses, since, treatment_misses = 0, None, 0
         while True:
             await asyncio.sleep(check_interval)
             active = target.current()
+            experiment = (active or {}).get("experiment")
+            if experiment and not experiment.get("killed"):
+                treatment_misses = 0 if await answers(experiment["treatment"]["url"]) else treatment_misses + 1
+                if treatment_misses >= misses_to_fail_over:
+                    _switch_off(target_file, active, f"treatment v{experiment['treatment']['version']} stopped "
+                                                     f"answering its /ready ({treatment_misses} checks)")
+                    treatment_misses = 0
+                    continue
             if not active or await answers(active["url"]):
                 misses, since = 0, None
                 continue
@@ -101,13 +118,42 @@ def create_router(target_file: Path, check_interval: float = 1.0, misses_to_fail
 
     app = FastAPI(title="rcatune router", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
-    def error(status: int, message: str, code: str) -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": "service_unavailable", "param": None,
-                                       "code": code}}, status_code=status)
+    def error(status: int, message: str, code: str, kind: str = "service_unavailable") -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
+                            status_code=status)
 
     @app.get("/router/status")
     async def status():
         return {"target": target.current()}
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        """Feedback on one answer by its request id (idempotent): 200 stored or duplicate, 409 when it differs
+        from the feedback already stored, 404 for an unknown request id, 400 for a body it cannot take. Auth is
+        the serving instances' own: the router asks control whether the token is good."""
+        active = target.current()
+        spec = (active or {}).get("experiment")
+        if not spec:
+            return error(404, "no A/B test runs here (deployment.action=ab_start starts one)", "no_experiment")
+        check = await client.get(f"{active['url']}/v1/models", headers={
+            k: v for k, v in request.headers.items() if k.lower() == "authorization"}, timeout=5.0)
+        if check.status_code == 401:
+            return JSONResponse(check.json(), status_code=401)
+        try:
+            request_id, values = routing.feedback_values(json.loads(await request.body() or b"null"))
+        except ValueError as failure:
+            return error(400, str(failure), "invalid_feedback", "invalid_request_error")
+        store = stores.get(spec)
+        known = await asyncio.to_thread(store.outcome, request_id)
+        if known is None:
+            return error(404, f"no answer with request id {request_id!r} was recorded here", "unknown_request",
+                         "invalid_request_error")
+        written = await asyncio.to_thread(store.give_feedback, request_id, known["experiment"], **values)
+        if written.status == "conflict":
+            stored = {k: written.existing.get(k) for k in routing.FEEDBACK_FIELDS}
+            return error(409, f"feedback for {request_id} is already stored and differs: {stored}",
+                         "feedback_conflict", "invalid_request_error")
+        return {"request_id": request_id, "status": written.status, "experiment": known["experiment"]}
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])
     async def forward(request: Request, path: str):
@@ -116,20 +162,76 @@ def create_router(target_file: Path, check_interval: float = 1.0, misses_to_fail
             return error(503, "no version is deployed here (python run.py pipeline=deployment deploys one)",
                          "not_deployed")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
-        upstream = client.build_request(request.method, f"{active['url']}/{path}", params=request.query_params,
-                                        headers=headers, content=await request.body())
+        body = await request.body()
+        choice = routing.choose(active, request.method, path, dict(request.headers), body)
+        serving = choice.upstream if choice else active
+        upstream = client.build_request(request.method, f"{serving['url']}/{path}", params=request.query_params,
+                                        headers=headers, content=body)
         try:
             reply = await client.send(upstream, stream=True)
         except httpx.TransportError as failure:
+            if choice:
+                await _record(choice, active, None, "")
             status = 503 if path in ("health", "ready") else 502  # the probes tell the truth: nothing answers
-            return error(status, f"the instance serving v{active['version']} does not answer "
+            return error(status, f"the instance serving v{serving['version']} does not answer "
                                  f"({type(failure).__name__})", "upstream_unavailable")
         kept = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP | OWN}
-        kept[VERSION_HEADER] = str(active["version"])
-        return StreamingResponse(reply.aiter_raw(), status_code=reply.status_code, headers=kept,
-                                 background=BackgroundTask(reply.aclose))
+        kept[VERSION_HEADER] = str(serving["version"])
+        if choice is None:
+            return StreamingResponse(reply.aiter_raw(), status_code=reply.status_code, headers=kept,
+                                     background=BackgroundTask(reply.aclose))
+        kept.update({ARM_HEADER: choice.arm, REQUEST_ID_HEADER: choice.request_id,
+                     routing.EXPERIMENT_HEADER: choice.experiment})
+        if not choice.stream:
+            content = await reply.aread()
+            await reply.aclose()
+            await _record(choice, active, reply.status_code, content.decode("utf-8", "replace"))
+            return Response(content, status_code=reply.status_code, headers=kept)
+        return StreamingResponse(_relay(reply, choice, active), status_code=reply.status_code, headers=kept)
+
+    async def _relay(reply, choice, active):
+        """Stream the answer through as it comes; record it once it is whole (or the client left)."""
+        seen = []
+        try:
+            async for chunk in reply.aiter_raw():
+                seen.append(chunk)
+                yield chunk
+        finally:
+            await reply.aclose()
+            await _record(choice, active, reply.status_code, b"".join(seen).decode("utf-8", "replace"))
+
+    async def _record(choice, active: dict, status, text: str) -> None:
+        try:
+            row = routing.outcome(choice, status, text)
+            await asyncio.to_thread(stores.get(active["experiment"]).record, row)
+        except Exception as failure:  # the answer still goes out; the loss is said where it can be seen
+            print(f"rcatune router: could not record {choice.request_id}: {failure}", flush=True)
+
 
     return app
+
+
+class Stores:
+    """One open outcome store per experiment (opened on its first request)."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, object] = {}
+
+    def get(self, spec: dict):
+        from rcatune.abtest.store import OutcomeStore
+
+        key = f"{spec.get('id')}|{routing.store_url(spec)}"
+        if key not in self._open:
+            self._open[key] = OutcomeStore(routing.store_url(spec))
+        return self._open[key]
+
+
+def _switch_off(target_file: Path, active: dict, reason: str) -> None:
+    """The kill switch: every unit to control from the next request on, with why and when."""
+    experiment = {**active["experiment"], "killed": True, "killed_reason": reason,
+                  "killed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_target(target_file, {**active, "experiment": experiment})
+    print(f"rcatune router: A/B test {experiment['id']} switched off: {reason}", flush=True)
 
 
 def _reconcile_later(folder: Path) -> None:
