@@ -28,6 +28,7 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
         lines.append(f"  {key:<11} {value:.4g}")
     lines += _review_lines(summary.review, summary.artifacts)
     lines += _deployment_lines(summary.deployment)
+    lines += _ab_lines(summary.ab_test)
     lines += _evaluation_lines(summary.evaluation)
     for key, value in summary.decisions.items():
         if key == "gate_checks":
@@ -77,6 +78,35 @@ def _review_lines(review: dict, artifacts: dict) -> list[str]:
             alpha = headline.get("alpha")
             lines.append(f"  agreement   {headline['percent_agreement']:.1%} on the validation choice over "
                          f"{headline['units']} tasks (alpha {'n/a' if alpha is None else f'{alpha:.3f}'})")
+    return lines
+
+
+def _ab_lines(report: dict) -> list[str]:
+    """An A/B test: what started, or the look: units, the primary effect, guardrails, the decision and its act."""
+    if not report:
+        return []
+    if report.get("action") in ("ab_start", "ab_stop"):
+        return [f"  ab test     {report['action']}: {report['experiment']}"
+                + (f" (control v{report['control']}, treatment v{report['treatment']}; outcomes in {report['store']})"
+                   if report["action"] == "ab_start" else "")]
+    analysis = report["analysis"]
+    lines = [f"  ab test     {report['experiment']}: control v{report['control']} vs treatment v{report['treatment']}"
+             f"{' (SWITCHED OFF)' if report.get('killed') else ''}",
+             f"    units     {analysis['units']}, requests {analysis['requests']}, with feedback "
+             f"{analysis['with_feedback']}", f"    split     {analysis['srm']['line']}"]
+    primary = analysis.get("primary")
+    if primary:
+        lines.append(f"    primary   {primary['metric']} {primary['control']:.3f} -> {primary['treatment']:.3f}, "
+                     f"difference {primary['difference']:+.3f} [{primary['low']:+.3f}, {primary['high']:+.3f}]"
+                     f"{' (always valid)' if primary['p_value'] is None else ''}")
+    for guard in analysis["guardrails"]:
+        lines.append(f"    guardrail {guard['metric']} {guard['control']:.4g} -> {guard['treatment']:.4g}, "
+                     f"difference [{guard['low']:.4g}, {guard['high']:.4g}] vs margin {guard['margin']:.4g}")
+    if analysis.get("units_still_needed") and analysis["decision"] == "continue":
+        lines.append(f"    needed    about {analysis['units_still_needed']} more units per arm")
+    lines.append(f"    decision  {analysis['decision']}: {'; '.join(analysis['reasons'])}")
+    if report.get("acted"):
+        lines.append(f"    done      {report['acted']}")
     return lines
 
 

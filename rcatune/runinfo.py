@@ -48,6 +48,7 @@ class RunSummary(BaseModel):
     review: dict[str, Any] = Field(default_factory=dict)  # review projects, merge counts, agreement
     scrub: dict[str, Any] = Field(default_factory=dict)  # what was replaced, by type and field (rcatune/scrub.py)
     deployment: dict[str, Any] = Field(default_factory=dict)  # endpoint, version now serving, previous (deploy/)
+    ab_test: dict[str, Any] = Field(default_factory=dict)  # an A/B test's start, analysis and decision
     seconds: float | None = None
 
     def write(self, run_dir: Path) -> Path:

@@ -45,7 +45,10 @@ def _tables():
                      Column("experiment", String(128), nullable=False, index=True),
                      Column("root_cause_correct", Boolean), Column("human_prompts", Float),
                      Column("time_to_identification", Float), Column("at", Float, nullable=False))
-    return meta, experiments, outcomes, feedback
+    looks = Table("ab_looks", meta, Column("id", Integer, primary_key=True, autoincrement=True),
+                  Column("experiment", String(128), nullable=False, index=True), Column("at", Float, nullable=False),
+                  Column("analysis", Text, nullable=False))
+    return meta, experiments, outcomes, feedback, looks
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class OutcomeStore:
                 cursor.execute("PRAGMA synchronous=FULL")
                 cursor.execute("PRAGMA busy_timeout=30000")
                 cursor.close()
-        self.meta, self.experiments, self.outcomes, self.feedback = _tables()
+        self.meta, self.experiments, self.outcomes, self.feedback, self.looks_table = _tables()
         try:
             self.meta.create_all(self.engine)
         except Exception as error:  # a server that does not answer, a URL that is wrong
@@ -161,6 +164,22 @@ class OutcomeStore:
                  .where(o.c.experiment == experiment).order_by(o.c.at))
         with self.engine.connect() as connection:
             return [dict(r._mapping) for r in connection.execute(query)]
+
+    def add_look(self, experiment: str, analysis: dict[str, Any]) -> None:
+        """One analysis, kept: the report plots each metric over the looks."""
+        from sqlalchemy import insert
+
+        with self.engine.begin() as connection:
+            connection.execute(insert(self.looks_table).values(experiment=experiment, at=time.time(),
+                                                               analysis=json.dumps(analysis, default=str)))
+
+    def looks(self, experiment: str) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        query = select(self.looks_table).where(self.looks_table.c.experiment == experiment).order_by(
+            self.looks_table.c.id)
+        with self.engine.connect() as connection:
+            return [{"at": r.at, **json.loads(r.analysis)} for r in connection.execute(query)]
 
     def counts(self, experiment: str) -> dict[str, int]:
         from sqlalchemy import func, select

@@ -1,5 +1,6 @@
 """`deployer=`: where `pipeline=deployment` puts a version (local processes, a container, Kubernetes), and
-`deployment.*`: what it does there (deploy | rollback | status | stop) with which version."""
+`deployment.*`: what it does there (deploy | rollback | status | stop, and the A/B test's ab_start | ab_status |
+ab_analyse | ab_stop, with `ab_test.*`) with which version."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ class DeploymentAction(str, enum.Enum):
     rollback = "rollback"
     status = "status"
     stop = "stop"
+    ab_start = "ab_start"  # serve ab_test.treatment beside what serves, split traffic by unit
+    ab_status = "ab_status"  # the experiment, its counts and its analysis now (nothing acts)
+    ab_analyse = "ab_analyse"  # the analysis, and the decision acted on (promote, switch off, or continue)
+    ab_stop = "ab_stop"  # end it, keeping control (deployment.reason says why)
 
 
 @dataclass

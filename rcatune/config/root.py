@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 from omegaconf import MISSING
 
 from rcatune.config._require import require
+from rcatune.config.abtest import ABTestConfig
 from rcatune.config.annotation import AnnotationConfig
 from rcatune.config.data import DataConfig
 from rcatune.config.deployer import DeployerConfig, DeploymentConfig
@@ -68,6 +69,7 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
+    ab_test: ABTestConfig = field(default_factory=ABTestConfig)
     seed: int = 42
     progress: bool = True
     device: Device = Device.auto

@@ -102,6 +102,7 @@ class BlueGreenDeployer(Deployer):
     def _deploy(self, release: Release) -> DeploymentRecord:
         started = time.perf_counter()
         state = self._recover(self._state())
+        _refuse_during_experiment(state, "deploy")
         auth, auth_changes = self._auth_for(state)
         active, previous = state.get("active"), state.get("previous")
         self._ensure_router(state)
@@ -148,9 +149,109 @@ class BlueGreenDeployer(Deployer):
                                    **({"forced": release.forced} if release.forced else {})})
 
     def _write_target(self, state: dict[str, Any]) -> None:
-        """The router's target: the active instance, and the warm previous it fails over to."""
+        """The router's target: the active instance, the warm previous it fails over to, and the A/B test it
+        splits traffic for (a kill switch the router threw itself is kept)."""
         active, previous = state.get("active"), state.get("previous")
-        write_target(self.target_file, active and {**_target(active), "standby": previous and _target(previous)})
+        target = active and {**_target(active), "standby": previous and _target(previous)}
+        experiment = state.get("experiment")
+        if target and experiment:
+            thrown = ((Target(self.target_file).current() or {}).get("experiment") or {})
+            if thrown.get("id") == experiment["id"] and thrown.get("killed") and not experiment.get("killed"):
+                experiment.update({k: thrown.get(k) for k in ("killed", "killed_reason", "killed_at")})
+            target["experiment"] = {**{k: v for k, v in experiment.items() if k != "treatment"},
+                                    "treatment": _target(experiment["treatment"])}
+        write_target(self.target_file, target)
+
+    # ------------------------------------------------------------------------------------------ A/B tests
+    def ab_start(self, treatment: Release, spec: dict[str, Any]) -> DeploymentRecord:
+        """Serve `treatment` beside the active version (control) and split traffic by unit; nothing is promoted."""
+        with self._lock():
+            started = time.perf_counter()
+            state = self._recover(self._state())
+            active = state.get("active")
+            if not active or not self._answers(active):
+                raise DeploymentError(f"an A/B test needs a version serving as control: deploy one first "
+                                      f"(deployment {self.name!r} on {self.target})")
+            if state.get("experiment"):
+                raise DeploymentError(f"A/B test {state['experiment']['id']!r} runs already on {self.name!r}: "
+                                      "deployment.action=ab_stop ends it")
+            if treatment.version == active["version"]:
+                raise DeploymentError(f"v{treatment.version} serves already as control: pick another treatment")
+            self._ensure_router(state)
+            state["auth"], _ = self._auth_for(state)
+            instance = self._started(treatment, active, state)
+            smoke = instance.pop("smoke")
+            state.pop("pending", None)
+            state["experiment"] = {**spec, "started_at": time.time(), "killed": False, "treatment": instance}
+            self._save(state)
+            self._write_target(state)
+            return self.record("ab_start", endpoint=self.endpoint, version=active["version"], model=active["model"],
+                               registry_name=active["registry_name"], changed=False,
+                               seconds=round(time.perf_counter() - started, 2),
+                               detail={"experiment": spec["id"], "control": active["version"],
+                                       "treatment": treatment.version, "treatment_share": spec["treatment_share"],
+                                       "ramp": spec.get("ramp"), "smoke": smoke, "instance": instance["url"]})
+
+    def ab_state(self) -> Optional[dict[str, Any]]:
+        """The running experiment as the router sees it (its kill switch included), or None."""
+        with self._lock():
+            state = self._recover(self._state())
+            if not state.get("experiment"):
+                return None
+            self._write_target(state)  # takes up a kill switch the router threw
+            self._save(state)
+            return {**state["experiment"], "control": state["active"]["version"],
+                    "treatment_answers": self._answers(state["experiment"]["treatment"])}
+
+    def ab_switch_off(self, reason: str) -> None:
+        """Every unit to control from now on; the treatment stays up for a look at what went wrong."""
+        with self._lock():
+            state = self._state()
+            experiment = state.get("experiment")
+            if experiment and not experiment.get("killed"):
+                from datetime import datetime, timezone
+
+                experiment.update(killed=True, killed_reason=reason,
+                                  killed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                self._save(state)
+                self._write_target(state)
+
+    def ab_stop(self, reason: str, promote: bool = False) -> DeploymentRecord:
+        """End the experiment. `promote`: the treatment becomes the active version (control stays warm as the
+        previous, for a rollback in seconds) and the record moves the registry; else the treatment is stopped."""
+        with self._lock():
+            started = time.perf_counter()
+            state = self._recover(self._state())
+            experiment = state.pop("experiment", None)
+            if not experiment:
+                raise DeploymentError(f"no A/B test runs on {self.name!r}")
+            active, treatment, previous = state["active"], experiment["treatment"], state.get("previous")
+            if not promote:
+                self.stop_instance(treatment)
+                self._save(state)
+                self._write_target(state)
+                return self.record("ab_stop", endpoint=self.endpoint, version=active["version"], model=active["model"],
+                                   registry_name=active["registry_name"], changed=False,
+                                   seconds=round(time.perf_counter() - started, 2),
+                                   detail={"experiment": experiment["id"], "reason": reason,
+                                           "treatment": treatment["version"], "kept": active["version"]})
+            if not self._answers(treatment):
+                self.stop_instance(treatment)
+                self._save(state)
+                self._write_target(state)
+                raise DeploymentError(f"v{treatment['version']} no longer answers: not promoted; "
+                                      f"v{active['version']} keeps serving")
+            switch = self._switch(treatment)
+            if previous and previous.get("url") != active.get("url"):
+                self.stop_instance(previous)
+            state.update(active=treatment, previous=active)
+            self._save(state)
+            self._write_target(state)
+            return self.record("deploy", endpoint=self.endpoint, version=treatment["version"],
+                               model=treatment["model"], registry_name=treatment["registry_name"],
+                               previous=active["version"], seconds=round(time.perf_counter() - started, 2),
+                               detail={"ab_test": experiment["id"], "reason": reason, "switch_seconds": switch,
+                                       "instance": treatment["url"], "previous_warm": True})
 
     def _auth_for(self, state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The token source this action's instances get, and whether it changes the deployment's; refused when
@@ -169,6 +270,7 @@ class BlueGreenDeployer(Deployer):
     def _rollback(self) -> DeploymentRecord:
         started = time.perf_counter()
         state = self._recover(self._state())
+        _refuse_during_experiment(state, "roll back")
         active, previous = state.get("active"), state.get("previous")
         if not previous:
             now = f"only v{active['version']} was deployed" if active else "nothing is deployed"
@@ -233,6 +335,8 @@ class BlueGreenDeployer(Deployer):
         for role in ("active", "previous"):
             if state.get(role):
                 self.stop_instance(state[role])
+        if state.get("experiment"):
+            self.stop_instance(state["experiment"]["treatment"])
         stop_group((state.get("router") or {}).get("pid"))
         write_target(self.target_file, None)
         self._save({})
@@ -371,6 +475,13 @@ class BlueGreenDeployer(Deployer):
             return True
         except SmokeTestFailed:
             return False
+
+
+def _refuse_during_experiment(state: dict[str, Any], what: str) -> None:
+    experiment = state.get("experiment")
+    if experiment:
+        raise DeploymentError(f"A/B test {experiment['id']!r} runs on this deployment: it decides what serves; to "
+                              f"{what} now, end it first (deployment.action=ab_stop)")
 
 
 def _target(instance: Instance) -> dict[str, Any]:
