@@ -17,7 +17,8 @@ LF_STAMP := $(LF_VENV)/.installed
 
 .PHONY: help setup run test test-fast audit lint lock clean-state zenml-runs zenml-models mlflow-ui \
 	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
-	bench bench-smoke serve deploy podman podman-start podman-stop kube
+	bench bench-smoke serve deploy podman podman-start podman-stop kube \
+	postgres postgres-start postgres-stop
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -34,9 +35,10 @@ setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup labelstudio llamafactory podman kube  ## run the test suite (unit + integration with real local stores and servers)
+test: setup labelstudio llamafactory podman kube postgres  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
-	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 $(PY) -m pytest -m "not gpu" --durations=15
+	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 \
+	  $(PY) -m pytest -m "not gpu" --durations=15
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest
@@ -106,6 +108,15 @@ podman-start: setup podman  ## serve the Docker API from podman; prints the depl
 
 podman-stop: setup  ## stop podman's API service
 	$(PY) -m rcatune.deploy.podman stop
+
+postgres: ## Debian's PostgreSQL server, for the A/B outcome store of a team (root for apt-get)
+	scripts/postgres-setup.sh
+
+postgres-start: setup postgres  ## start PostgreSQL on 127.0.0.1 (data under the state folder); prints how to use it
+	$(PY) -m rcatune.abtest.postgres start
+
+postgres-stop: setup  ## stop it
+	$(PY) -m rcatune.abtest.postgres stop
 
 kube: ## build the Kubernetes control plane the deployer tests use (Debian's source; root, ~9 min cold, cached)
 	scripts/kube-build.sh

@@ -44,8 +44,36 @@ def _outcome(i: int, arm: str, **extra) -> dict:
             "root_cause": "x", "query_parses": True, **extra}
 
 
-def test_outcomes_and_feedback_are_idempotent_under_concurrent_retries(tmp_path):
-    store = OutcomeStore(f"sqlite:///{tmp_path / 'o.db'}")
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory, state_home):
+    """Debian's PostgreSQL on 127.0.0.1, started by the project's own module (make postgres installs it)."""
+    from rcatune.abtest import postgres as server
+    from rcatune.errors import RcatuneError
+
+    try:
+        url = server.start()
+    except RcatuneError as error:
+        if os.environ.get("RCATUNE_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"no PostgreSQL here ({error})")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh store on each engine the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'o.db'}"
+    url = request.getfixturevalue("postgres")
+    store = OutcomeStore(url)
+    store.meta.drop_all(store.engine)
+    store.engine.dispose()
+    return url
+
+
+def test_outcomes_and_feedback_are_idempotent_under_concurrent_retries(store_url):
+    store = OutcomeStore(store_url)
     assert store.record(_outcome(1, "control")).status == "stored"
     assert store.record(_outcome(1, "control")).status == "duplicate"
 
@@ -77,8 +105,8 @@ while True:
 """
 
 
-def test_a_writer_killed_mid_stream_leaves_whole_rows_and_a_retry_does_not_double(tmp_path):
-    url = f"sqlite:///{tmp_path / 'o.db'}"
+def test_a_writer_killed_mid_stream_leaves_whole_rows_and_a_retry_does_not_double(store_url):
+    url = store_url
     OutcomeStore(url)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, url], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ))
@@ -94,6 +122,8 @@ def test_a_writer_killed_mid_stream_leaves_whole_rows_and_a_retry_does_not_doubl
     for r in rows:  # the client retries every feedback it is unsure of
         assert store.give_feedback(r["request_id"], "exp", root_cause_correct=True).status in ("stored", "duplicate")
     assert store.counts("exp") == {"outcomes": len(rows), "feedback": len(rows)}
+    if url.startswith("postgresql"):
+        assert "***" in store.safe_url and url.split(":")[2].split("@")[0] not in store.safe_url  # no password shown
 
 
 def _traffic(n_units: int, rate_c: float, rate_t: float, seed: int, latency_t: float = 1.0,

@@ -95,8 +95,10 @@ class OutcomeStore:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
+        key = list(table.primary_key.columns)[0]
+        statement = insert(table).values(**row).on_conflict_do_nothing().returning(key)  # a row back: stored now
         with self.engine.begin() as connection:
-            return connection.execute(insert(table).values(**row).on_conflict_do_nothing()).rowcount == 1
+            return connection.execute(statement).first() is not None
 
     def start(self, experiment: str, control: str, treatment: str, config: dict[str, Any]) -> Written:
         row = {"id": experiment, "control": control, "treatment": treatment, "config": json.dumps(config),
