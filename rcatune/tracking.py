@@ -43,6 +43,13 @@ def ensure_experiment(name: str, tracking_uri: str, artifact_root: str) -> str:
     return client.create_experiment(name, artifact_location=f"{artifact_root}/{name}")
 
 
+def tracking_run() -> bool:
+    """Whether this process has an active MLflow run (mlflow is not imported when nothing imported it)."""
+    import sys
+
+    return "mlflow" in sys.modules and sys.modules["mlflow"].active_run() is not None
+
+
 def log_params(params: Mapping[str, Any]) -> None:
     """Log the flattened, redacted config to the active MLflow run."""
     import mlflow

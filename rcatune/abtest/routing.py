@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from rcatune.abtest.assignment import Assignment, unit_of
+from rcatune.abtest.assignment import DEFAULT_UNIT_FIELDS, Assignment, unit_of
 
 ROUTED = ("v1/chat/completions", "v1/diagnose")
 EXPERIMENT_HEADER = "x-rcatune-experiment"
@@ -37,8 +37,7 @@ class Choice:
 def assignment(spec: dict) -> Assignment:
     return Assignment(spec["id"], spec.get("salt") or spec["id"], float(spec.get("treatment_share", 0.5)),
                       tuple(tuple(step) for step in spec.get("ramp") or ()), float(spec.get("started_at", 0.0)),
-                      bool(spec.get("killed")), tuple(spec.get("unit_fields") or ()) or Assignment.__dataclass_fields__[
-                          "unit_fields"].default)
+                      bool(spec.get("killed")), tuple(spec.get("unit_fields") or DEFAULT_UNIT_FIELDS))
 
 
 def choose(active: dict, method: str, path: str, headers: dict[str, str], body: bytes) -> Optional[Choice]:

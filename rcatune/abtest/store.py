@@ -187,8 +187,6 @@ class OutcomeStore:
         from sqlalchemy import func, select
 
         with self.engine.connect() as connection:
-            found = connection.execute(select(self.feedback.c.experiment, func.count()).where(
-                self.feedback.c.experiment == experiment).group_by(self.feedback.c.experiment)).first()
-            outcomes = connection.execute(select(func.count()).where(
-                self.outcomes.c.experiment == experiment)).scalar_one()
-        return {"outcomes": int(outcomes), "feedback": int(found[1]) if found else 0}
+            return {name: int(connection.execute(select(func.count()).where(table.c.experiment == experiment))
+                              .scalar_one()) for name, table in (("outcomes", self.outcomes),
+                                                                 ("feedback", self.feedback))}

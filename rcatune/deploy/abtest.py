@@ -5,6 +5,7 @@ and registry move as any deploy."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -52,16 +53,10 @@ def start(deployer_cfg, serving, cfg, registry_name: str, force: bool = False, r
     experiment = cfg.name or f"{registry_name}-v{current['version']}-vs-v{treatment.version}-{int(time.time())}"
     spec = _spec(cfg, experiment)
     store = OutcomeStore(store_url(spec))
-    store.start(experiment, str(current["version"]), treatment.version, {**_settings(cfg), "spec": spec})
+    store.start(experiment, str(current["version"]), treatment.version, {**dataclasses.asdict(cfg), "spec": spec})
     record = recorded(deployer.ab_start(treatment, spec))
     return {"experiment": experiment, "control": str(current["version"]), "treatment": treatment.version,
             "store": store.safe_url, "record": record.model_dump()}
-
-
-def _settings(cfg) -> dict[str, Any]:
-    import dataclasses
-
-    return {k: v for k, v in dataclasses.asdict(cfg).items()}
 
 
 def look(deployer_cfg, serving, cfg, act: bool) -> dict:
@@ -84,7 +79,7 @@ def look(deployer_cfg, serving, cfg, act: bool) -> dict:
     store.add_look(experiment, result.as_dict())
     if act:
         outcome["acted"] = _act(deployer, store, experiment, running, result)
-    _track(outcome, store.looks(experiment))
+    _track(outcome, lambda: store.looks(experiment))
     return outcome
 
 
@@ -138,11 +133,12 @@ def stop(deployer_cfg, serving, reason: Optional[str]) -> dict:
     return {"experiment": running["id"], "record": record.model_dump()}
 
 
-def _track(outcome: dict, looks: list[dict]) -> None:
-    """Into the caller's MLflow run, when there is one: the decision, the figures, and the plots over the looks."""
-    import sys
+def _track(outcome: dict, looks) -> None:
+    """Into the caller's MLflow run, when there is one: the decision, the figures, and the plots over the looks
+    (`looks()` reads them)."""
+    from rcatune.tracking import tracking_run
 
-    if "mlflow" not in sys.modules or sys.modules["mlflow"].active_run() is None:
+    if not tracking_run():
         return
     import tempfile
 
@@ -156,7 +152,7 @@ def _track(outcome: dict, looks: list[dict]) -> None:
         mlflow.log_metrics({"ab_primary_difference": primary["difference"], "ab_primary_low": primary["low"],
                             "ab_primary_high": primary["high"], "ab_units": sum(analysis["units"].values())})
     with tempfile.TemporaryDirectory() as folder:
-        path = plot_looks(looks, Path(folder) / "ab_test_over_time.png")
+        path = plot_looks(looks(), Path(folder) / "ab_test_over_time.png")
         if path:
             mlflow.log_artifact(str(path), artifact_path="ab_test")
 

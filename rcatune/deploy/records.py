@@ -97,9 +97,9 @@ def recorded(record: DeploymentRecord) -> DeploymentRecord:
 
 def _track(record: DeploymentRecord) -> None:
     """Into the MLflow run of whoever acts, when there is one (the pipeline's step has one)."""
-    import sys
+    from rcatune.tracking import tracking_run
 
-    if "mlflow" not in sys.modules or sys.modules["mlflow"].active_run() is None:
+    if not tracking_run():
         return
     import mlflow
 

@@ -52,10 +52,17 @@ def train_in_subprocess(trainer_cfg: Any, job: TrainingJob, command: Optional[li
     except ImportError:
         pass
     command = command or [sys.executable, "-m", "rcatune.training", "run", str(path), "--result", str(result)]
-    process = subprocess.run(command, env=env, stderr=subprocess.PIPE, text=True)
-    if process.stderr:
-        sys.stderr.write(process.stderr)
-    if process.returncode != 0 or not result.exists():
-        last = (process.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise RcatuneError(f"training in its own process failed (exit {process.returncode}): {last[0][:300]}")
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    import codecs
+
+    decoder, tail = codecs.getincrementaldecoder("utf-8")("replace"), ""
+    for chunk in iter(lambda: process.stderr.read1(4096), b""):  # progress bars and logs live, the end kept
+        text = decoder.decode(chunk)
+        sys.stderr.write(text)  # text, not bytes: ZenML's step log capture wraps sys.stderr
+        sys.stderr.flush()
+        tail = (tail + text)[-4096:]
+    code = process.wait()
+    if code != 0 or not result.exists():
+        last = tail.strip().splitlines()[-1:] or ["no output"]
+        raise RcatuneError(f"training in its own process failed (exit {code}): {last[0][:300]}")
     return TrainedModel.model_validate_json(result.read_text(encoding="utf-8"))
