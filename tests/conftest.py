@@ -28,6 +28,22 @@ def state_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def postgres(tmp_path_factory, state_home):
+    """Debian's PostgreSQL on 127.0.0.1, started by the project's own module (make postgres installs it)."""
+    from rcatune.abtest import postgres as server
+    from rcatune.errors import RcatuneError
+
+    try:
+        url = server.start()
+    except RcatuneError as error:
+        if os.environ.get("RCATUNE_REQUIRE_POSTGRES") == "1":
+            raise
+        pytest.skip(f"no PostgreSQL here ({error})")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def sample_records() -> list[dict]:
     from rcatune.demo.generator import generate_sessions
 

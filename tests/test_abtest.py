@@ -44,22 +44,6 @@ def _outcome(i: int, arm: str, **extra) -> dict:
             "root_cause": "x", "query_parses": True, **extra}
 
 
-@pytest.fixture(scope="module")
-def postgres(tmp_path_factory, state_home):
-    """Debian's PostgreSQL on 127.0.0.1, started by the project's own module (make postgres installs it)."""
-    from rcatune.abtest import postgres as server
-    from rcatune.errors import RcatuneError
-
-    try:
-        url = server.start()
-    except RcatuneError as error:
-        if os.environ.get("RCATUNE_REQUIRE_POSTGRES") == "1":
-            raise
-        pytest.skip(f"no PostgreSQL here ({error})")
-    yield url
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     """A fresh store on each engine the store supports."""

@@ -103,3 +103,45 @@ def test_sticky_arms_recorded_answers_feedback_and_the_kill_switch(ab):
         after = client.post(f"{url}/v1/chat/completions", json=ASK, headers={**AUTH, "x-rcatune-unit": on_treatment})
         assert after.status_code == 200 and after.headers["x-rcatune-arm"] == "control"
     assert "switched off" in ab["log"].read_text()
+
+
+def test_a_router_that_cannot_write_its_target_takes_a_switch_off_from_the_store(ab, tmp_path):
+    """On Kubernetes the router's target is a ConfigMap mounted read-only, and several routers share one store:
+    a switch-off recorded there (by another router, or the analysis) reaches this router within seconds."""
+    from rcatune.deploy.router import STORE_CHECK_S
+    from rcatune.deploy.smoke import wait_ready
+    from rcatune.processes import free_port, spawn, stop_group
+
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    target = mounted / "target.json"
+    target.write_text(ab["target"].read_text())
+    (mounted / "target.tmp").mkdir()  # where write_target stages: unwritable even for root, as EROFS is
+    target.chmod(0o444)
+    mounted.chmod(0o555)
+    port = free_port()
+    router = spawn([sys.executable, "-m", "rcatune.deploy.router", "--port", str(port), "--target-file",
+                    str(target)], tmp_path / "router2.log", dict(os.environ, OMP_NUM_THREADS="1"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 120, alive=lambda: router.poll() is None, what="the second router")
+        with httpx.Client(timeout=60) as client:
+            units = {f"inc-{i}": client.post(f"{url}/v1/chat/completions", json=ASK, headers={
+                **AUTH, "x-rcatune-unit": f"inc-{i}"}).headers["x-rcatune-arm"] for i in range(12)}
+            on_treatment = next(u for u, arm in units.items() if arm == "treatment")
+            store = ab["store"]
+            store.start("exp-test", "1", "2", {})
+            store.finish("exp-test", "switched_off", "keep_control", "latency p95 +40% beyond its margin")
+            deadline = time.monotonic() + STORE_CHECK_S + 10
+            arm = "treatment"
+            while time.monotonic() < deadline and arm == "treatment":
+                time.sleep(0.5)
+                arm = client.post(f"{url}/v1/chat/completions", json=ASK, headers={
+                    **AUTH, "x-rcatune-unit": on_treatment}).headers["x-rcatune-arm"]
+            assert arm == "control"
+            shown = client.get(f"{url}/router/status").json()["target"]["experiment"]
+            assert shown["killed"] and shown["killed_reason"] == "latency p95 +40% beyond its margin"
+        assert json.loads(target.read_text())["experiment"].get("killed") is None  # the file was never written
+    finally:
+        stop_group(router.pid)
+        mounted.chmod(0o755)

@@ -64,7 +64,8 @@ def engine():
     podman.stop()
 
 
-def test_build_run_smoke_switch_roll_back_and_a_container_that_fails_its_smoke_test(engine, servable_versions):
+def test_build_run_smoke_switch_roll_back_ab_test_and_a_container_that_fails_its_smoke_test(engine, servable_versions,
+                                                                                         tmp_path):
     from rcatune.config.model import TinyModelConfig
     from rcatune.deploy import DeploymentError, release
     from rcatune.deploy.docker import DockerDeployer
@@ -90,6 +91,31 @@ def test_build_run_smoke_switch_roll_back_and_a_container_that_fails_its_smoke_t
             {"role": "user", "content": "cart errors"}]).model == second.served_name
         back = deployer.rollback()
         assert (back.version, back.detail["warm"]) == (first.version, True)
+        assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first.version
+
+        # an A/B test on containers: the treatment in a container of its own, each unit on its arm, recorded
+        from rcatune.abtest.routing import assignment
+        from rcatune.abtest.store import OutcomeStore
+
+        spec = {"id": "docker-exp", "salt": "s", "treatment_share": 0.5, "ramp": [], "unit_fields": ["user"],
+                "store_url_env": "RCATUNE_TEST_NO_SUCH_VARIABLE", "store_url": f"sqlite:///{tmp_path / 'ab.db'}"}
+        started = deployer.ab_start(second, spec)
+        assert (started.detail["control"], started.detail["treatment"]) == (first.version, second.version)
+        plan = assignment({**spec, "started_at": 0.0})
+        units = {plan.arm(f"inc-{i}", 0.0): f"inc-{i}" for i in range(40)}
+        for arm, version in (("control", first.version), ("treatment", second.version)):
+            answer = requests.post(endpoint + "/v1/chat/completions", timeout=60,
+                                   headers={"x-rcatune-unit": units[arm]},
+                                   json={"model": "rcatune-rca", "max_tokens": 8,
+                                         "messages": [{"role": "user", "content": "cart errors"}]})
+            assert answer.status_code == 200, answer.text
+            assert (answer.headers["x-rcatune-arm"], answer.headers["x-rcatune-version"]) == (arm, version)
+        assert OutcomeStore(spec["store_url"]).counts("docker-exp")["outcomes"] == 2
+        assert deployer.ab_stop("seen enough").detail["kept"] == first.version
+        shown = deployer.client().containers.run(  # the image runs the router, as the Kubernetes A/B test's pods do
+            one.detail["image"], entrypoint=["python3", "-c", "import psycopg, rcatune.deploy.router as r; r.main()"],
+            command=["--port", "8000", "--target-file", "/tmp/t.json", "--help"], remove=True)
+        assert b"--target-file" in shown
         assert requests.get(endpoint + "/ready", timeout=10).headers["x-rcatune-version"] == first.version
 
         untrained = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, vocab_size=1024)

@@ -17,13 +17,14 @@ from rcatune.deploy.base import DeploymentError
 
 
 def _deployer(deployer_cfg, serving):
+    """The deployer, which must split traffic: the local and docker deployers (their router), Kubernetes (a
+    router Deployment in front of two)."""
     from rcatune.deploy import deployer_for
-    from rcatune.deploy.bluegreen import BlueGreenDeployer
 
     deployer = deployer_for(deployer_cfg, serving)
-    if not isinstance(deployer, BlueGreenDeployer):
-        raise DeploymentError(f"A/B tests run on the local and docker deployers today, not on "
-                              f"deployer={deployer_cfg.name} (its router is where traffic is split)")
+    if not all(hasattr(deployer, name) for name in ("ab_start", "ab_state", "ab_switch_off", "ab_stop")):
+        raise DeploymentError(f"deployer={deployer_cfg.target} cannot split traffic for an A/B test: use the local, "
+                              "docker or kubernetes deployer")
     return deployer
 
 
@@ -52,6 +53,8 @@ def start(deployer_cfg, serving, cfg, registry_name: str, force: bool = False, r
         raise DeploymentError("nothing serves to be the control: deploy a version first (deployment.action=deploy)")
     experiment = cfg.name or f"{registry_name}-v{current['version']}-vs-v{treatment.version}-{int(time.time())}"
     spec = _spec(cfg, experiment)
+    if hasattr(deployer, "ab_preflight"):
+        deployer.ab_preflight(spec)  # what this target needs before anything is written
     store = OutcomeStore(store_url(spec))
     store.start(experiment, str(current["version"]), treatment.version, {**dataclasses.asdict(cfg), "spec": spec})
     record = recorded(deployer.ab_start(treatment, spec))

@@ -31,9 +31,12 @@ from rcatune.processes import free_port
 
 CONTAINER_PORT = 8000
 # What the server imports (and its own requirements follow): pinned to the versions installed here.
+# The A/B router runs from the same image on Kubernetes: httpx (its proxy) and sqlalchemy (the outcome store), with
+# PostgreSQL's driver where it is installed here (`pip install rcatune[postgres]`).
 SERVING_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "peft", "accelerate", "fastapi",
                         "uvicorn", "prometheus-client", "pydantic", "omegaconf", "pyyaml", "sqlglot", "jinja2",
-                        "requests", "numpy", "huggingface-hub")
+                        "requests", "numpy", "huggingface-hub", "httpx", "sqlalchemy")
+OPTIONAL_REQUIREMENTS = ("psycopg", "psycopg-binary")
 
 DOCKERFILE = """\
 # The rcatune serving image for {served_name} ({registry} v{version}), written by rcatune (deployer=docker).
@@ -216,7 +219,8 @@ def image_tag(release: Release) -> str:
 def pinned_requirements() -> list[str]:
     """The serving requirements and everything they need, at the versions installed in this environment."""
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
-    wanted = [f"{name}=={installed[name]}" for name in SERVING_REQUIREMENTS if name in installed]
+    wanted = [f"{name}=={installed[name]}" for name in SERVING_REQUIREMENTS + OPTIONAL_REQUIREMENTS
+              if name in installed]
     missing = [name for name in SERVING_REQUIREMENTS if name not in installed]
     if missing:
         raise ConfigError(f"deployer=docker: {missing} are not installed here, so their versions cannot be pinned")

@@ -6,7 +6,8 @@ that never drops below the wanted replicas (`maxUnavailable: 0`). A deploy creat
 for the rollout as `kubectl rollout status` does; one that is not ready within `deployer.rollout_timeout_s`
 is undone automatically. `rollback` restores the previous revision's pod template, as `kubectl rollout
 undo` does (apps/v1 has no server-side rollback): it refuses a paused Deployment and says when there is
-nothing to undo.
+nothing to undo. A/B tests put a router Deployment in front of the control and the treatment
+(`rcatune.deploy.kubernetes_ab`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rcatune.config.deployer import KubernetesDeployerConfig
 from rcatune.config.serving import ServingConfig
 from rcatune.deploy.base import Deployer, DeploymentError
 from rcatune.deploy.bluegreen import serve_args
+from rcatune.deploy.kubernetes_ab import KubernetesABTest
 from rcatune.deploy.records import DeploymentRecord, Release
 
 PORT = 8000
@@ -28,10 +30,15 @@ MODEL = "rcatune.io/model"
 REGISTRY = "rcatune.io/registry"
 
 
+def labels_of(name: str, app: str = "rcatune-serve") -> dict[str, str]:
+    """The labels of `name`'s pods (and its Service's selector): the same two keys for every object."""
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": name}
+
+
 def manifests(name: str, release: Release, image: str, config: KubernetesDeployerConfig,
               serving: ServingConfig, token_secret: Optional[str] = None) -> list[dict[str, Any]]:
     """The Deployment, Service and (optional) HPA of `release`, as plain manifests."""
-    labels = {"app.kubernetes.io/name": "rcatune-serve", "app.kubernetes.io/instance": name}
+    labels = labels_of(name)
     annotations = {VERSION: release.version, MODEL: release.served_name, REGISTRY: release.registry_name}
     probe = {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 3,
              "failureThreshold": 3}
@@ -75,7 +82,7 @@ def manifests(name: str, release: Release, image: str, config: KubernetesDeploye
     return out
 
 
-class KubernetesDeployer(Deployer):
+class KubernetesDeployer(KubernetesABTest, Deployer):
     target = "kubernetes"
 
     def __init__(self, config: KubernetesDeployerConfig, serving: ServingConfig) -> None:
@@ -94,6 +101,7 @@ class KubernetesDeployer(Deployer):
 
         started = time.perf_counter()
         apps, core, autoscaling = self.clients()
+        self.ab_refuse("deploy")
         image = self.config.image or _default_image(release)
         current = self._deployment()
         before = _version(current)
@@ -136,6 +144,7 @@ class KubernetesDeployer(Deployer):
             raise DeploymentError(f"nothing to roll back: deployment {self.object_name} does not exist in "
                                   f"namespace {self.namespace}")
         before = _version(current)
+        self.ab_refuse("roll back")
         restored = self._undo()
         rollout = self._wait_rollout()
         if rollout is not None:
@@ -156,13 +165,15 @@ class KubernetesDeployer(Deployer):
                 "endpoint": self.endpoint, "version": _version(current), "revision": _revision(current),
                 "image": current.spec.template.spec.containers[0].image, "replicas": current.spec.replicas,
                 "ready_replicas": s.ready_replicas or 0, "updated_replicas": s.updated_replicas or 0,
-                "available_replicas": s.available_replicas or 0}
+                "available_replicas": s.available_replicas or 0,
+                "ab_test": self.ab_running()}
 
     def stop(self) -> DeploymentRecord:
         from kubernetes.client.exceptions import ApiException
 
         apps, core, autoscaling = self.clients()
         current = self._deployment()
+        self._ab_clear(restore=False)  # a running experiment ends with the deployment
         for delete in (apps.delete_namespaced_deployment, core.delete_namespaced_service,
                        autoscaling.delete_namespaced_horizontal_pod_autoscaler):
             try:
@@ -188,17 +199,17 @@ class KubernetesDeployer(Deployer):
             self._clients = (client.AppsV1Api(api), client.CoreV1Api(api), client.AutoscalingV1Api(api))
         return self._clients
 
-    def _deployment(self):
+    def _deployment(self, name: Optional[str] = None):
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        apps = self.clients()[0]
+        apps, name = self.clients()[0], name or self.object_name
         try:
-            return apps.read_namespaced_deployment(self.object_name, self.namespace)
+            return apps.read_namespaced_deployment(name, self.namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
-            raise DeploymentError(f"reading deployment {self.object_name}: {_reason(error)}") from None
+            raise DeploymentError(f"reading deployment {name}: {_reason(error)}") from None
         except HTTPError as error:
             raise DeploymentError(f"the Kubernetes API server does not answer ({error})") from None
 
@@ -247,12 +258,14 @@ class KubernetesDeployer(Deployer):
                 raise
             autoscaling.patch_namespaced_horizontal_pod_autoscaler(self.object_name, self.namespace, hpa)
 
-    def _wait_rollout(self) -> Optional[str]:
+    def _wait_rollout(self, name: Optional[str] = None) -> Optional[str]:
         """None once the rollout is complete (as `kubectl rollout status`), else why it is not, at the timeout."""
         deadline = time.monotonic() + self.config.rollout_timeout_s
         why = "no status yet"
         while time.monotonic() < deadline:
-            current = self._deployment()
+            current = self._deployment(name)
+            if current is None:
+                return "the deployment is gone"
             s, wanted = current.status, current.spec.replicas
             if (s.observed_generation or 0) < current.metadata.generation:
                 why = "the controller has not seen the new spec"

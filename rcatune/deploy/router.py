@@ -38,13 +38,16 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
               "proxy-authorization", "host", "content-length"}
 OWN = {"date", "server"}  # the router's own server sets these
 VERSION_HEADER = "x-rcatune-version"
+STORE_CHECK_S = 5.0  # how often a running experiment's state is read from the store
 
 
 class Target:
-    """The active instance, re-read from its file when the file changes."""
+    """The active instance, re-read from its file when the file changes, with the kill switches this router
+    threw where it could not write the file (a ConfigMap mounted read-only on Kubernetes)."""
 
     def __init__(self, path: Path) -> None:
         self.path, self._stamp, self.value = path, None, None
+        self.killed: dict[str, dict] = {}  # experiment id -> {killed, killed_reason, killed_at}
 
     def current(self) -> Optional[dict]:
         try:
@@ -54,6 +57,9 @@ class Target:
             return None
         if stamp != self._stamp:
             self.value, self._stamp = json.loads(self.path.read_text(encoding="utf-8")), stamp
+        experiment = (self.value or {}).get("experiment")
+        if experiment and not experiment.get("killed") and experiment.get("id") in self.killed:
+            return {**self.value, "experiment": {**experiment, **self.killed[experiment["id"]]}}
         return self.value
 
 
@@ -85,17 +91,25 @@ def create_router(target_file: Path, check_interval: float = 1.0, misses_to_fail
             return False
 
     async def watch() -> None:
-        """Fail over to the standby when the active instance stops answering."""
-        misses, since, treatment_misses = 0, None, 0
+        """Fail over to the standby when the active instance stops answering; switch a treatment off when it
+        stops answering, or when the store says it was switched off (by another router, or the analysis)."""
+        misses, since, treatment_misses, store_checked = 0, None, 0, 0.0
         while True:
             await asyncio.sleep(check_interval)
             active = target.current()
             experiment = (active or {}).get("experiment")
             if experiment and not experiment.get("killed"):
+                if time.monotonic() - store_checked >= STORE_CHECK_S:
+                    store_checked = time.monotonic()
+                    thrown = await asyncio.to_thread(_thrown_elsewhere, stores, experiment)
+                    if thrown:
+                        _switch_off(target, active, thrown, stores=None)
+                        continue
                 treatment_misses = 0 if await answers(experiment["treatment"]["url"]) else treatment_misses + 1
                 if treatment_misses >= misses_to_fail_over:
-                    _switch_off(target_file, active, f"treatment v{experiment['treatment']['version']} stopped "
-                                                     f"answering its /ready ({treatment_misses} checks)")
+                    await asyncio.to_thread(
+                        _switch_off, target, active, f"treatment v{experiment['treatment']['version']} stopped "
+                                                     f"answering its /ready ({treatment_misses} checks)", stores)
                     treatment_misses = 0
                     continue
             if not active or await answers(active["url"]):
@@ -226,12 +240,35 @@ class Stores:
         return self._open[key]
 
 
-def _switch_off(target_file: Path, active: dict, reason: str) -> None:
-    """The kill switch: every unit to control from the next request on, with why and when."""
-    experiment = {**active["experiment"], "killed": True, "killed_reason": reason,
-                  "killed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_target(target_file, {**active, "experiment": experiment})
+def _switch_off(target: Target, active: dict, reason: str, stores: Optional[Stores]) -> None:
+    """The kill switch: every unit to control from the next request on, with why and when; in the target file
+    where it can be written (the local deployers), else in this router's memory, and in the store (`stores`),
+    where every other router and the next analysis find it."""
+    thrown = {"killed": True, "killed_reason": reason,
+              "killed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    experiment = {**active["experiment"], **thrown}
+    target.killed[experiment["id"]] = thrown
+    try:
+        write_target(target.path, {**active, "experiment": experiment})
+    except OSError:
+        pass  # read-only (a ConfigMap): this router's memory and the store carry it
+    if stores is not None:
+        try:
+            stores.get(experiment).finish(experiment["id"], "switched_off", "keep_control", reason)
+        except Exception as failure:
+            print(f"rcatune router: could not record the switch-off in the store: {failure}", flush=True)
     print(f"rcatune router: A/B test {experiment['id']} switched off: {reason}", flush=True)
+
+
+def _thrown_elsewhere(stores: Stores, experiment: dict) -> Optional[str]:
+    """Why the store says this experiment was switched off (by another router or the analysis), or None."""
+    try:
+        found = stores.get(experiment).experiment(experiment["id"])
+    except Exception:  # the store is away: the answers still go out; the next check tries again
+        return None
+    if found and found.get("state") == "switched_off":
+        return found.get("reason") or "switched off"
+    return None
 
 
 def _reconcile_later(folder: Path) -> None:
