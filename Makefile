@@ -18,7 +18,7 @@ LF_STAMP := $(LF_VENV)/.installed
 .PHONY: help setup run test test-fast audit lint lock clean-state zenml-runs zenml-models mlflow-ui \
 	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
 	bench bench-smoke serve deploy podman podman-start podman-stop kube \
-	postgres postgres-start postgres-stop
+	postgres postgres-start postgres-stop chromium api
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -35,9 +35,9 @@ setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup labelstudio llamafactory podman kube postgres  ## run the test suite (unit + integration with real local stores and servers)
+test: setup labelstudio llamafactory podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
-	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 \
+	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 \
 	  $(PY) -m pytest -m "not gpu" --durations=15
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
@@ -108,6 +108,12 @@ podman-start: setup podman  ## serve the Docker API from podman; prints the depl
 
 podman-stop: setup  ## stop podman's API service
 	$(PY) -m rcatune.deploy.podman stop
+
+api: setup  ## start the control API on 127.0.0.1:8400 (tokens: .venv/bin/rcatune token create --help)
+	$(PY) -m rcatune.api
+
+chromium: ## Debian's chromium and chromedriver, the headless browser the status page is tested in (root for apt-get)
+	scripts/chromium-setup.sh
 
 postgres: ## Debian's PostgreSQL server, for the A/B outcome store of a team (root for apt-get)
 	scripts/postgres-setup.sh

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from rcatune.progress import interactive
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.runtime import Runtime
 from rcatune.state import configure_environment, mlflow_artifact_root, mlflow_tracking_uri, state_lock
+
+ZENML_RUN_FILE = "zenml_run_name"  # in the run folder: the ZenML run's name, written as it starts
 
 log = logging.getLogger("rcatune")
 
@@ -151,7 +154,10 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
     # steps after it are not attempted
     options = {"enable_cache": cfg.pipeline.enable_cache, "execution_mode": ExecutionMode.FAIL_FAST,
                "settings": {"experiment_tracker": {"experiment_name": experiment}}, **definition.options(cfg)}
-    pipeline = definition.pipeline.with_options(**options)
+    run_name = f"{definition.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    context.run_dir.mkdir(parents=True, exist_ok=True)
+    (context.run_dir / ZENML_RUN_FILE).write_text(run_name, encoding="utf-8")  # whoever watches finds its steps
+    pipeline = definition.pipeline.with_options(run_name=run_name, **options)
     zenml_run = pipeline(**definition.inputs(cfg, context))
     _collect(zenml_run, definition.outputs, summary)
     summary.zenml_run = zenml_run.name

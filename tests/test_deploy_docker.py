@@ -80,6 +80,10 @@ def test_build_run_smoke_switch_roll_back_ab_test_and_a_container_that_fails_its
     try:
         one = deployer.deploy(first)
         assert one.endpoint == endpoint and one.detail["image"] == f"rcatune-serve:rcatune-rca-v{first.version}"
+        from rcatune.deploy.docker import FINGERPRINT_LABEL  # built from this code and this export, not reused stale
+
+        assert deployer.client().images.get(one.detail["image"]).labels[FINGERPRINT_LABEL] == deployer.fingerprint(
+            first)
         from openai import OpenAI
 
         client = OpenAI(base_url=endpoint + "/v1", api_key="unused", max_retries=0)

@@ -41,3 +41,14 @@ def test_the_data_docs_list_every_field_the_schema_and_the_csv_header_take():
     text = (ROOT / "docs" / "data.md").read_text()
     missing = [name for name in TrainingExample.model_fields if f"| `{name}` |" not in text]
     assert not missing, f"docs/data.md's field table lacks {missing}"
+
+
+def test_the_readme_curl_session_names_endpoints_the_control_api_has(state_home):
+    from rcatune.api.app import create_app
+    from rcatune.config.api import ApiConfig
+
+    paths = create_app(ApiConfig(), run_jobs=False).openapi()["paths"]
+    patterns = [re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$") for p in paths]
+    used = re.findall(r"localhost:8400(/api/v1/[^\s'\"]+)", (ROOT / "README.md").read_text())
+    assert len(used) >= 6
+    assert [u for u in used if not any(p.match(u) for p in patterns)] == []

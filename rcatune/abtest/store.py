@@ -186,6 +186,14 @@ class OutcomeStore:
             connection.execute(insert(self.looks_table).values(experiment=experiment, at=time.time(),
                                                                analysis=json.dumps(analysis, default=str)))
 
+    def recent(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The latest experiments, newest first (the control API's status page)."""
+        from sqlalchemy import select
+
+        query = select(self.experiments).order_by(self.experiments.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [{k: v for k, v in r._mapping.items() if k != "config"} for r in connection.execute(query)]
+
     def looks(self, experiment: str) -> list[dict[str, Any]]:
         from sqlalchemy import select
 

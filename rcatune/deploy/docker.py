@@ -37,6 +37,7 @@ SERVING_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "p
                         "uvicorn", "prometheus-client", "pydantic", "omegaconf", "pyyaml", "sqlglot", "jinja2",
                         "requests", "numpy", "huggingface-hub", "httpx", "sqlalchemy")
 OPTIONAL_REQUIREMENTS = ("psycopg", "psycopg-binary")
+FINGERPRINT_LABEL = "io.rcatune.fingerprint"  # what the image was built from (DockerDeployer.fingerprint)
 
 DOCKERFILE = """\
 # The rcatune serving image for {served_name} ({registry} v{version}), written by rcatune (deployer=docker).
@@ -56,6 +57,7 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY rcatune /app/rcatune
 COPY model /app/model
+LABEL io.rcatune.fingerprint="{fingerprint}"
 USER 10001
 EXPOSE {port}
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \\
@@ -131,10 +133,34 @@ class DockerDeployer(BlueGreenDeployer):
         return container.logs(tail=8).decode("utf-8", errors="replace")
 
     # ------------------------------------------------------------------------------------------ context
+    def fingerprint(self, release: Release) -> str:
+        """What the image of `release` is made of: the rcatune package's files, the serving requirements' versions,
+        the export's files (names, sizes, times), the base image and the command. An image or a context with
+        another fingerprint is stale (an image store outlives a state folder, and an upgrade keeps the tags)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        package = Path(__file__).resolve().parents[1]
+        for path in sorted(package.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+        installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in metadata.distributions()}
+        digest.update(repr([(n, installed.get(n)) for n in SERVING_REQUIREMENTS + OPTIONAL_REQUIREMENTS]).encode())
+        for path in sorted(Path(release.folder).rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.relative_to(release.folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(repr((DOCKERFILE, self.config.base_image, serve_args(
+            release, self.serving, "0.0.0.0", CONTAINER_PORT, "/app/model", SERVERS))).encode())
+        return digest.hexdigest()[:16]
+
     def context(self, release: Release) -> Path:
-        """The build context of `release` (written once per version; the wheels are shared)."""
+        """The build context of `release` (written again when its fingerprint changed; the wheels are shared)."""
         folder = self.folder / f"context-v{release.version}"
-        if (folder / "Dockerfile").exists() and (folder / "model").exists():
+        fingerprint = self.fingerprint(release)
+        stamp = folder / ".fingerprint"
+        if (folder / "Dockerfile").exists() and (folder / "model").exists() and stamp.exists() \
+                and stamp.read_text().strip() == fingerprint:
             return folder
         staged = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(staged, ignore_errors=True)
@@ -151,8 +177,10 @@ class DockerDeployer(BlueGreenDeployer):
         (staged / "Dockerfile").write_text(DOCKERFILE.format(
             served_name=release.served_name, registry=release.registry_name, version=release.version,
             tag=image_tag(release), base_image=self.config.base_image, port=CONTAINER_PORT,
-            threads=max(1, min(4, os.cpu_count() or 1)), command=json.dumps(command)), encoding="utf-8")
-        (staged / ".dockerignore").write_text("**/__pycache__\n", encoding="utf-8")
+            threads=max(1, min(4, os.cpu_count() or 1)), command=json.dumps(command), fingerprint=fingerprint),
+            encoding="utf-8")
+        (staged / ".dockerignore").write_text("**/__pycache__\n.fingerprint\n", encoding="utf-8")
+        (staged / ".fingerprint").write_text(fingerprint, encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         staged.rename(folder)
         return folder
@@ -186,12 +214,13 @@ class DockerDeployer(BlueGreenDeployer):
         from docker.errors import BuildError, ImageNotFound
 
         client, tag = self.client(), image_tag(release)
+        context = self.context(release)
+        fingerprint = (context / ".fingerprint").read_text().strip()
         try:
-            client.images.get(tag)
-            return tag
+            if (client.images.get(tag).labels or {}).get(FINGERPRINT_LABEL) == fingerprint:
+                return tag
         except ImageNotFound:
             pass
-        context = self.context(release)
         try:
             client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
         except BuildError as error:

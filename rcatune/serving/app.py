@@ -27,6 +27,7 @@ from rcatune.serving.diagnose import diagnose_routes
 from rcatune.serving.engine import ServedModel
 from rcatune.serving.openai_routes import openai_routes
 from rcatune.serving.requests import ApiError
+from rcatune.serving.schema import PROBE_ROUTE
 
 log = logging.getLogger("rcatune.serving")
 
@@ -98,7 +99,7 @@ def _errors(app: FastAPI, served: Served) -> None:
 def _probes(app: FastAPI, served: Served) -> None:
     """/health and /ready (503 when the worker died or is stuck), and Prometheus /metrics; no token needed."""
 
-    @app.get("/health")
+    @app.get("/health", **PROBE_ROUTE)
     async def health():
         trouble = served.trouble()
         if trouble:
@@ -106,14 +107,15 @@ def _probes(app: FastAPI, served: Served) -> None:
                                 status_code=503)
         return {"status": "ok", "threads": served.threads, "auth": "on" if served.token else "off"}
 
-    @app.get("/ready")
+    @app.get("/ready", **PROBE_ROUTE)
     async def ready():
         trouble = served.trouble()
         if not served.ready or trouble:
             return JSONResponse({"ready": False, "reason": trouble or "loading"}, status_code=503)
         return {"ready": True, "models": list(served.by_name), "aliases": served.aliases}
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                          "description": "Prometheus text format"}})
     async def prometheus():
         from fastapi.responses import Response
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -9,12 +9,13 @@ from fastapi.responses import JSONResponse
 
 from rcatune.serving.context import VERSION_HEADER, Served, asked_tokens
 from rcatune.serving.requests import ApiError, generation_settings
+from rcatune.serving.schema import DIAGNOSE_ROUTE
 
 
 def diagnose_routes(served: Served) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/diagnose")
+    @router.post("/v1/diagnose", **DIAGNOSE_ROUTE)
     async def diagnose_session(request: Request):
         started = time.perf_counter()
         from rcatune.inference import parse_answer, session_messages

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from rcatune.serving.context import VERSION_HEADER, Served, asked_tokens
 from rcatune.serving.engine import Busy, Stream
 from rcatune.serving.requests import ApiError, ChatRequest, parse_chat
+from rcatune.serving.schema import CHAT_ROUTE, MODELS_ROUTE
 
 log = logging.getLogger("rcatune.serving")
 
@@ -21,14 +22,14 @@ log = logging.getLogger("rcatune.serving")
 def openai_routes(served: Served) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/v1/models")
+    @router.get("/v1/models", **MODELS_ROUTE)
     async def list_models(request: Request):
         served.guard(request)
         return {"object": "list", "data": [{"id": m.name, "object": "model", "created": m.created,
                                             "owned_by": "rcatune", "root": m.parent or m.name, "parent": m.parent}
                                            for m in served.models]}
 
-    @router.post("/v1/chat/completions")
+    @router.post("/v1/chat/completions", **CHAT_ROUTE)
     async def chat(request: Request):
         started = time.perf_counter()
         body, name = await served.admit(request)
