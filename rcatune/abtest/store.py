@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rcatune.errors import RcatuneError
+from rcatune.sqldb import engine_for
 
 OUTCOME_FIELDS = ("request_id", "experiment", "arm", "unit", "version", "at", "latency_ms", "status",
                   "prompt_tokens", "completion_tokens", "root_cause", "query_parses")
@@ -59,33 +60,10 @@ class Written:
     existing: Optional[dict] = None
 
 
-_ENGINES: dict[str, Any] = {}  # one engine (and connection pool) per URL per process
-
-
-def _engine(url: str):
-    """The process's engine for `url`: every store object on one URL shares its pool, so a long-lived process (the
-    router, the control API) holds a bounded number of connections however often it opens the store."""
-    from sqlalchemy import create_engine, event
-
-    if url not in _ENGINES:
-        sqlite = url.startswith("sqlite")
-        engine = create_engine(url, future=True, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {})
-        if sqlite:
-            @event.listens_for(engine, "connect")
-            def _pragmas(connection, _record):  # many writers (router, feedback, analysis) on one file
-                cursor = connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=FULL")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.close()
-        _ENGINES[url] = engine
-    return _ENGINES[url]
-
-
 class OutcomeStore:
     def __init__(self, url: Optional[str] = None) -> None:
         self.url = url or default_url()
-        self.engine = _engine(self.url)
+        self.engine = engine_for(self.url)
         self.meta, self.experiments, self.outcomes, self.feedback, self.looks_table = _tables()
         try:
             self.meta.create_all(self.engine)

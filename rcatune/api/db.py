@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
-
-_ENGINES: dict[str, Any] = {}
+from typing import Optional
 
 
 def api_dir(state: Optional[Path] = None) -> Path:
@@ -45,25 +43,11 @@ class Database:
     """The engine for one URL (shared by every object on it in this process) and the tables, created once."""
 
     def __init__(self, url: Optional[str] = None) -> None:
-        from sqlalchemy import create_engine, event
-
         from rcatune.errors import RcatuneError
+        from rcatune.sqldb import engine_for
 
         self.url = url or database_url()
-        if self.url not in _ENGINES:
-            sqlite = self.url.startswith("sqlite")
-            engine = create_engine(self.url, future=True, pool_pre_ping=True,
-                                   connect_args={"timeout": 30} if sqlite else {})
-            if sqlite:
-                @event.listens_for(engine, "connect")
-                def _pragmas(connection, _record):  # the API's threads and `rcatune token` write at once
-                    cursor = connection.cursor()
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute("PRAGMA synchronous=FULL")
-                    cursor.execute("PRAGMA busy_timeout=30000")
-                    cursor.close()
-            _ENGINES[self.url] = engine
-        self.engine = _ENGINES[self.url]
+        self.engine = engine_for(self.url)
         self.meta, self.jobs, self.tokens = tables()
         try:
             self.meta.create_all(self.engine)
