@@ -21,6 +21,8 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 PATCH_GROUPS = {"experiment", "debug", "local"}
 # Groups that no defaults list chooses by name: appended, at the package a model file uses them at.
 APPENDED = {"trainer/pace": "+trainer/pace@trainer={option}"}
+# Groups whose files land elsewhere than their name (`# @package`).
+PACKAGED = {"distributed": "trainer/distributed"}
 
 
 def _options() -> list[tuple[str, str]]:
@@ -107,7 +109,7 @@ def test_every_option_composes_validates_and_binds(group, option, tmp_path):
     assert isinstance(cfg, RunConfig)
     if group not in PATCH_GROUPS | set(APPENDED):
         node = cfg
-        for part in group.split("/"):
+        for part in PACKAGED.get(group, group).split("/"):
             node = getattr(node, part)
         assert type(node).__module__.startswith("rcatune.config.")
     _check_targets(cfg)

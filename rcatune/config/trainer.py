@@ -26,6 +26,36 @@ class TrainingLauncher(str, enum.Enum):
     subprocess = "subprocess"  # python -m rcatune.training run <job>: a process of its own (one per rank later)
 
 
+class Strategy(str, enum.Enum):
+    none = "none"  # one process
+    ddp = "ddp"  # distributed data parallel: one process per device (CPU processes over gloo here)
+
+
+@dataclass
+class DistributedConfig:
+    """`distributed=`: how many processes train, where (torchrun starts them; each trains on its share of every
+    batch, rank 0 alone writes). Set through the `distributed` group, which lands here as `trainer.distributed`."""
+
+    strategy: Strategy = Strategy.none
+    nproc_per_node: int = 2  # processes per node (GPUs per node on a GPU machine)
+    nodes: int = 1
+    node_rank: int = 0  # this node's rank (0 on the node whose address is master_addr)
+    master_addr: str = "127.0.0.1"  # with nodes > 1: rank 0's node, reachable from every node
+    master_port: int = 29500  # with nodes > 1 (one node: torchrun --standalone picks a free one)
+    backend: Optional[str] = None  # gloo on CPU, nccl on GPU when not set
+
+    def __post_init__(self) -> None:
+        require(self.nproc_per_node >= 1, "trainer.distributed.nproc_per_node", "must be at least 1")
+        require(self.nodes >= 1 and 0 <= self.node_rank < self.nodes, "trainer.distributed.node_rank",
+                f"must be within [0, nodes={self.nodes})")
+        require(0 < self.master_port < 65536, "trainer.distributed.master_port", "is not a TCP port")
+        require(self.backend in (None, "gloo", "nccl"), "trainer.distributed.backend", "gloo, nccl or null")
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nodes if self.strategy != Strategy.none else 1
+
+
 @dataclass
 class TrainerConfig:
     _target_: str = MISSING
@@ -60,6 +90,7 @@ class TrainerConfig:
     # How the training recipe is started: in the step's process, or in a process of its own from the
     # serialised training job (the seam distributed launchers use: torchrun starts one per rank).
     launcher: TrainingLauncher = TrainingLauncher.inprocess
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # `distributed=` picks it
 
     def __post_init__(self) -> None:
         require(self.learning_rate > 0, "trainer.learning_rate", f"must be positive, got {self.learning_rate}")
@@ -76,6 +107,9 @@ class TrainerConfig:
                 "must be at least 1, or null for the root cause's weight")
         require(0.0 <= self.prompt_dropout < 1.0, "trainer.prompt_dropout",
                 f"must be within [0, 1), got {self.prompt_dropout}")
+        require(self.distributed.strategy == Strategy.none or self.name == "hf", "distributed",
+                f"distributed={self.distributed.strategy.value} runs with trainer=hf (trainer={self.name} trains in "
+                "one process here)")
 
 
 @dataclass

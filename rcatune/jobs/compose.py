@@ -127,6 +127,8 @@ def choices_help(conf: Path) -> str:
                    "trainer/pace": "  (the hyper-parameters for a model size: +trainer/pace@trainer=NAME; "
                                    "model=tiny picks tiny)",
                    "model/family": "  (set by each model file; model/family=NAME to swap)",
-                   "launcher": "  (how the job is started: here, or in a process of its own)"}.get(group, "")
+                   "launcher": "  (how the job is started: here, or in a process of its own)",
+                   "distributed": "  (training ranks through torchrun; set them with trainer.distributed.*)"}.get(
+                group, "")
             lines.append(f"{group}: {', '.join(options)}{how}")
     return "\n".join(lines)

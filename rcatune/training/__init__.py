@@ -12,7 +12,13 @@ from rcatune.training.base import TrainingJob
 
 
 def train(trainer_cfg: Any, job: TrainingJob) -> TrainedModel:
-    """Run the backend `trainer_cfg` names (`_target_`) on `job`, where `trainer_cfg.launcher` says."""
+    """Run the backend `trainer_cfg` names (`_target_`) on `job`, where `trainer_cfg.launcher` says; with
+    `distributed=ddp`, torchrun starts one process per rank from the serialised job."""
+    distributed = getattr(trainer_cfg, "distributed", None)
+    if distributed is not None and distributed.strategy.value != "none":
+        from rcatune.training.launch import torchrun_prefix, train_in_subprocess
+
+        return train_in_subprocess(trainer_cfg, job, torchrun_prefix(distributed))
     if getattr(trainer_cfg, "launcher", None) is not None and trainer_cfg.launcher.value == "subprocess":
         from rcatune.training.launch import train_in_subprocess
 

@@ -260,7 +260,12 @@ class HfTrainer:
         from transformers import TrainingArguments
 
         cfg, runtime = self.config, job.runtime
-        steps_per_epoch = math.ceil(rows / (cfg.batch_size * cfg.gradient_accumulation_steps))
+        world = max(1, runtime.world_size)
+        steps_per_epoch = math.ceil(rows / (cfg.batch_size * cfg.gradient_accumulation_steps * world))
+        distributed = {}
+        if world > 1:  # each rank on its share; LoRA with checkpointing needs the unused-parameter search off
+            distributed = {"ddp_backend": cfg.distributed.backend or ("nccl" if runtime.on_gpu else "gloo"),
+                           "ddp_find_unused_parameters": False}
         return TrainingArguments(
             output_dir=str(job.output_dir / CHECKPOINTS),
             num_train_epochs=cfg.epochs,
@@ -286,6 +291,7 @@ class HfTrainer:
             remove_unused_columns=False,
             # packed rows vary in length too (short tails, rows nothing else fitted into): group them as well
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+            **distributed,
         )
 
 

@@ -37,8 +37,19 @@ def read_job(path: Path) -> tuple[Any, TrainingJob]:
     return load_spec(values["trainer"]), TrainingJob.from_json(json.dumps(values["job"]))
 
 
-def train_in_subprocess(trainer_cfg: Any, job: TrainingJob, command: Optional[list[str]] = None) -> TrainedModel:
-    """Train in a child process; its failure is this step's failure, with its last words."""
+def torchrun_prefix(distributed: Any) -> list[str]:
+    """torchrun's command line for `distributed` (a DistributedConfig), up to the module it starts: one node is
+    `--standalone` (a free rendezvous port of its own), several meet at master_addr:master_port."""
+    prefix = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={distributed.nproc_per_node}"]
+    if distributed.nodes == 1:
+        return [*prefix, "--standalone"]
+    return [*prefix, f"--nnodes={distributed.nodes}", f"--node_rank={distributed.node_rank}",
+            f"--master_addr={distributed.master_addr}", f"--master_port={distributed.master_port}"]
+
+
+def train_in_subprocess(trainer_cfg: Any, job: TrainingJob, prefix: Optional[list[str]] = None) -> TrainedModel:
+    """Train in a child process (`prefix`: what starts it, torchrun for several ranks; default this Python);
+    its failure is this step's failure, with its last words."""
     path = write_job(trainer_cfg, job)
     result = job.output_dir / RESULT_FILE
     result.unlink(missing_ok=True)
@@ -51,7 +62,7 @@ def train_in_subprocess(trainer_cfg: Any, job: TrainingJob, command: Optional[li
             env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
     except ImportError:
         pass
-    command = command or [sys.executable, "-m", "rcatune.training", "run", str(path), "--result", str(result)]
+    command = [*(prefix or [sys.executable]), "-m", "rcatune.training", "run", str(path), "--result", str(result)]
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
     import codecs
 
