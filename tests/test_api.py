@@ -112,6 +112,23 @@ def test_a_job_request_is_composed_and_checked_before_it_queues(api):
     assert 'rcatune_api_jobs{state="cancelled"}' in client.get("/metrics").text
 
 
+def test_a_job_that_cannot_start_fails_with_why_and_is_not_retried(api, tmp_path):
+    import shutil
+
+    from rcatune.api.jobs import JobRunner
+
+    client, tokens, app = api
+    queued = client.post("/api/v1/jobs", json={"pipeline": "prepare", "overrides": ["data.size=20"]},
+                         headers=_auth(tokens["train"])).json()
+    for job in app.state.table.list("queued"):  # only this one may start here
+        if job["id"] != queued["id"]:
+            app.state.table.update(job["id"], state="cancelled")
+    shutil.rmtree(queued["run_dir"])  # its job.json is gone
+    JobRunner(app.state.table, ApiConfig()).tick()
+    failed = app.state.table.get(queued["id"])
+    assert failed["state"] == "failed" and failed["error"].startswith("could not start: ")
+
+
 # ------------------------------------------------------------------------------------------ real processes
 def _start_api(port: int, log) -> subprocess.Popen:
     from rcatune.deploy.smoke import wait_ready

@@ -230,7 +230,11 @@ class JobRunner:
             for job in sorted(self.table.list("queued", limit=10_000), key=lambda j: j["created_at"])[:free]:
                 if job["cancel_requested"]:
                     continue
-                self._launch(job)
+                try:
+                    self._launch(job)
+                except Exception as error:  # its folder or its Python is gone: failed, with why, not retried forever
+                    self.table.update(job["id"], only_if=("queued",), state="failed", ended_at=time.time(),
+                                      error=f"could not start: {type(error).__name__}: {error}")
 
     def _launch(self, job: dict[str, Any]) -> None:
         from rcatune.jobs import Job
