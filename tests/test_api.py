@@ -94,6 +94,7 @@ def test_a_job_request_is_composed_and_checked_before_it_queues(api):
     assert refused("data.size=many")["param"] == "data.size"
     assert "outside the folders" in refused("data=jsonl", "data.path=/etc/passwd")["message"]
     assert "outside the folders" in refused("data=jsonl", "data.path=../../etc/passwd")["message"]
+    assert "outside the folders" in refused("data=jsonl", "data.path=run.py")["message"]  # a file of the checkout
     assert "set by the control API" in refused("hydra.run.dir=/tmp/elsewhere")["message"]
     assert "interpolations" in refused("data.size=${oc.env:HOME}")["message"]
     assert refused("--multirun")["param"] == "overrides.0"  # the schema says KEY=VALUE

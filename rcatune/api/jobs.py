@@ -50,7 +50,7 @@ def check_overrides(overrides: list[str], config: ApiConfig, project_root: Path,
         if "${" in value:
             raise ConfigError(f"{key}: interpolations (${{...}}) are not taken from a request")
         for part in _values(value):
-            if "/" in part or part.startswith(("~", ".")):
+            if "/" in part or part.startswith(("~", ".")) or (part and (project_root / part).exists()):
                 where = Path(os.path.expanduser(part))
                 where = (where if where.is_absolute() else project_root / where).resolve()
                 if not any(where == root or root in where.parents for root in roots):
