@@ -64,6 +64,7 @@ def _looks(experiment: str):
 def test_the_status_page_signs_in_and_shows_models_deployments_jobs_and_ab_tests(browser, servable_versions,
                                                                                tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     from rcatune.api.app import create_app
     from rcatune.config.api import ApiConfig
@@ -104,9 +105,11 @@ def test_the_status_page_signs_in_and_shows_models_deployments_jobs_and_ab_tests
         browser.get(f"{base}/")
         browser.find_element(By.NAME, "token").send_keys("rct_000000000000_" + "x" * 43)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CLASS_NAME, "err"))  # the next page loaded
         assert "not valid" in browser.find_element(By.CLASS_NAME, "err").text
         browser.find_element(By.NAME, "token").send_keys(reader)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.TAG_NAME, "h2"))
         headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
         assert headings == ["Registered versions", "Deployments", "Jobs", "A/B tests"]
         text = browser.find_element(By.TAG_NAME, "body").text
@@ -124,7 +127,8 @@ def test_the_status_page_signs_in_and_shows_models_deployments_jobs_and_ab_tests
         if os.environ.get("RCATUNE_SCREENSHOT_TO"):  # how docs/images/api-status-page.png was made
             shutil.copy(shot, os.environ["RCATUNE_SCREENSHOT_TO"])
         browser.find_element(By.CSS_SELECTOR, "form[action='/logout'] button").click()
-        assert browser.find_elements(By.NAME, "token")  # signed out: the sign-in form again
+        WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.NAME, "token"))  # signed out: the form again
+        assert browser.get_cookie("rcatune_page_token") is None
     finally:
         act("stop", deployed, ServingConfig())
         client.close()

@@ -229,6 +229,7 @@ def create_app(config: Optional[ApiConfig] = None, run_jobs: bool = True) -> Fas
                               "back and run A/B tests. Bearer tokens with scopes (read, train, deploy, admin) come "
                               "from `rcatune token create`.",
                   responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
+                             409: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                              422: {"model": ErrorResponse}})
     app.state.runner, app.state.table, app.state.db = runner, table, db
     app.state.tokens, app.state.audit = tokens, audit
