@@ -121,7 +121,7 @@ def work_llamafactory(spec: dict, out: Path) -> dict:
     from rcatune.training.llama_factory import LlamaFactoryTrainer
 
     _, _, hf = _configs(spec)
-    shared = {k: v for k, v in asdict(hf).items() if k not in ("_target_", "name")}
+    shared = {k: v for k, v in asdict(hf).items() if k not in ("_target_", "name", "distributed")}  # one process
     result = LlamaFactoryTrainer(LlamaFactoryTrainerConfig(**shared)).train(_job(spec, out))
     m = result.metrics
     return {"tokens_per_second": m["train_tokens_per_second"], "train_seconds": m["train_seconds"],

@@ -45,6 +45,7 @@ class DistributedConfig:
     backend: Optional[str] = None  # gloo on CPU, nccl on GPU when not set
 
     def __post_init__(self) -> None:
+        self.strategy = Strategy(self.strategy)  # from Python as from YAML: a plain string is taken
         require(self.nproc_per_node >= 1, "trainer.distributed.nproc_per_node", "must be at least 1")
         require(self.nodes >= 1 and 0 <= self.node_rank < self.nodes, "trainer.distributed.node_rank",
                 f"must be within [0, nodes={self.nodes})")
@@ -107,6 +108,8 @@ class TrainerConfig:
                 "must be at least 1, or null for the root cause's weight")
         require(0.0 <= self.prompt_dropout < 1.0, "trainer.prompt_dropout",
                 f"must be within [0, 1), got {self.prompt_dropout}")
+        if isinstance(self.distributed, dict):  # dataclasses.asdict of another trainer's config
+            self.distributed = DistributedConfig(**self.distributed)
         require(self.distributed.strategy == Strategy.none or self.name == "hf", "distributed",
                 f"distributed={self.distributed.strategy.value} runs with trainer=hf (trainer={self.name} trains in "
                 "one process here)")
