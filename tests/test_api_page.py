@@ -84,13 +84,9 @@ def test_the_status_page_signs_in_and_shows_models_deployments_jobs_and_ab_tests
     base = f"http://127.0.0.1:{port}"
     import httpx
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    from rcatune.deploy.smoke import wait_ready
+
+    wait_ready(base, 30, alive=thread.is_alive, what="the control API")
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {admin}"}, timeout=120)
     from rcatune.config.deployer import LocalDeployerConfig
     from rcatune.config.serving import ServingConfig

@@ -221,11 +221,9 @@ class JobRunner:
             self._stop.wait(self.config.poll_s)
 
     def tick(self) -> None:
-        running = self.table.list("running", limit=10_000)
-        for job in running:
+        for job in self.table.list("running", limit=10_000):
             self._watch(job)
-        running = [j for j in self.table.list("running", limit=10_000)]
-        free = self.config.max_concurrent_jobs - len(running)
+        free = self.config.max_concurrent_jobs - self.table.counts()["running"]  # after the ones that ended
         if free > 0:
             for job in sorted(self.table.list("queued", limit=10_000), key=lambda j: j["created_at"])[:free]:
                 if job["cancel_requested"]:

@@ -92,7 +92,7 @@ class KubernetesABTest:
 
     def ab_start(self, treatment: Release, spec: dict[str, Any]) -> DeploymentRecord:
         """Serve `treatment` beside the control and put the router in front of both; nothing is promoted."""
-        from rcatune.deploy.kubernetes import MODEL, REGISTRY, _version, manifests
+        from rcatune.deploy.kubernetes import MODEL, REGISTRY, _default_image, _version, manifests
 
         started = time.perf_counter()
         self.ab_preflight(spec)
@@ -322,12 +322,6 @@ class KubernetesABTest:
                 verbs[1](name, self.namespace, manifest)
         except ApiException as error:
             raise DeploymentError(f"the API server refused {kind} {name}: {_reason(error)}") from None
-
-
-def _default_image(release: Release) -> str:
-    from rcatune.deploy.docker import image_tag
-
-    return image_tag(release)
 
 
 def _switched_off_in_store(experiment: dict[str, Any]) -> Optional[dict[str, str]]:
