@@ -58,6 +58,9 @@ def main(cfg: DictConfig) -> Optional[float]:
         return _trial_failed(hydra_cfg, str(error))
     result = launch(job)
     print_summary_file(Path(result.run_dir), with_error=False)
+    if result.status == "pruned":  # a sweep's pruner stopped the trial: its result, told to the study
+        print(f"rcatune: {result.error}", file=sys.stderr)
+        return None
     if result.status == "interrupted":  # Ctrl-C: one line, the summary says so, exit as shells expect
         print(f"rcatune: {result.error}", file=sys.stderr)
         sys.exit(130)

@@ -15,3 +15,8 @@ class DataError(RcatuneError):
 
 class Interrupted(RcatuneError):
     """The run was stopped from outside (Ctrl-C, SIGTERM): the summary says so; the same command continues."""
+
+
+class TrialPruned(RcatuneError):
+    """A sweep's pruner stopped this trial after an intermediate evaluation: the run ends as `pruned`, which is
+    the trial's result, not a failure."""

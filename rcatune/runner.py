@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from rcatune import constants
 from rcatune.config import RunConfig
-from rcatune.errors import ConfigError, Interrupted, RcatuneError
+from rcatune.errors import ConfigError, Interrupted, RcatuneError, TrialPruned
 from rcatune.progress import interactive
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.runtime import Runtime
@@ -107,6 +107,9 @@ def run(cfg: RunConfig, context: RunContext) -> RunSummary:
         definition.check(cfg)
         _execute(definition, cfg, context, summary)
         summary.status = "succeeded"
+    except TrialPruned as error:  # a sweep's pruner stopped it: the trial's result, not a failure
+        summary.status, summary.error = "pruned", str(error)
+        raise
     except RcatuneError as error:  # expected: bad data, bad config, a server down, a token refused
         summary.status, summary.error = "failed", str(error)
         raise
@@ -158,7 +161,11 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
     context.run_dir.mkdir(parents=True, exist_ok=True)
     (context.run_dir / ZENML_RUN_FILE).write_text(run_name, encoding="utf-8")  # whoever watches finds its steps
     pipeline = definition.pipeline.with_options(run_name=run_name, **options)
-    zenml_run = pipeline(**definition.inputs(cfg, context))
+    try:
+        zenml_run = pipeline(**definition.inputs(cfg, context))
+    except BaseException:
+        _collect_partial(run_name, definition.outputs, summary)
+        raise
     _collect(zenml_run, definition.outputs, summary)
     summary.zenml_run = zenml_run.name
     definition.finish(cfg, context, summary)
@@ -173,6 +180,17 @@ def _collect(zenml_run: Any, outputs: tuple[Output, ...], summary: RunSummary) -
         artifact_version = step.outputs[output.artifact][0]
         value = artifact_version.load() if output.load else artifact_version
         (output.summarise or type(value).summarise)(value, summary)
+
+
+def _collect_partial(run_name: str, outputs: tuple[Output, ...], summary: RunSummary) -> None:
+    """What the steps that finished before a failure (or a sweep's pruning) produced, e.g. the MLflow run: into the
+    summary all the same. Best effort: the failure itself is what the run reports."""
+    try:
+        from zenml.client import Client
+
+        _collect(Client().get_pipeline_run(run_name), outputs, summary)
+    except Exception as error:  # the run never reached the store, or an output cannot be read
+        log.debug("no outputs of the failed run %s: %s", run_name, error)
 
 
 def _add_files(run_dir: Path, summary: RunSummary) -> None:

@@ -97,6 +97,7 @@ def test_a_job_request_is_composed_and_checked_before_it_queues(api):
     assert "outside the folders" in refused("data=jsonl", "data.path=run.py")["message"]  # a file of the checkout
     assert "set by the control API" in refused("hydra.run.dir=/tmp/elsewhere")["message"]
     assert "interpolations" in refused("data.size=${oc.env:HOME}")["message"]
+    assert "a sweep runs from the command line" in refused("hparams_search=optuna")["message"]
     assert refused("--multirun")["param"] == "overrides.0"  # the schema says KEY=VALUE
 
     queued = client.post("/api/v1/jobs", json={"pipeline": "prepare", "overrides": ["data.size=20"]}, headers=train)

@@ -19,6 +19,7 @@ from rcatune.jobs.compose import register
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 PATCH_GROUPS = {"experiment", "debug", "local"}
+SWEEP_GROUPS = {"hparams_search"}  # @package _global_ too, but a sweep's settings, not a shorter run (test_sweeps.py)
 # Groups that no defaults list chooses by name: appended, at the package a model file uses them at.
 APPENDED = {"trainer/pace": "+trainer/pace@trainer={option}"}
 # Groups whose files land elsewhere than their name (`# @package`).
@@ -107,7 +108,7 @@ def test_conf_tree_has_every_required_group():
 def test_every_option_composes_validates_and_binds(group, option, tmp_path):
     cfg = _compose([_override(group, option), *_needs(group, option, tmp_path)])
     assert isinstance(cfg, RunConfig)
-    if group not in PATCH_GROUPS | set(APPENDED):
+    if group not in PATCH_GROUPS | SWEEP_GROUPS | set(APPENDED):
         node = cfg
         for part in PACKAGED.get(group, group).split("/"):
             node = getattr(node, part)

@@ -47,6 +47,9 @@ def check_overrides(overrides: list[str], config: ApiConfig, project_root: Path,
         if key.startswith("hydra") or key in ("pipeline", "launcher") or key.startswith("launcher."):
             raise ConfigError(f"{key}: set by the control API, not by a request (the pipeline is the request's "
                               "`pipeline` field)")
+        if key == "hparams_search" or key.startswith("sweep"):
+            raise ConfigError(f"{key}: a sweep runs from the command line (python run.py hparams_search=optuna); "
+                              "a job is one run")
         if "${" in value:
             raise ConfigError(f"{key}: interpolations (${{...}}) are not taken from a request")
         for part in _values(value):

@@ -22,6 +22,7 @@ from rcatune.config.pipeline import PipelineConfig
 from rcatune.config.scrub import ScrubConfig
 from rcatune.config.serving import ServingConfig
 from rcatune.config.stack import StackConfig
+from rcatune.config.sweep import SweepConfig
 from rcatune.config.trainer import TrainerConfig
 from rcatune.formats import Format
 from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
@@ -70,7 +71,9 @@ class RunConfig:
     serving: ServingConfig = field(default_factory=ServingConfig)
     deployment: DeploymentConfig = field(default_factory=DeploymentConfig)
     ab_test: ABTestConfig = field(default_factory=ABTestConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 42
+    register: bool = True  # fine_tuning registers (ZenML Model + MLflow) and exports; a sweep's trials do not
     progress: bool = True
     device: Device = Device.auto
     experiment_name: Optional[str] = None  # MLflow experiment; default: the pipeline name

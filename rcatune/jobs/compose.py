@@ -128,7 +128,8 @@ def choices_help(conf: Path) -> str:
                                    "model=tiny picks tiny)",
                    "model/family": "  (set by each model file; model/family=NAME to swap)",
                    "launcher": "  (how the job is started: here, or in a process of its own)",
-                   "distributed": "  (training ranks through torchrun; set them with trainer.distributed.*)"}.get(
+                   "distributed": "  (training ranks through torchrun; set them with trainer.distributed.*)",
+                   "hparams_search": "  (a sweep over Optuna: parallel, pruned, resumable trials; docs/sweeps.md)"}.get(
                 group, "")
             lines.append(f"{group}: {', '.join(options)}{how}")
     return "\n".join(lines)

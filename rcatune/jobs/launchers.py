@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
-from rcatune.errors import Interrupted, RcatuneError
+from rcatune.errors import Interrupted, RcatuneError, TrialPruned
 from rcatune.jobs.job import Job
 from rcatune.runinfo import RUN_SUMMARY
 
@@ -24,7 +24,7 @@ EXIT_FAILED, EXIT_INTERRUPTED = 2, 130  # as run.py exits
 
 @dataclass
 class JobResult:
-    status: str  # succeeded | failed | interrupted
+    status: str  # succeeded | failed | interrupted | pruned (a sweep's pruner stopped the trial)
     run_dir: str
     error: Optional[str] = None  # one line
     summary: dict[str, Any] = field(default_factory=dict)  # run_summary.json, when the run left one
@@ -40,7 +40,7 @@ class JobResult:
 
     @property
     def exit_code(self) -> int:
-        return {"succeeded": 0, "interrupted": EXIT_INTERRUPTED}.get(self.status, EXIT_FAILED)
+        return {"succeeded": 0, "pruned": 0, "interrupted": EXIT_INTERRUPTED}.get(self.status, EXIT_FAILED)
 
     @classmethod
     def read(cls, run_dir: Path, status: Optional[str] = None, error: Optional[str] = None) -> "JobResult":
@@ -71,6 +71,8 @@ class InProcessLauncher:
             run_job(job)
         except Interrupted as error:
             return JobResult.read(Path(job.run_dir), "interrupted", str(error))
+        except TrialPruned as error:
+            return JobResult.read(Path(job.run_dir), "pruned", str(error))
         except RcatuneError as error:
             return JobResult.read(Path(job.run_dir), "failed", str(error))
         except Exception as error:  # a bug: its traceback is printed and kept in run_summary.json

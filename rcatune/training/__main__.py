@@ -18,14 +18,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from rcatune import atomic
     from rcatune.config import instantiate
-    from rcatune.errors import RcatuneError
+    from rcatune.errors import RcatuneError, TrialPruned
     from rcatune.runtime import Runtime
-    from rcatune.training.launch import read_job
+    from rcatune.training.launch import EXIT_PRUNED, read_job
 
     try:
         trainer_cfg, job = read_job(args.job)
         job.runtime = runtime = Runtime.detect(job.runtime.device, job.runtime.progress)  # this rank's
         trained = instantiate(trainer_cfg).train(job)
+    except TrialPruned as error:
+        print(f"rcatune: {error}", file=sys.stderr)
+        return EXIT_PRUNED
     except RcatuneError as error:
         print(f"rcatune: error: {error}", file=sys.stderr)
         return 2

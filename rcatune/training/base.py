@@ -34,6 +34,7 @@ class TrainingJob:
     output_dir: Path
     runtime: Runtime
     objective: Any = None  # an ObjectiveConfig (None: sft)
+    trial: Any = None  # a sweep's rcatune.sweeps.study.TrialRef: report validation losses to it (may prune)
 
     def __post_init__(self) -> None:
         if self.objective is None:
@@ -50,18 +51,21 @@ class TrainingJob:
             "model": to_spec("model", self.model).model_dump(),
             "method": to_spec("method", self.method.config).model_dump(),
             "objective": to_spec("objective", self.objective).model_dump(), "system_prompt": self.system_prompt,
-            "output_dir": str(self.output_dir), "runtime": self.runtime.model_dump()})
+            "output_dir": str(self.output_dir), "runtime": self.runtime.model_dump(),
+            "trial": {"study": self.trial.study, "number": self.trial.number} if self.trial else None})
 
     @classmethod
     def from_json(cls, text: str, runtime: Optional[Runtime] = None) -> "TrainingJob":
         """The job back; `runtime`: this process's own (a rank under a distributed launcher), else the recorded."""
         from rcatune.config import instantiate, load_spec
+        from rcatune.sweeps.study import TrialRef
 
         values = json.loads(text)
         return cls([TrainingExample.model_validate(e) for e in values["train_set"]],
                    [TrainingExample.model_validate(e) for e in values["val_set"]], load_spec(values["model"]),
                    instantiate(load_spec(values["method"])), values["system_prompt"], Path(values["output_dir"]),
-                   runtime or Runtime.model_validate(values["runtime"]), load_spec(values["objective"]))
+                   runtime or Runtime.model_validate(values["runtime"]), load_spec(values["objective"]),
+                   TrialRef(**values["trial"]) if values.get("trial") else None)
 
 
 def find_checkpoint(resume_from: str, own_checkpoints: Path) -> Optional[str]:

@@ -69,6 +69,19 @@ def _mlflow_callback():
     return MlflowCurves()
 
 
+def _trial_callback(trial):
+    from transformers import TrainerCallback
+
+    class ReportToTrial(TrainerCallback):
+        """A sweep's trial: each epoch's validation loss to the study; TrialPruned when its pruner says stop."""
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            if metrics and "eval_loss" in metrics:
+                trial.report(float(metrics["eval_loss"]), int(round(state.epoch or 0)))
+
+    return ReportToTrial()
+
+
 def _pause_callback():
     from transformers import TrainerCallback
 
@@ -203,6 +216,8 @@ class HfTrainer:
         data = objective.data(job, tokenizer, cfg)
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
         callbacks = [_mlflow_callback()] if runtime.is_main else []
+        if job.trial is not None and not runtime.distributed:  # ranks would have to agree to stop: not pruned
+            callbacks.append(_trial_callback(job.trial))
         trainer = objective.trainer_class(data, cfg, tokenizer)(
             model=model, args=self.arguments(job, len(data.train)), train_dataset=data.train,
             eval_dataset=data.val, data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rcatune.artifacts import TrainedModel
-from rcatune.errors import RcatuneError
+from rcatune.errors import RcatuneError, TrialPruned
 from rcatune.training.base import TrainingJob
 from rcatune.training.hf import RUN_ID_ENV
 
 JOB_FILE, RESULT_FILE = "training_job.json", "training_result.json"
+EXIT_PRUNED = 3  # the training process's exit when a sweep's pruner stopped the trial
 
 
 def write_job(trainer_cfg: Any, job: TrainingJob) -> Path:
@@ -73,6 +74,8 @@ def train_in_subprocess(trainer_cfg: Any, job: TrainingJob, prefix: Optional[lis
         sys.stderr.flush()
         tail = (tail + text)[-4096:]
     code = process.wait()
+    if code == EXIT_PRUNED:
+        raise TrialPruned(tail.strip().splitlines()[-1].removeprefix("rcatune: "))
     if code != 0 or not result.exists():
         last = tail.strip().splitlines()[-1:] or ["no output"]
         raise RcatuneError(f"training in its own process failed (exit {code}): {last[0][:300]}")
