@@ -1,6 +1,7 @@
-"""`distributed=ddp`: torchrun starts the training recipe once per rank (two CPU processes over gloo here); each
-rank trains on its share of every batch, so the run takes half the optimizer steps of one process at the same
-per-process batch, and its loss curve agrees with one process at the same global batch."""
+"""`distributed=ddp|deepspeed_zero2|deepspeed_zero3`: torchrun starts the training recipe once per rank (two CPU
+processes over gloo here); each rank trains on its share of every batch, so the run takes half the optimizer steps
+of one process at the same per-process batch, and its loss curve agrees with one process at the same global batch.
+A killed ZeRO-3 run resumes from its DeepSpeed checkpoint, and its gathered weights load with plain transformers."""
 
 from __future__ import annotations
 
@@ -40,41 +41,118 @@ def test_distributed_is_a_group_and_refused_where_it_cannot_run():
         compose(["distributed=ddp", "trainer.distributed.nodes=2", "trainer.distributed.node_rank=2"])
 
 
-@pytest.mark.slow
-def test_two_processes_take_half_the_steps_and_their_losses_agree_with_one(tmp_path):
-    """run.py with distributed=ddp (batch 8 on each of 2 ranks), then the same training job in one process at
-    batch 16: the same steps, and the training loss at every step within 2% (the weighted answer loss is a mean
-    per rank, so the two differ by float and weighting only)."""
-    common = ["data.size=40", "trainer.epochs=4", "trainer.batch_size=8", "trainer.group_by_length=false",
-              "trainer.prompt_dropout=0", "trainer.logging_steps=1", "model.hidden_size=64",
-              "model.intermediate_size=128", "model.num_layers=2", "model.vocab_size=1024",
-              "data.split.min_examples=5", "evaluation.max_examples=2", "evaluation.max_new_tokens=16",
-              "progress=false"]
-    run_dir = tmp_path / "ddp"
-    run_py("distributed=ddp", *common, f"hydra.run.dir={run_dir}")
-    summary = json.loads((run_dir / "run_summary.json").read_text())
-    assert summary["status"] == "succeeded"
-    training = run_dir / "training"
-    ddp = json.loads((training / "training_result.json").read_text())
-    job = json.loads((training / "training_job.json").read_text())
-    assert job["trainer"]["values"]["distributed"]["strategy"] == "ddp"
-    rows = ddp["metrics"]["train_rows"]
-    assert ddp["metrics"]["global_steps"] == 4 * -(-rows // 16)  # each optimizer step: 8 rows on each rank
+COMMON = ["data.size=40", "trainer.epochs=4", "trainer.batch_size=8", "trainer.group_by_length=false",
+          "trainer.prompt_dropout=0", "trainer.logging_steps=1", "model.hidden_size=64", "model.intermediate_size=128",
+          "model.num_layers=2", "model.vocab_size=1024", "data.split.min_examples=5", "evaluation.max_examples=2",
+          "evaluation.max_new_tokens=16", "progress=false"]
 
-    job["trainer"]["values"]["batch_size"] = 16  # one process, the same global batch
-    job["trainer"]["values"]["distributed"]["strategy"] = "none"
+
+def test_deepspeed_config_follows_the_strategy_and_leaves_batches_to_the_trainer():
+    from rcatune.config.trainer import DistributedConfig, Strategy
+    from rcatune.runtime import Runtime
+    from rcatune.training.hf import deepspeed_config
+
+    cpu = Runtime(device="cpu", world_size=2)
+    two = deepspeed_config(DistributedConfig(strategy=Strategy.deepspeed_zero2, offload_optimizer=True), cpu)
+    assert two["zero_optimization"]["stage"] == 2
+    assert two["zero_optimization"]["offload_optimizer"] == {"device": "cpu", "pin_memory": False}
+    assert "offload_param" not in two["zero_optimization"]
+    assert {two[k] for k in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                             "gradient_clipping")} == {"auto"}  # the Trainer fills them: the two never disagree
+    three = deepspeed_config(DistributedConfig(strategy=Strategy.deepspeed_zero3, offload_params=True),
+                             Runtime(device="cuda", world_size=8))
+    assert three["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert three["zero_optimization"]["offload_param"] == {"device": "cpu", "pin_memory": True}
+
+
+def test_offloading_is_refused_where_deepspeed_would_ignore_it():
+    from rcatune.errors import ConfigError
+    from rcatune.jobs import compose
+
+    for strategy in ("deepspeed_zero2", "deepspeed_zero3"):
+        cfg = compose([f"distributed={strategy}"]).config()
+        assert cfg.trainer.distributed.deepspeed and cfg.trainer.distributed.world_size == 2
+    with pytest.raises(ConfigError, match="only ZeRO-3 partitions the parameters"):
+        compose(["distributed=deepspeed_zero2", "trainer.distributed.offload_params=true"])
+    with pytest.raises(ConfigError, match="offloading is DeepSpeed's"):
+        compose(["distributed=ddp", "trainer.distributed.offload_optimizer=true"])
+
+
+def _one_process(run_dir, tmp_path) -> dict:
+    """The training job run_dir's run recorded, again in one process at twice the per-process batch (the same
+    global batch): its result."""
+    job = json.loads((run_dir / "training" / "training_job.json").read_text())
+    job["trainer"]["values"]["batch_size"] = 16
+    job["trainer"]["values"]["distributed"] = {"strategy": "none"}
     job["job"]["output_dir"] = str(tmp_path / "single")
     (tmp_path / "single").mkdir()
     (tmp_path / "single.json").write_text(json.dumps(job))
     subprocess.run([sys.executable, "-m", "rcatune.training", "run", str(tmp_path / "single.json"), "--result",
                     str(tmp_path / "single_result.json")], cwd=ROOT, check=True, capture_output=True,
                    env=dict(os.environ, OMP_NUM_THREADS="1"))
-    single = json.loads((tmp_path / "single_result.json").read_text())
-    assert single["metrics"]["global_steps"] == ddp["metrics"]["global_steps"]
-    losses = [[h["loss"] for h in result["history"] if "loss" in h] for result in (ddp, single)]
-    assert len(losses[0]) == len(losses[1]) == ddp["metrics"]["global_steps"]
+    return json.loads((tmp_path / "single_result.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "deepspeed_zero2", "deepspeed_zero3"])
+def test_two_processes_take_half_the_steps_and_their_losses_agree_with_one(tmp_path, strategy):
+    """run.py with two ranks (batch 8 on each), then the same training job in one process at batch 16: the same
+    steps, and the training loss at every step within 2% (the weighted answer loss is a mean per rank, so the two
+    differ by float and weighting only). DeepSpeed runs on CPU over gloo, in fp32."""
+    run_dir = tmp_path / strategy
+    run_py(f"distributed={strategy}", *COMMON, f"hydra.run.dir={run_dir}")
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "succeeded"
+    training = run_dir / "training"
+    ranked = json.loads((training / "training_result.json").read_text())
+    job = json.loads((training / "training_job.json").read_text())
+    assert job["trainer"]["values"]["distributed"]["strategy"] == strategy
+    rows = ranked["metrics"]["train_rows"]
+    assert ranked["metrics"]["global_steps"] == 4 * -(-rows // 16)  # each optimizer step: 8 rows on each rank
+
+    single = _one_process(run_dir, tmp_path)
+    assert single["metrics"]["global_steps"] == ranked["metrics"]["global_steps"]
+    losses = [[h["loss"] for h in result["history"] if "loss" in h] for result in (ranked, single)]
+    assert len(losses[0]) == len(losses[1]) == ranked["metrics"]["global_steps"]
     worst = max(abs(a - b) / b for a, b in zip(*losses, strict=True))
     assert worst < 0.02, losses
     assert abs(losses[0][0] - losses[1][0]) / losses[1][0] < 1e-3  # the first step: the same batch, the same loss
-    print(f"ddp vs one process: {len(losses[0])} steps each, worst per-step train loss difference {worst:.2%}")
+    print(f"{strategy} vs one process: {len(losses[0])} steps each, first step {losses[0][0]:.4f} vs "
+          f"{losses[1][0]:.4f}, worst per-step train loss difference {worst:.2%}")
     assert (run_dir / "export" / "merged" / "config.json").exists()  # rank 0 wrote the model, which exports
+
+
+@pytest.mark.slow
+def test_a_killed_zero3_run_resumes_to_the_same_losses_and_saves_a_model_plain_transformers_loads(tmp_path):
+    """ZeRO-3 over two ranks, kill -9 once the checkpoint of step 5 (inside epoch 3) is whole, then the same command
+    with trainer.resume_from=latest: every epoch's validation loss is the never-killed run's; the saved weights are
+    whole (gathered from the shards), and plain transformers loads and generates from them."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.conftest import run_py_killed_at
+
+    args = ["distributed=deepspeed_zero3", *COMMON, "trainer.save_steps=1", "trainer.save_total_limit=2"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    run_py(*args, f"hydra.run.dir={straight}")
+    run_py_killed_at("training.checkpoint:5", *args, f"hydra.run.dir={killed}", pauses=tmp_path / "p")
+    assert not (killed / "training" / "model").exists()
+    run_py(*args, "trainer.resume_from=latest", f"hydra.run.dir={killed}")
+    summary = json.loads((killed / "run_summary.json").read_text())
+    assert summary["status"] == "succeeded" and summary["decisions"]["resumed_from"].endswith("checkpoint-5")
+
+    def evals(run_dir):
+        history = json.loads((run_dir / "training" / "train_metrics.json").read_text())["history"]
+        return [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+
+    assert len(evals(straight)) == 4 and evals(killed)[-2:] == pytest.approx(evals(straight)[-2:], rel=1e-5)
+
+    model_dir = killed / "training" / "model"
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert all(p.numel() > 0 and torch.isfinite(p).all() for p in model.parameters())
+    expected = json.loads((killed / "training" / "training_result.json").read_text())["metrics"]["total_parameters"]
+    assert sum(p.numel() for p in model.parameters()) == expected  # every shard gathered
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prompt = tokenizer("checkout latency", return_tensors="pt")
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]

@@ -29,6 +29,8 @@ class TrainingLauncher(str, enum.Enum):
 class Strategy(str, enum.Enum):
     none = "none"  # one process
     ddp = "ddp"  # distributed data parallel: one process per device (CPU processes over gloo here)
+    deepspeed_zero2 = "deepspeed_zero2"  # DeepSpeed ZeRO stage 2: optimizer state and gradients sharded
+    deepspeed_zero3 = "deepspeed_zero3"  # ZeRO stage 3: the parameters too (gathered into one model on save)
 
 
 @dataclass
@@ -43,6 +45,8 @@ class DistributedConfig:
     master_addr: str = "127.0.0.1"  # with nodes > 1: rank 0's node, reachable from every node
     master_port: int = 29500  # with nodes > 1 (one node: torchrun --standalone picks a free one)
     backend: Optional[str] = None  # gloo on CPU, nccl on GPU when not set
+    offload_optimizer: bool = False  # DeepSpeed: the optimizer state in CPU memory (ZeRO-Offload)
+    offload_params: bool = False  # DeepSpeed ZeRO-3: the parameters in CPU memory too (ZeRO-Infinity's CPU tier)
 
     def __post_init__(self) -> None:
         self.strategy = Strategy(self.strategy)  # from Python as from YAML: a plain string is taken
@@ -51,6 +55,19 @@ class DistributedConfig:
                 f"must be within [0, nodes={self.nodes})")
         require(0 < self.master_port < 65536, "trainer.distributed.master_port", "is not a TCP port")
         require(self.backend in (None, "gloo", "nccl"), "trainer.distributed.backend", "gloo, nccl or null")
+        require(not self.offload_optimizer or self.deepspeed, "trainer.distributed.offload_optimizer",
+                "offloading is DeepSpeed's: distributed=deepspeed_zero2 or deepspeed_zero3")
+        require(not self.offload_params or self.strategy == Strategy.deepspeed_zero3,
+                "trainer.distributed.offload_params",
+                "only ZeRO-3 partitions the parameters: distributed=deepspeed_zero3")
+
+    @property
+    def deepspeed(self) -> bool:
+        return self.strategy in (Strategy.deepspeed_zero2, Strategy.deepspeed_zero3)
+
+    @property
+    def zero_stage(self) -> int:
+        return {Strategy.deepspeed_zero2: 2, Strategy.deepspeed_zero3: 3}.get(self.strategy, 0)
 
     @property
     def world_size(self) -> int:

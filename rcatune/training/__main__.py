@@ -36,7 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         atomic.write_text(Path(args.result), trained.model_dump_json())
+    _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: wait for every rank, then take the process group down before the interpreter does (a rank
+    that exits with gloo's threads still up can abort with "terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

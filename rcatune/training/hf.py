@@ -16,6 +16,7 @@ from typing import Any, Optional
 from rcatune.artifacts import TrainedModel
 from rcatune.config import instantiate
 from rcatune.config.trainer import HfTrainerConfig
+from rcatune.errors import ConfigError
 from rcatune.models import model_path
 from rcatune.models.loading import load_model, load_tokenizer
 from rcatune.pause import pause_point
@@ -80,6 +81,41 @@ def _trial_callback(trial):
                 trial.report(float(metrics["eval_loss"]), int(round(state.epoch or 0)))
 
     return ReportToTrial()
+
+
+def deepspeed_config(distributed, runtime) -> dict[str, Any]:
+    """DeepSpeed's config for `distributed` (a ZeRO strategy). Batch sizes, accumulation, clipping and precision
+    are "auto": the Trainer fills them from its own settings, so the two never disagree. On CPU the precision is
+    fp32 (no fp16 kernels there) and the Trainer's AdamW stands in for DeepSpeed's compiled optimizers."""
+    zero: dict[str, Any] = {"stage": distributed.zero_stage, "contiguous_gradients": True, "overlap_comm": False}
+    if distributed.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": runtime.on_gpu}
+    if distributed.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # save one whole model, not shards
+        if distributed.offload_params:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": runtime.on_gpu}
+    return {"zero_optimization": zero, "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+            "gradient_accumulation_steps": "auto", "gradient_clipping": "auto", "bf16": {"enabled": "auto"},
+            "fp16": {"enabled": "auto"}, "zero_allow_untested_optimizer": True,
+            "zero_force_ds_cpu_optimizer": False, "steps_per_print": 10**9}
+
+
+def deepspeed_process_group(distributed, runtime) -> None:
+    """DeepSpeed's process group, made before the Trainer's settings (FIELD-NOTES: otherwise on CPU every rank
+    silently trains on all the data, and ZeRO-3 refuses its batch sizes): gloo on CPU, nccl on GPU."""
+    import os
+
+    try:
+        import deepspeed
+    except ImportError:
+        raise ConfigError(f"distributed={distributed.strategy.value} needs DeepSpeed: pip install -c "
+                          "constraints.txt deepspeed==0.19.8 (make test installs it)") from None
+    from accelerate import PartialState
+
+    backend = distributed.backend or ("nccl" if runtime.on_gpu else "gloo")
+    deepspeed.init_distributed(dist_backend=backend)
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    PartialState(backend=backend)
 
 
 def _pause_callback():
@@ -203,8 +239,15 @@ class HfTrainer:
         if runtime.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
         path = model_path(job.model)  # may build the tiny model: before the seed, so a cached one trains the same
+        deepspeed = cfg.distributed.deepspeed and runtime.distributed
+        if deepspeed:
+            deepspeed_process_group(cfg.distributed, runtime)
         set_seed(cfg.seed)
         tokenizer = load_tokenizer(job.model, path)
+        objective = instantiate(job.objective)
+        if deepspeed:  # the settings first: while they live, ZeRO-3 partitions the weights as they load
+            data = objective.data(job, tokenizer, cfg)
+            args = self.arguments(job, len(data.train))
         model = load_model(job.model, job.method, path, runtime)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -212,14 +255,15 @@ class HfTrainer:
         model.config.use_cache = False  # no KV cache in training; packed rows need it off for their mask
         trainable, total = parameter_counts(model)
 
-        objective = instantiate(job.objective)
-        data = objective.data(job, tokenizer, cfg)
+        if not deepspeed:
+            data = objective.data(job, tokenizer, cfg)
+            args = self.arguments(job, len(data.train))
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
         callbacks = [_mlflow_callback()] if runtime.is_main else []
         if job.trial is not None and not runtime.distributed:  # ranks would have to agree to stop: not pruned
             callbacks.append(_trial_callback(job.trial))
         trainer = objective.trainer_class(data, cfg, tokenizer)(
-            model=model, args=self.arguments(job, len(data.train)), train_dataset=data.train,
+            model=model, args=args, train_dataset=data.train,
             eval_dataset=data.val, data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),
             callbacks=callbacks + [_pause_callback()])
         return Prepared(trainer, tokenizer, path, data, resume, epoch_of(resume), trainable, total)
@@ -262,8 +306,11 @@ class HfTrainer:
         is_adapter = hasattr(trainer.model, "peft_config")
         metrics = {**metrics, "peak_memory_mb": peak_memory_mb(job.runtime)}
         history = numeric_history(trainer.state.log_history)
-        if job.runtime.is_main:
+        if self.config.distributed.deepspeed and job.runtime.distributed:
+            trainer.save_model(str(model_dir))  # every rank: ZeRO-3 gathers its shards into rank 0's copy
+        elif job.runtime.is_main:
             trainer.model.save_pretrained(model_dir)
+        if job.runtime.is_main:
             finish_folder(model_dir, job, prepared.tokenizer, is_adapter)
             write_metrics(output_dir, metrics, history)
         return TrainedModel(base_model=prepared.base_path, model_spec=model_spec(job), method=job.method.name,
@@ -281,6 +328,9 @@ class HfTrainer:
         if world > 1:  # each rank on its share; LoRA with checkpointing needs the unused-parameter search off
             distributed = {"ddp_backend": cfg.distributed.backend or ("nccl" if runtime.on_gpu else "gloo"),
                            "ddp_find_unused_parameters": False}
+            if cfg.distributed.deepspeed:  # the process group made by deepspeed_process_group, taken as it is
+                distributed = {"deepspeed": deepspeed_config(cfg.distributed, runtime),
+                               "accelerator_config": {"use_configured_state": True}}
         return TrainingArguments(
             output_dir=str(job.output_dir / CHECKPOINTS),
             num_train_epochs=cfg.epochs,

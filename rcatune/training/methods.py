@@ -132,6 +132,9 @@ class Freeze(Method):
 
 def parameter_counts(model) -> tuple[int, int]:
     """(trainable, total) parameters."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    def count(p) -> int:  # a weight ZeRO-3 partitioned as it loaded keeps its full size in ds_numel
+        return int(getattr(p, "ds_numel", p.numel()))
+
+    trainable = sum(count(p) for p in model.parameters() if p.requires_grad)
+    total = sum(count(p) for p in model.parameters())
     return trainable, total
