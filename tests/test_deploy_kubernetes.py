@@ -277,3 +277,21 @@ def test_an_ab_test_on_kubernetes_routes_through_a_router_deployment_and_its_dec
     assert core.read_namespaced_service("rcatune-abk", "default").spec.selector[
         "app.kubernetes.io/instance"] == "rcatune-abk"
     deployer.stop()
+
+
+@pytest.mark.integration
+def test_the_pods_a_training_pytorchjob_implies_pass_the_api_server(cluster):
+    """The PyTorchJob's pods (multi-node DeepSpeed, GPUs, node selector, tolerations, the shared volume), created
+    with a server-side dry run: the API server's own validation and admission, nothing scheduled."""
+    from rcatune.config.trainer import ClusterConfig, DistributedConfig, Strategy
+    from rcatune.training.cluster import pods, pytorchjob
+
+    cluster_cfg = ClusterConfig(node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+                                tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    distributed = DistributedConfig(strategy=Strategy.deepspeed_zero3, nproc_per_node=8, nodes=4, cluster=cluster_cfg)
+    core = cluster.api()
+    for pod in pods(pytorchjob("rca-train", distributed)):
+        created = core.create_namespaced_pod("default", pod, dry_run="All")
+        assert created.spec.containers[0].resources.limits["nvidia.com/gpu"] == "8"
+        assert any(t.key == "nvidia.com/gpu" for t in created.spec.tolerations)
+        assert created.spec.volumes[0].persistent_volume_claim.claim_name == "rcatune-runs"

@@ -156,3 +156,60 @@ def test_a_killed_zero3_run_resumes_to_the_same_losses_and_saves_a_model_plain_t
     prompt = tokenizer("checkout latency", return_tensors="pt")
     out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
+
+
+def _distributed(**fields):
+    from rcatune.config.trainer import ClusterConfig, DistributedConfig, Strategy
+
+    cluster = ClusterConfig(image="registry.example/rcatune-train:1", node_selector={"gpu": "h100"},
+                            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    return DistributedConfig(**{"strategy": Strategy.deepspeed_zero3, "nproc_per_node": 8, "nodes": 2,
+                                "cluster": cluster, **fields})
+
+
+def test_a_multi_node_run_renders_as_a_pytorchjob_whose_pods_pass_the_schema():
+    import kubernetes_validate
+
+    from rcatune.training.cluster import pods, pytorchjob
+
+    manifest = pytorchjob("rca-llama3", _distributed())
+    replicas = manifest["spec"]["pytorchReplicaSpecs"]
+    assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 1)
+    container = replicas["Worker"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "pytorch" and container["image"] == "registry.example/rcatune-train:1"
+    command = container["command"][-1]
+    for part in ("--nproc_per_node=8", "--nnodes=2", '--node_rank="$RANK"', '--master_addr="$MASTER_ADDR"',
+                 "-m rcatune.training run /runs/rca-llama3/training_job.json"):
+        assert part in command
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    spec = replicas["Worker"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"gpu": "h100"} and spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert {v["name"] for v in spec["volumes"]} == {"runs", "shm"}
+    for pod in pods(manifest):
+        for version in ("1.28.0", "1.30.0", "1.34.0"):
+            kubernetes_validate.validate(pod, version, strict=True)
+    one = pytorchjob("rca-one", _distributed(nodes=1, strategy="ddp"))
+    assert list(one["spec"]["pytorchReplicaSpecs"]) == ["Master"]
+
+
+def test_the_manifest_command_rewrites_the_job_for_the_cluster(tmp_path):
+    import yaml
+
+    from rcatune.config import to_spec
+    from rcatune.config.trainer import HfTrainerConfig
+
+    trainer = to_spec("trainer", HfTrainerConfig(distributed=_distributed())).model_dump()
+    job = tmp_path / "training_job.json"
+    job.write_text(json.dumps({"trainer": trainer, "job": {"output_dir": "/home/me/run/training"}}))
+    done = subprocess.run([sys.executable, "-m", "rcatune.training", "manifest", str(job), "--name", "rca-x",
+                           "--out", str(tmp_path / "k8s")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "kubectl apply -f" in done.stdout and "/runs/rca-x/training_job.json" in done.stdout
+    manifest = yaml.safe_load((tmp_path / "k8s" / "pytorchjob.yaml").read_text())
+    assert manifest["kind"] == "PyTorchJob" and manifest["apiVersion"] == "kubeflow.org/v1"
+    rewritten = json.loads((tmp_path / "k8s" / "training_job.json").read_text())
+    assert rewritten["job"]["output_dir"] == "/runs/rca-x/training"
+    assert rewritten["trainer"]["values"]["resume_from"] == "latest"  # a restarted pod continues
+    bad = subprocess.run([sys.executable, "-m", "rcatune.training", "manifest", str(job), "--name", "Bad_Name"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "a Kubernetes name" in bad.stderr

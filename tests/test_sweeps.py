@@ -234,6 +234,8 @@ def test_a_four_trial_sweep_with_two_workers_killed_once_resumes_to_its_best_tri
         "plots/optimization_history.png", "plots/parallel_coordinate.png"}
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{db}")
     assert study.best_trial.number == best["number"]
-    for store in [db, *state_home.rglob("*.db")]:  # parallel trials corrupted no store
+    stores = [db, *(state_home / "zenml").rglob("*.db"), *(state_home / "mlflow").rglob("*.db")]
+    assert len(stores) >= 3
+    for store in stores:  # parallel trials corrupted no store
         with sqlite3.connect(store) as connection:
             assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",), store

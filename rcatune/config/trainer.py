@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -34,6 +34,26 @@ class Strategy(str, enum.Enum):
 
 
 @dataclass
+class ClusterConfig:
+    """`trainer.distributed.cluster`: the same run as a Kubernetes PyTorchJob (Kubeflow's training operator), one
+    pod per node (`python -m rcatune.training manifest`). Every node mounts one ReadWriteMany volume at /runs: the
+    training job, the checkpoints a restarted pod resumes from, the model rank 0 writes."""
+
+    image: str = "rcatune-train:latest"  # rcatune and its pinned set (the serving image's base plus training)
+    namespace: str = "default"
+    gpus: bool = True  # one GPU per process: the node's pod asks for nproc_per_node of `gpu_resource`
+    gpu_resource: str = "nvidia.com/gpu"
+    cpu: str = "8"  # requested per node
+    memory: str = "64Gi"  # requested and limited per node
+    shm_size: str = "16Gi"  # /dev/shm (NCCL and data loaders need more than the container default)
+    volume_claim: str = "rcatune-runs"  # the ReadWriteMany PersistentVolumeClaim mounted at /runs
+    node_selector: Dict[str, str] = field(default_factory=dict)  # {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}
+    # [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+    tolerations: List[Any] = field(default_factory=list)
+    backoff_limit: int = 3  # restarts of a failed pod (each resumes from the newest checkpoint)
+
+
+@dataclass
 class DistributedConfig:
     """`distributed=`: how many processes train, where (torchrun starts them; each trains on its share of every
     batch, rank 0 alone writes). Set through the `distributed` group, which lands here as `trainer.distributed`."""
@@ -47,9 +67,12 @@ class DistributedConfig:
     backend: Optional[str] = None  # gloo on CPU, nccl on GPU when not set
     offload_optimizer: bool = False  # DeepSpeed: the optimizer state in CPU memory (ZeRO-Offload)
     offload_params: bool = False  # DeepSpeed ZeRO-3: the parameters in CPU memory too (ZeRO-Infinity's CPU tier)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # the run as a Kubernetes PyTorchJob
 
     def __post_init__(self) -> None:
         self.strategy = Strategy(self.strategy)  # from Python as from YAML: a plain string is taken
+        if isinstance(self.cluster, dict):  # from a recorded job's JSON
+            self.cluster = ClusterConfig(**self.cluster)
         require(self.nproc_per_node >= 1, "trainer.distributed.nproc_per_node", "must be at least 1")
         require(self.nodes >= 1 and 0 <= self.node_rank < self.nodes, "trainer.distributed.node_rank",
                 f"must be within [0, nodes={self.nodes})")

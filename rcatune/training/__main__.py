@@ -1,6 +1,9 @@
 """`python -m rcatune.training run training_job.json --result training_result.json`: run a serialised training
 job's recipe (setup, fit, save) in this process. Under a distributed launcher each rank runs it; its rank comes
-from the environment (WORLD_SIZE, RANK, LOCAL_RANK) and only rank 0 writes folders, metrics and the result."""
+from the environment (WORLD_SIZE, RANK, LOCAL_RANK) and only rank 0 writes folders, metrics and the result.
+
+`python -m rcatune.training manifest training_job.json --name NAME --out DIR`: the same job as a Kubernetes
+PyTorchJob (trainer.distributed.cluster.*), with the job rewritten for the cluster's shared volume."""
 
 from __future__ import annotations
 
@@ -14,7 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     ran = commands.add_parser("run", help="run a training job")
     ran.add_argument("job", help="a training_job.json (written by the training step)")
     ran.add_argument("--result", help="where rank 0 writes the TrainedModel (JSON)")
+    manifest = commands.add_parser("manifest", help="write the job as a Kubernetes PyTorchJob")
+    manifest.add_argument("job", help="a training_job.json of a distributed run (distributed=ddp|deepspeed_*)")
+    manifest.add_argument("--name", required=True, help="the PyTorchJob's name (and its folder on the volume)")
+    manifest.add_argument("--out", default=".", help="where pytorchjob.yaml and training_job.json go")
     args = parser.parse_args(argv)
+    if args.command == "manifest":
+        return _manifest(args)
 
     from rcatune import atomic
     from rcatune.config import instantiate
@@ -37,6 +46,24 @@ def main(argv: list[str] | None = None) -> int:
 
         atomic.write_text(Path(args.result), trained.model_dump_json())
     _leave_process_group()
+    return 0
+
+
+def _manifest(args) -> int:
+    from pathlib import Path
+
+    from rcatune.errors import RcatuneError
+    from rcatune.training.cluster import run_paths, write
+
+    try:
+        files = write(Path(args.job), args.name, Path(args.out))
+    except (RcatuneError, OSError, KeyError, ValueError) as error:
+        print(f"rcatune: error: {error}", file=sys.stderr)
+        return 2
+    paths = run_paths(args.name)
+    print(f"wrote {files[0]} and {files[1]}\nnext: copy {files[1].name} to {paths['job']} on the shared volume "
+          f"(trainer.distributed.cluster.volume_claim), then kubectl apply -f {files[0]}; the model lands in "
+          f"{paths['output']}/model")
     return 0
 
 
