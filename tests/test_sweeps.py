@@ -239,3 +239,19 @@ def test_a_four_trial_sweep_with_two_workers_killed_once_resumes_to_its_best_tri
     for store in stores:  # parallel trials corrupted no store
         with sqlite3.connect(store) as connection:
             assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",), store
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_sweep_runs_its_trials_as_submitit_jobs(tmp_path, state_home):
+    """hydra/launcher=submitit_local: the launcher SLURM clusters use (submitit), with its local executor: each
+    trial a submitit job with its own folder, the results read back and told to the study."""
+    env = {k: v for k, v in os.environ.items() if k != "RCATUNE_SWEEP_STORAGE"}
+    sweep = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, "run.py", *SWEEP, "hydra/launcher=submitit_local",
+                           "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=submitit", f"hydra.sweep.dir={sweep}"],
+                          cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((sweep / "sweep_summary.json").read_text())
+    assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 2 and summary["counts"]["fail"] == 0
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # two submitit jobs, their results
