@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -137,6 +138,11 @@ def test_a_killed_zero3_run_resumes_to_the_same_losses_and_saves_a_model_plain_t
     run_py(*args, f"hydra.run.dir={straight}")
     run_py_killed_at("training.checkpoint:5", *args, f"hydra.run.dir={killed}", pauses=tmp_path / "p")
     assert not (killed / "training" / "model").exists()
+    # torchrun starts each rank in a session of its own: the ranks die with their launcher all the same
+    deadline = time.time() + 30
+    while (left := subprocess.run(["pgrep", "-f", str(killed)], capture_output=True, text=True).stdout.split()):
+        assert time.time() < deadline, f"ranks outlived their killed launcher: {left}"
+        time.sleep(0.5)
     run_py(*args, "trainer.resume_from=latest", f"hydra.run.dir={killed}")
     summary = json.loads((killed / "run_summary.json").read_text())
     assert summary["status"] == "succeeded" and summary["decisions"]["resumed_from"].endswith("checkpoint-5")

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "manifest":
         return _manifest(args)
+    _die_with_launcher()
 
     from rcatune import atomic
     from rcatune.config import instantiate
@@ -47,6 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         atomic.write_text(Path(args.result), trained.model_dump_json())
     _leave_process_group()
     return 0
+
+
+def _die_with_launcher() -> None:
+    """A rank under torchrun lives in a session of its own (torch's elastic agent starts it so), so killing the
+    job's process group (a cancelled job, kill -9, the out-of-memory killer) misses it, and it would train on, or
+    wait forever at a collective. So it asks Linux to kill it when its launcher dies."""
+    import os
+
+    if sys.platform != "linux" or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the launcher died before the line above
+        os._exit(1)
 
 
 def _manifest(args) -> int:
