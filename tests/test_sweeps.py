@@ -25,15 +25,20 @@ def test_the_search_space_reads_hydras_sweep_syntax():
 
     space, fixed = parse_space({"trainer.learning_rate": "tag(log, interval(1e-5, 1e-2))",
                                 "trainer.warmup_ratio": "interval(0.0, 0.2)", "trainer.batch_size": "choice(2, 4, 8)",
-                                "trainer.epochs": "range(1, 4)", "method.r": "tag(int, interval(4, 32))",
+                                "trainer.epochs": "range(1, 4)", "method.rank": "tag(int, interval(4, 32))",
                                 "seed": "7"}, ["data.size=100,200", "progress=false"])
     assert space["trainer.learning_rate"] == FloatDistribution(1e-5, 1e-2, log=True)
     assert space["trainer.warmup_ratio"] == FloatDistribution(0.0, 0.2)
     assert space["trainer.batch_size"] == CategoricalDistribution([2, 4, 8])
     assert space["trainer.epochs"] == CategoricalDistribution([1, 2, 3])
-    assert space["method.r"] == IntDistribution(4, 32)
+    assert space["method.rank"] == IntDistribution(4, 32)
     assert space["data.size"] == CategoricalDistribution([100, 200])  # the command line's sweep joins the space
     assert fixed == ["seed=7", "progress=false"]
+    # the command line's +hydra.sweeper.params.trainer.warmup_ratio=... nests, and wins over the file's dotted key
+    nested, _ = parse_space({"trainer.warmup_ratio": "interval(0.0, 0.2)",
+                             "trainer": {"warmup_ratio": "interval(0.0, 0.05)", "batch_size": "choice(2, 4)"}}, [])
+    assert nested == {"trainer.warmup_ratio": FloatDistribution(0.0, 0.05),
+                      "trainer.batch_size": CategoricalDistribution([2, 4])}
 
 
 @pytest.mark.parametrize("params, why", [({"a": "tag(cube, interval(1, 2))"}, "unknown tag"),
@@ -46,6 +51,17 @@ def test_a_search_space_that_cannot_work_is_refused_with_the_key(params, why):
     with pytest.raises(ConfigError, match="hydra.sweeper.params") as error:
         parse_space(params, [])
     assert why in str(error.value)
+
+
+def test_a_bad_search_space_on_the_command_line_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "run.py", "hparams_search=optuna",
+                           '+hydra.sweeper.params.trainer.warmup_ratio="interval(2, 1)"',
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "rcatune: error: hydra.sweeper.params.trainer.warmup_ratio: interval(2.0, 1.0) needs low < high")
+    assert "Traceback" not in done.stderr
 
 
 def test_sampled_values_go_back_through_hydras_grammar():

@@ -18,7 +18,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from rcatune.errors import ConfigError
+from rcatune.errors import ConfigError, RcatuneError
 from rcatune.sweeps.space import override_value, parse_space
 from rcatune.sweeps.study import (
     STORAGE_ENV,
@@ -65,6 +65,15 @@ class RcatuneOptunaSweeper(Sweeper):
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
 
     def sweep(self, arguments: List[str]) -> Any:
+        """The search; a bad search space or an unreachable study database is one line and exit 2, as run.py
+        reports any configuration error."""
+        try:
+            return self._sweep(arguments)
+        except RcatuneError as error:
+            print(f"rcatune: error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    def _sweep(self, arguments: List[str]) -> Any:
         import optuna
         from optuna.trial import TrialState
 

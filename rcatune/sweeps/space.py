@@ -4,7 +4,7 @@
     trainer.warmup_ratio: interval(0.0, 0.2)                # a float
     trainer.batch_size: choice(2, 4, 8)                      # one of these
     trainer.epochs: range(1, 4)                              # an integer in [1, 4)
-    method.r: tag(int, interval(4, 32))                      # an integer in [4, 32]
+    method.rank: tag(int, interval(4, 32))                   # an integer in [4, 32]
 
 A plain value fixes the key for every trial. The command line's sweep arguments (`data.size=100,200`) join the
 space the same way.
@@ -23,7 +23,7 @@ def parse_space(params: dict[str, Any], arguments: Iterable[str]) -> tuple[dict[
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
-    lines = [f"{key}={value}" for key, value in (params or {}).items()] + list(arguments)
+    lines = [f"{key}={value}" for key, value in flatten(params or {}).items()] + list(arguments)
     try:
         overrides = parser.parse_overrides(lines)
     except Exception as error:
@@ -36,6 +36,20 @@ def parse_space(params: dict[str, Any], arguments: Iterable[str]) -> tuple[dict[
             continue
         space[key] = distribution(key, override)
     return space, fixed
+
+
+def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Keys as dotted paths. The YAML writes `trainer.learning_rate: ...` (one key); the command line's
+    `+hydra.sweeper.params.trainer.batch_size=...` nests (`trainer: {batch_size: ...}`). A nested key wins over
+    the same dotted one, as the command line wins over the file."""
+    flat: dict[str, Any] = {}
+    nested = {k: v for k, v in params.items() if isinstance(v, dict)}
+    for key, value in params.items():
+        if key not in nested:
+            flat[f"{prefix}{key}"] = value
+    for key, value in nested.items():
+        flat.update(flatten(value, f"{prefix}{key}."))
+    return flat
 
 
 def distribution(key: str, override) -> Any:

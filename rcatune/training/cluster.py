@@ -51,8 +51,8 @@ def pod_template(name: str, distributed: Any, role: str) -> dict[str, Any]:
         "image": cluster.image, "imagePullPolicy": "IfNotPresent",
         "command": torchrun_command(distributed, run_paths(name)),
         "env": [{"name": "RCATUNE_HOME", "value": f"{RUNS}/.rcatune"},
-                {"name": "OMP_NUM_THREADS", "value": "1" if cluster.gpus else str(max(1, int(float(cluster.cpu))))},
-                {"name": "TOKENIZERS_PARALLELISM", "value": "false"}],
+                {"name": "TOKENIZERS_PARALLELISM", "value": "false"}]
+               + ([{"name": "OMP_NUM_THREADS", "value": "1"}] if cluster.gpus else []),  # CPU ranks: torch decides
         "resources": {"requests": requests, "limits": limits},
         "volumeMounts": [{"name": "runs", "mountPath": RUNS}, {"name": "shm", "mountPath": "/dev/shm"}],
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},

@@ -239,15 +239,14 @@ class HfTrainer:
         if runtime.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
         path = model_path(job.model)  # may build the tiny model: before the seed, so a cached one trains the same
-        deepspeed = cfg.distributed.deepspeed and runtime.distributed
-        if deepspeed:
+        if cfg.distributed.deepspeed and runtime.distributed:
             deepspeed_process_group(cfg.distributed, runtime)
         set_seed(cfg.seed)
         tokenizer = load_tokenizer(job.model, path)
         objective = instantiate(job.objective)
-        if deepspeed:  # the settings first: while they live, ZeRO-3 partitions the weights as they load
-            data = objective.data(job, tokenizer, cfg)
-            args = self.arguments(job, len(data.train))
+        data = objective.data(job, tokenizer, cfg)
+        # the settings before the model: while they live, ZeRO-3 partitions the weights as they load
+        args = self.arguments(job, len(data.train))
         model = load_model(job.model, job.method, path, runtime)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -255,9 +254,6 @@ class HfTrainer:
         model.config.use_cache = False  # no KV cache in training; packed rows need it off for their mask
         trainable, total = parameter_counts(model)
 
-        if not deepspeed:
-            data = objective.data(job, tokenizer, cfg)
-            args = self.arguments(job, len(data.train))
         resume = find_checkpoint(cfg.resume_from, output_dir / CHECKPOINTS) if cfg.resume_from else None
         callbacks = [_mlflow_callback()] if runtime.is_main else []
         if job.trial is not None and not runtime.distributed:  # ranks would have to agree to stop: not pruned
