@@ -14,11 +14,13 @@ LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
 LF_VENV := .venv-llamafactory
 LF_STAMP := $(LF_VENV)/.installed
+TEAM_VENV := .venv-team
+TEAM_STAMP := $(TEAM_VENV)/.installed
 
 .PHONY: help setup run test test-fast audit lint lock clean-state zenml-runs zenml-models mlflow-ui \
 	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
 	bench bench-smoke serve deploy podman podman-start podman-stop kube \
-	postgres postgres-start postgres-stop chromium api
+	postgres postgres-start postgres-stop chromium api team team-start team-stop team-status lock-team
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -35,9 +37,9 @@ setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup labelstudio llamafactory podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
+test: setup labelstudio llamafactory team podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
-	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 \
+	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 RCATUNE_REQUIRE_TEAM=1 \
 	  $(PY) -m pytest -m "not gpu" --durations=15
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
@@ -94,6 +96,27 @@ lock-llamafactory: llamafactory  ## rewrite constraints-llamafactory.txt from .v
 	  $(LF_VENV)/bin/python -m pip freeze | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
 	  | grep -v -E '^(nvidia-|triton==|torchvision==)'; } > constraints-llamafactory.txt
 
+$(TEAM_STAMP): constraints-team.txt
+	@test -x $(TEAM_VENV)/bin/python || $(PYTHON) -m venv $(TEAM_VENV)
+	$(TEAM_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(TEAM_VENV)/bin/python -m pip install --quiet -c constraints-team.txt "zenml[server]==0.98.0" "mlflow[auth]==3.17.2"
+	@touch $(TEAM_STAMP)
+
+team: $(TEAM_STAMP)  ## install the team servers (ZenML server, MLflow server) in their own venv (zenml[server] pins fastapi < 0.139)
+
+team-start: setup team  ## start the ZenML server (127.0.0.1:8237) and MLflow server (:8238) for stack=team; state under the state folder
+	$(PY) -m rcatune.team start
+
+team-stop: setup  ## stop the team servers started from this state folder
+	$(PY) -m rcatune.team stop
+
+team-status: setup  ## are the team servers running, and where
+	$(PY) -m rcatune.team status
+
+lock-team: team  ## rewrite constraints-team.txt from .venv-team
+	{ echo "# Team servers venv (.venv-team: the ZenML server and the MLflow tracking server), versions tested together. Regenerate: make lock-team"; \
+	  $(TEAM_VENV)/bin/python -m pip freeze; } > constraints-team.txt
+
 serve: setup  ## serve the production version on 127.0.0.1:8400 (OpenAI-compatible; python -m rcatune.serving --help)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) -m rcatune.serving --version production
 
@@ -148,5 +171,6 @@ mlflow-ui: setup  ## MLflow UI on 127.0.0.1:5000 over the project store
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///$$RCATUNE_HOME/mlflow/mlflow.db
 
 clean-state:  ## delete the state folder (runs, ZenML store, MLflow store, Label Studio data): stops servers first
-	@if [ -x $(PY) ]; then $(PY) -m rcatune.annotation.server stop || true; $(PY) -m rcatune.deploy stop-all || true; fi
+	@if [ -x $(PY) ]; then $(PY) -m rcatune.annotation.server stop || true; $(PY) -m rcatune.deploy stop-all || true; \
+	  $(PY) -m rcatune.team stop || true; fi
 	rm -rf $${RCATUNE_HOME:-.rcatune}

@@ -49,8 +49,12 @@ def summary_lines(summary: RunSummary, with_error: bool = True) -> list[str]:
     lines.append(f"  summary     {Path(summary.run_dir) / RUN_SUMMARY}")
     if summary.mlflow:
         lines.append(f"  MLflow      run {summary.mlflow['run_id']} in experiment {summary.mlflow['experiment']}")
-        lines.append(f"              UI: .venv/bin/mlflow ui --backend-store-uri {summary.mlflow['tracking_uri']}")
-    if summary.zenml_run:
+        uri = summary.mlflow["tracking_uri"]
+        lines.append(f"              UI: {uri}" if uri.startswith(("http://", "https://"))
+                     else f"              UI: .venv/bin/mlflow ui --backend-store-uri {uri}")
+    if summary.zenml_run and summary.zenml_server:
+        lines.append(f"  ZenML       run {summary.zenml_run} on {summary.zenml_server} (its dashboard)")
+    elif summary.zenml_run:
         lines.append(f"  ZenML       run {summary.zenml_run}  (make zenml-runs lists the runs)")
     return lines
 

@@ -37,6 +37,7 @@ class RunSummary(BaseModel):
     overrides: list[str] = Field(default_factory=list)
     git: dict[str, Any] = Field(default_factory=dict)
     zenml_run: str | None = None
+    zenml_server: str | None = None  # the ZenML server the run is on (None: the project's own store)
     mlflow: dict[str, Any] = Field(default_factory=dict)
     data_hash: str | None = None
     counts: dict[str, Any] = Field(default_factory=dict)

@@ -24,7 +24,7 @@ from rcatune.errors import ConfigError, Interrupted, RcatuneError, TrialPruned
 from rcatune.progress import interactive
 from rcatune.runinfo import RunSummary, git_state
 from rcatune.runtime import Runtime
-from rcatune.state import configure_environment, mlflow_artifact_root, mlflow_tracking_uri, state_lock
+from rcatune.state import configure_environment, state_dir, state_lock
 
 ZENML_RUN_FILE = "zenml_run_name"  # in the run folder: the ZenML run's name, written as it starts
 
@@ -141,22 +141,24 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
     from zenml.enums import ExecutionMode
 
     from rcatune.logs import quiet_logs
-    from rcatune.stacks import ensure_stack, ensure_zenml_repository, load_definition
+    from rcatune.stacks import connect, ensure_stack, ensure_zenml_repository, load_definition, run_settings
     from rcatune.tracking import ensure_experiment
 
-    if cfg.stack.remote:
-        raise RcatuneError(f"stack={cfg.stack.name} is remote and needs a deployed ZenML server; see stacks/README.md")
+    connection = connect(cfg.stack, state_dir())  # before ZenML's client is made: which store, which login
     state = configure_environment()
     quiet_logs(bars=context.runtime.progress and interactive())
     experiment = cfg.experiment_name or definition.name
     with state_lock("setup", state):  # a fresh store is created (and migrated) by one run at a time
-        ensure_zenml_repository(state)
-        ensure_stack(load_definition(context.project_root / "stacks" / cfg.stack.definition, state))
-        ensure_experiment(experiment, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)))
+        ensure_zenml_repository(connection.repository)
+        ensure_stack(load_definition(context.project_root / "stacks" / cfg.stack.definition, state,
+                                     connection.mlflow_uri, cfg.stack.values))
+        ensure_experiment(experiment, connection.mlflow_uri, connection.mlflow_artifact_root)
     # FAIL_FAST: the failed step's own exception comes back (not a RuntimeError naming the step), and the
     # steps after it are not attempted
+    pipeline_settings, step_settings = run_settings(cfg.stack)  # a cluster stack's pods, per step
     options = {"enable_cache": cfg.pipeline.enable_cache, "execution_mode": ExecutionMode.FAIL_FAST,
-               "settings": {"experiment_tracker": {"experiment_name": experiment}}, **definition.options(cfg)}
+               "settings": {"experiment_tracker": {"experiment_name": experiment}, **pipeline_settings},
+               **({"steps": step_settings} if step_settings else {}), **definition.options(cfg)}
     run_name = f"{definition.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
     context.run_dir.mkdir(parents=True, exist_ok=True)
     (context.run_dir / ZENML_RUN_FILE).write_text(run_name, encoding="utf-8")  # whoever watches finds its steps
@@ -168,6 +170,7 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
         raise
     _collect(zenml_run, definition.outputs, summary)
     summary.zenml_run = zenml_run.name
+    summary.zenml_server = os.environ["ZENML_STORE_URL"] if connection.server else None
     definition.finish(cfg, context, summary)
 
 

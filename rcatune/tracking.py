@@ -32,15 +32,16 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-def ensure_experiment(name: str, tracking_uri: str, artifact_root: str) -> str:
-    """Create the experiment with an explicit artifact location (never ./mlruns); return its id."""
+def ensure_experiment(name: str, tracking_uri: str, artifact_root: str | None) -> str:
+    """Create the experiment with an explicit artifact location (never ./mlruns; None: a tracking server's own
+    artifact store); return its id."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=f"{artifact_root}/{name}")
+    return client.create_experiment(name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None)
 
 
 def tracking_run() -> bool:

@@ -1,4 +1,4 @@
-"""Audit every virtual environment the project makes (.venv, .venv-labelstudio, .venv-llamafactory) with
+"""Audit every virtual environment the project makes (.venv, .venv-labelstudio, .venv-llamafactory, .venv-team) with
 pip-audit against a vulnerability source (OSV, then PyPI's advisory data).
 
     python scripts/audit_dependencies.py [--venv .venv ...] [--accepted security/accepted-vulnerabilities.txt]
@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENVS = (".venv", ".venv-labelstudio", ".venv-llamafactory")
+VENVS = (".venv", ".venv-labelstudio", ".venv-llamafactory", ".venv-team")
 SOURCES = ("osv", "pypi")
 
 

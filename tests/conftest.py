@@ -43,6 +43,24 @@ def postgres(tmp_path_factory, state_home):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real kube-apiserver and controller manager (tests/kube_testbed.py; `make kube` builds them)."""
+    from tests.kube_testbed import Testbed, binaries
+
+    if binaries() is None:
+        reason = "the Kubernetes testbed is not built: scripts/kube-build.sh (make kube)"
+        if os.environ.get("RCATUNE_REQUIRE_KUBE") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    import urllib3
+
+    urllib3.disable_warnings()
+    testbed = Testbed(tmp_path_factory.mktemp("kube")).start()
+    yield testbed
+    testbed.stop()
+
+
 @pytest.fixture(scope="session")
 def sample_records() -> list[dict]:
     from rcatune.demo.generator import generate_sessions

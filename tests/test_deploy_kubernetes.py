@@ -5,15 +5,12 @@ ready, and report what the API server refuses; the manifests pass `kubernetes-va
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from rcatune.config.deployer import KubernetesDeployerConfig
 from rcatune.config.serving import ServingConfig
 from rcatune.deploy.records import Release
-
-KUBE_REQUIRED = os.environ.get("RCATUNE_REQUIRE_KUBE") == "1"
 
 
 def _release(version: str) -> Release:
@@ -67,23 +64,6 @@ def test_ab_manifests_pass_kubernetes_validate_strict_and_carry_no_store_url():
     with pytest.raises(SystemExit) as shown:  # the router takes the arguments the pod gives it
         main([*container["args"], "--help"])
     assert shown.value.code == 0
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    from tests.kube_testbed import Testbed, binaries
-
-    if binaries() is None:
-        reason = "the Kubernetes testbed is not built: scripts/kube-build.sh (make kube)"
-        if KUBE_REQUIRED:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    import urllib3
-
-    urllib3.disable_warnings()
-    testbed = Testbed(tmp_path_factory.mktemp("kube")).start()
-    yield testbed
-    testbed.stop()
 
 
 def _deployer(cluster, **fields):
