@@ -141,7 +141,14 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
     from zenml.enums import ExecutionMode
 
     from rcatune.logs import quiet_logs
-    from rcatune.stacks import connect, ensure_stack, ensure_zenml_repository, load_definition, run_settings
+    from rcatune.stacks import (
+        connect,
+        ensure_stack,
+        ensure_zenml_repository,
+        load_definition,
+        remove_step_containers,
+        run_settings,
+    )
     from rcatune.tracking import ensure_experiment
 
     connection = connect(cfg.stack, state_dir())  # before ZenML's client is made: which store, which login
@@ -155,7 +162,9 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
         ensure_experiment(experiment, connection.mlflow_uri, connection.mlflow_artifact_root)
     # FAIL_FAST: the failed step's own exception comes back (not a RuntimeError naming the step), and the
     # steps after it are not attempted
-    pipeline_settings, step_settings = run_settings(cfg.stack)  # a cluster stack's pods, per step
+    # a container stack's image and mounts, a cluster stack's pods per step
+    pipeline_settings, step_settings = run_settings(cfg.stack, [context.project_root, state, context.run_dir],
+                                                    context.project_root)
     options = {"enable_cache": cfg.pipeline.enable_cache, "execution_mode": ExecutionMode.FAIL_FAST,
                "settings": {"experiment_tracker": {"experiment_name": experiment}, **pipeline_settings},
                **({"steps": step_settings} if step_settings else {}), **definition.options(cfg)}
@@ -169,6 +178,8 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
         _collect_partial(run_name, definition.outputs, summary)
         raise
     _collect(zenml_run, definition.outputs, summary)
+    if cfg.stack.containers is not None and not cfg.stack.containers.keep:
+        remove_step_containers(cfg.stack.containers.docker_host)
     summary.zenml_run = zenml_run.name
     summary.zenml_server = os.environ["ZENML_STORE_URL"] if connection.server else None
     definition.finish(cfg, context, summary)

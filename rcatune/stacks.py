@@ -44,6 +44,9 @@ def connect(stack: Any, state: Path) -> Connection:
     if getattr(stack, "remote", False) and not zenml_url:
         raise ConfigError(f"stack={stack.name} runs its steps elsewhere (remote: true) and needs a ZenML server: set "
                           "stack.zenml_url (stacks/README.md)")
+    containers = getattr(stack, "containers", None)
+    if containers is not None and containers.docker_host:
+        os.environ["DOCKER_HOST"] = containers.docker_host  # ZenML's orchestrator asks docker.from_env()
     if not zenml_url:
         for key in ("ZENML_STORE_URL", "ZENML_STORE_USERNAME", "ZENML_STORE_PASSWORD", "ZENML_STORE_API_KEY"):
             if os.environ.pop(key, None) and key == "ZENML_STORE_URL":
@@ -138,11 +141,61 @@ def pod_settings(pod: Any) -> dict[str, Any]:
     return settings
 
 
-def run_settings(stack: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(pipeline settings, per-step configurations) for `pipeline.with_options`: the pod group without `steps` for
-    every step, each named step its own group's pod."""
+# what a step's container gets from the run's environment (never a login: those stay on this machine)
+CONTAINER_ENV = ("RCATUNE_HOME", "ZENML_CONFIG_PATH", "ZENML_REPOSITORY_PATH", "ZENML_ANALYTICS_OPT_IN",
+                 "ZENML_LOGGING_VERBOSITY", "ZENML_ENABLE_RICH_TRACEBACK", "ZENML_AUTO_OPEN_DASHBOARD",
+                 "MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "HF_HOME", "HF_HUB_OFFLINE",
+                 "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS", "RCATUNE_PAUSE_AT", "RCATUNE_PAUSE_DIR")
+
+
+def container_settings(containers: Any, mounts: list[Path], workdir: Path) -> dict[str, Any]:
+    """ZenML settings that run each step in `containers.image` with `mounts` (the project, the state folder, the
+    run's folder) at the same paths, so the steps read and write what a local run would. With
+    `mount_environment`, this machine's venv and interpreter are mounted read-only and put first on PATH."""
+    import sys
+
+    volumes: dict[str, dict[str, str]] = {}
+    for path in sorted({str(Path(m).resolve()) for m in mounts}):
+        if not any(path.startswith(other + os.sep) for other in volumes):
+            volumes[path] = {"bind": path, "mode": "rw"}
+    environment = {key: os.environ[key] for key in CONTAINER_ENV if os.environ.get(key)}
+    if containers.mount_environment:
+        for path in sorted({sys.prefix, sys.base_prefix}):
+            volumes.setdefault(path, {"bind": path, "mode": "ro"})
+        environment.update({"PATH": f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin", "VIRTUAL_ENV": sys.prefix})
+    environment.update({"PYTHONPATH": str(workdir), "GIT_PYTHON_REFRESH": "quiet"})  # no git in the image
+    return {"docker": {"parent_image": containers.image, "skip_build": True},
+            "orchestrator.local_docker": {"run_args": {"volumes": volumes, "environment": environment,
+                                                       "network_mode": containers.network,
+                                                       "working_dir": str(workdir), "labels": {STEP_LABEL: "1"}}}}
+
+
+STEP_LABEL = "io.rcatune.step"
+
+
+def remove_step_containers(docker_host: Optional[str] = None) -> int:
+    """Remove the exited step containers of a container stack (ZenML's orchestrator leaves them); return how many.
+    A failed run keeps its containers for `podman logs`/`docker logs`: this runs after a success only."""
+    import docker
+
+    client = docker.DockerClient(base_url=docker_host) if docker_host else docker.from_env()
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": STEP_LABEL, "status": "exited"}):
+        container.remove()
+        removed += 1
+    return removed
+
+
+def run_settings(stack: Any, mounts: Optional[list[Path]] = None,
+                 workdir: Optional[Path] = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pipeline settings, per-step configurations) for `pipeline.with_options`: a container stack's image and
+    mounts for every step; a cluster stack's pod group without `steps` for every step, each named step its own
+    group's pod."""
     pods = getattr(stack, "pods", None) or {}
     pipeline_settings: dict[str, Any] = {}
+    if getattr(stack, "containers", None) is not None:
+        pipeline_settings.update(container_settings(stack.containers, list(mounts or []),
+                                                    workdir or Path.cwd()))
     steps: dict[str, Any] = {}
     for pod in pods.values():
         settings = {ORCHESTRATOR_SETTINGS: {"pod_settings": pod_settings(pod)}}

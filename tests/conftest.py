@@ -61,6 +61,22 @@ def cluster(tmp_path_factory):
     testbed.stop()
 
 
+@pytest.fixture(scope="module")
+def engine():
+    """podman's Docker API on a socket under the state folder (`make podman` installs it): its DOCKER_HOST."""
+    from rcatune.deploy import podman
+    from rcatune.errors import RcatuneError
+
+    try:
+        info = podman.start()
+    except RcatuneError as error:
+        if os.environ.get("RCATUNE_REQUIRE_CONTAINERS") == "1":
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    yield info["docker_host"]
+    podman.stop()
+
+
 @pytest.fixture(scope="session")
 def sample_records() -> list[dict]:
     from rcatune.demo.generator import generate_sessions

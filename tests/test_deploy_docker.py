@@ -15,7 +15,6 @@ from rcatune.config.serving import ServingConfig
 from rcatune.models import model_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-CONTAINERS_REQUIRED = os.environ.get("RCATUNE_REQUIRE_CONTAINERS") == "1"
 
 
 def _free_port() -> int:
@@ -47,21 +46,6 @@ def test_without_an_engine_the_context_is_written_linted_and_the_commands_printe
                              ServingConfig())
     with pytest.raises(DeploymentError, match=r"(?s)no Docker API answers at unix://.*docker build -t"):
         nowhere.deploy(target)
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from rcatune.deploy import podman
-    from rcatune.errors import RcatuneError
-
-    try:
-        info = podman.start()
-    except RcatuneError as error:
-        if CONTAINERS_REQUIRED:
-            pytest.fail(str(error))
-        pytest.skip(str(error))
-    yield info["docker_host"]
-    podman.stop()
 
 
 def test_build_run_smoke_switch_roll_back_ab_test_and_a_container_that_fails_its_smoke_test(engine, servable_versions,

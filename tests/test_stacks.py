@@ -90,3 +90,26 @@ def test_every_stack_option_composes_and_names_a_definition(option):
 
     stack = compose([f"stack={option}"]).config().stack
     assert (ROOT / "stacks" / stack.definition).is_file()
+
+
+def test_a_container_stack_mounts_the_stores_at_their_own_paths_and_passes_no_login(tmp_path, monkeypatch):
+    import sys
+
+    from rcatune.jobs import compose
+    from rcatune.stacks import run_settings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "hunter2")
+    monkeypatch.setenv("ZENML_STORE_PASSWORD", "hunter3")
+    stack = compose(["stack=docker"]).config().stack
+    project, run_dir = tmp_path / "project", tmp_path / "project" / "runs" / "r1"
+    pipeline, steps = run_settings(stack, [project, run_dir, tmp_path / "state"], project)
+    assert steps == {}
+    assert pipeline["docker"] == {"parent_image": "localhost/rcatune-base:python3.11-bookworm", "skip_build": True}
+    run_args = pipeline["orchestrator.local_docker"]["run_args"]
+    volumes = run_args["volumes"]
+    assert volumes[str(project)] == {"bind": str(project), "mode": "rw"}
+    assert str(run_dir) not in volumes  # inside the project's mount already
+    assert volumes[sys.prefix]["mode"] == "ro"  # this machine's venv, read-only
+    assert run_args["environment"]["PATH"].startswith(f"{sys.prefix}/bin:")
+    assert "hunter" not in repr(run_args)
+    assert run_args["working_dir"] == str(project) and run_args["network_mode"] == "host"

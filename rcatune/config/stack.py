@@ -26,6 +26,19 @@ class PodConfig:
 
 
 @dataclass
+class ContainerConfig:
+    """A container stack's steps (ZenML's local Docker orchestrator): the image they run in and the engine."""
+
+    image: str = "localhost/rcatune-base:python3.11-bookworm"  # the offline base image `make podman` imports
+    docker_host: Optional[str] = None  # the engine's Docker API (podman's socket); None: $DOCKER_HOST
+    # mount this machine's pinned venv and interpreter read-only instead of installing them into the image (no
+    # registry or index reaches a build here); false: the image must hold rcatune and its requirements
+    mount_environment: bool = True
+    network: str = "host"  # the steps reach the stores and servers this machine reaches
+    keep: bool = False  # keep the exited step containers of a run that succeeded (a failed run's are always kept)
+
+
+@dataclass
 class StackConfig:
     name: str = MISSING
     definition: str = MISSING  # a YAML file in stacks/
@@ -43,6 +56,8 @@ class StackConfig:
     values: Dict[str, str] = field(default_factory=dict)
     # cluster stacks: the pods each step runs in (the training step on GPU nodes, the rest on CPU)
     pods: Dict[str, PodConfig] = field(default_factory=dict)
+    # container stacks: where each step's container comes from
+    containers: Optional[ContainerConfig] = None
 
     def __post_init__(self) -> None:
         named = [step for pod in self.pods.values() for step in pod.steps]
