@@ -271,3 +271,58 @@ def test_a_sweep_runs_its_trials_as_submitit_jobs(tmp_path, state_home):
     summary = json.loads((sweep / "sweep_summary.json").read_text())
     assert summary["counts"]["complete"] + summary["counts"]["pruned"] == 2 and summary["counts"]["fail"] == 0
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # two submitit jobs, their results
+
+
+@pytest.mark.integration
+def test_a_teams_study_lives_in_postgresql_shared_by_sweepers_and_outlives_a_killed_one(postgres, monkeypatch):
+    """$RCATUNE_SWEEP_STORAGE on a real PostgreSQL: two sweepers (each its own connection, as on two machines)
+    ask trials at once and get distinct numbers; a sweeper that restarts finds the study, fails its dead
+    predecessor's running trial and asks it again; the URL's password never shows."""
+    import threading
+    import time
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    from rcatune.sweeps.study import STORAGE_ENV, open_storage, recover_orphans, redacted, storage_url, sweeper_id
+
+    monkeypatch.setenv(STORAGE_ENV, postgres)
+    url = storage_url()
+    assert url == postgres and make_url_password(url) not in redacted(url)
+    name = f"team-{time.time_ns()}"
+    space = {"x": FloatDistribution(0, 1)}
+    optuna.create_study(study_name=name, storage=open_storage(url))
+    numbers: list[int] = []
+
+    def sweeper() -> None:
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+        for _ in range(5):
+            trial = study.ask(space)
+            study.tell(trial, trial.params["x"])
+            numbers.append(trial.number)
+
+    workers = [threading.Thread(target=sweeper) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(numbers) == list(range(10))  # none lost, none given twice
+
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    dead = study.ask(space)
+    dead.set_user_attr("sweeper", f"{sweeper_id().rpartition(':')[0]}:999999999")  # killed: no such process
+    restarted_storage = open_storage(url)  # the sweeper starts again, elsewhere
+    restarted = optuna.load_study(study_name=name, storage=restarted_storage)
+    assert recover_orphans(restarted, restarted_storage) == [dead.number]
+    again = restarted.ask(space)
+    assert again.params == dead.params and again.user_attrs["retry_of"] == dead.number
+    states = [t.state for t in restarted.get_trials()]
+    assert states.count(TrialState.COMPLETE) == 10 and states.count(TrialState.FAIL) == 1
+    optuna.delete_study(study_name=name, storage=restarted_storage)
+
+
+def make_url_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).password
