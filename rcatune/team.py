@@ -35,7 +35,6 @@ import requests
 from rcatune.errors import RcatuneError
 from rcatune.processes import alive, port_free, spawn, stop_group, tail
 from rcatune.state import state_dir
-from rcatune.venvs import find_executable
 
 HOST = "127.0.0.1"
 ZENML_PORT = 8237
@@ -82,10 +81,10 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _venv_bin(name: str) -> str:
+    """`<venv>/bin/<name>` of the team venv ($RCATUNE_TEAM_VENV, else .venv-team)."""
     venv = Path(os.environ.get(VENV_ENV) or PROJECT_ROOT / ".venv-team")
-    found = find_executable(name, "RCATUNE_TEAM_" + name.upper() + "_BIN", venv)
-    if found and Path(found).parent == venv / "bin":
-        return found
+    if os.access(venv / "bin" / name, os.X_OK):
+        return str(venv / "bin" / name)
     raise RcatuneError(f"the team servers are not installed in {venv}: {INSTALL_HINT}, or point {VENV_ENV} at a "
                        "venv holding zenml[server] and mlflow[auth]")
 
