@@ -10,6 +10,10 @@ export TOKENIZERS_PARALLELISM := false
 # about 1 s with one) unless OMP_NUM_THREADS is set.
 RUN_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
+# `make test` runs the suite on this many pytest-xdist workers (tests/conftest.py keeps each module, and the
+# modules that share the trained versions or the container engine, on one worker).
+TEST_WORKERS ?= 2
+
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
 LF_VENV := .venv-llamafactory
@@ -40,7 +44,7 @@ run: setup  ## run the default pipeline on embedded defaults
 test: setup labelstudio llamafactory team podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
 	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 RCATUNE_REQUIRE_TEAM=1 \
-	  $(PY) -m pytest -m "not gpu" --durations=15
+	  $(PY) -m pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest

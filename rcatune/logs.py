@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
 class StepFailuresReportedByRunner(logging.Filter):
@@ -35,7 +36,8 @@ def quiet_logs(bars: bool = True) -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not bars:
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
+        # transformers reads this when it is imported (about 1.7 s, which a run that never loads a model need
+        # not pay); one already imported is told directly
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()

@@ -13,6 +13,23 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# `make test` runs the suite on pytest-xdist workers (`--dist loadgroup`), each with its own state folder,
+# servers and ports. A module goes to one worker whole, so its module fixtures (a trained model, a server) are
+# made once; the modules that use `servable_versions` or the container engine share one worker, so the two
+# versions are trained once and one podman service builds the images.
+SHARED_WORKER = {"servable_versions", "engine"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    shared = {item.module.__name__ for item in items if SHARED_WORKER & set(getattr(item, "fixturenames", ()))}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = item.module.__name__
+            item.add_marker(pytest.mark.xdist_group("servable" if name in shared else name))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def state_home(tmp_path_factory) -> Path:
     """Every test (and every run.py it starts) writes under this session's own state folder."""
@@ -32,9 +49,10 @@ def postgres(tmp_path_factory, state_home):
     """Debian's PostgreSQL on 127.0.0.1, started by the project's own module (make postgres installs it)."""
     from rcatune.abtest import postgres as server
     from rcatune.errors import RcatuneError
+    from rcatune.processes import free_port
 
     try:
-        url = server.start()
+        url = server.start(port=free_port())  # a port of its own: `make test` runs two workers, each with one
     except RcatuneError as error:
         if os.environ.get("RCATUNE_REQUIRE_POSTGRES") == "1":
             raise

@@ -113,3 +113,19 @@ def test_a_container_stack_mounts_the_stores_at_their_own_paths_and_passes_no_lo
     assert run_args["environment"]["PATH"].startswith(f"{sys.prefix}/bin:")
     assert "hunter" not in repr(run_args)
     assert run_args["working_dir"] == str(project) and run_args["network_mode"] == "host"
+
+
+def test_a_run_does_not_activate_the_integrations_no_step_uses():
+    """ZenML's activation of every installed integration is narrowed through the registry's own dict: if
+    upstream stops reading it, torch and scikit-learn come back into every run (4.5 s) and this fails."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from rcatune.stacks import skip_unused_integrations; skip_unused_integrations(); "
+            "from zenml.integrations.registry import integration_registry as r; r.activate_integrations(); "
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    narrowed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert narrowed.stdout.strip().splitlines()[-1] == "[]", narrowed.stdout + narrowed.stderr
+    everything = code.replace("skip_unused_integrations(); ", "")
+    plain = subprocess.run([sys.executable, "-c", everything], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert plain.stdout.strip().splitlines()[-1] == "['sklearn', 'torch']", plain.stdout + plain.stderr
