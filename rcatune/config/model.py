@@ -29,7 +29,7 @@ class Dtype(str, enum.Enum):
 
 @dataclass
 class FamilyConfig:
-    name: str = MISSING  # llama3 | llama2 | mistral | qwen2 | phi3 | tiny
+    name: str = MISSING  # llama3 | llama2 | mistral | qwen2 | phi3 | gemma3 | tiny
     chat_template: str = "tokenizer"  # a name in rcatune.models.templates, or 'tokenizer' (the model's own)
     lora_target_modules: List[str] = field(default_factory=list)
 
@@ -90,5 +90,15 @@ class TinyModelConfig(ModelConfig):
         require(self.english_words >= 0, "model.english_words", "must be 0 (none) or a count of words")
 
 
-SCHEMAS = {"base": ModelConfig, "tiny": TinyModelConfig}
+@dataclass
+class PackagedModelConfig(ModelConfig):
+    """A pretrained model whose weights come in a Python package as a GGUF file (model=gemma3_270m), for machines
+    without the hub: converted once into a safetensors folder under the state folder, named by the file's SHA-256,
+    then loaded through `from_pretrained` like any checkout (rcatune.models.packaged)."""
+
+    package: str = MISSING  # the import name of the package that assembles the file
+    extra: str = MISSING  # the rcatune extra that installs it: pip install 'rcatune[EXTRA]'
+
+
+SCHEMAS = {"base": ModelConfig, "tiny": TinyModelConfig, "packaged": PackagedModelConfig}
 FAMILY_SCHEMAS = {"base": FamilyConfig}

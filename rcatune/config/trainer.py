@@ -164,7 +164,7 @@ class HfTrainerConfig(TrainerConfig):
 
 
 LLAMA_FACTORY_TEMPLATES = {"llama3": "llama3", "llama2": "llama2", "mistral": "mistral", "qwen2": "qwen",
-                           "phi3": "phi", "tiny": "chatml"}
+                           "phi3": "phi", "gemma3": "gemma3", "tiny": "chatml"}
 
 
 @dataclass

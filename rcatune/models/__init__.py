@@ -1,8 +1,9 @@
-"""Base models: the tiny built-in one, and loading any model through `from_pretrained`."""
+"""Base models: the tiny built-in one, packaged ones (GGUF in a Python package), and any model through
+`from_pretrained`."""
 
 from __future__ import annotations
 
-from rcatune.config.model import ModelConfig, TinyModelConfig
+from rcatune.config.model import ModelConfig, PackagedModelConfig, TinyModelConfig
 
 
 def model_path(cfg: ModelConfig) -> str:
@@ -13,6 +14,11 @@ def model_path(cfg: ModelConfig) -> str:
         from rcatune.state import state_dir
 
         return str(ensure_tiny_model(cfg, state_dir() / "models"))
+    if isinstance(cfg, PackagedModelConfig):
+        from rcatune.models.packaged import ensure_packaged_model
+        from rcatune.state import state_dir
+
+        return str(ensure_packaged_model(cfg, state_dir() / "models"))
     return cfg.name_or_path
 
 

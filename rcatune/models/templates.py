@@ -55,4 +55,20 @@ PHI3 = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}"
 )
 
-TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "llama2": LLAMA2, "mistral": MISTRAL, "phi3": PHI3}
+# Gemma 3: <start_of_turn>user ... <end_of_turn>, the assistant's role is `model`, and a system message is put
+# at the head of the first user turn (Gemma has no system role).
+GEMMA3 = (
+    "{{ bos_token }}"
+    "{% set system = messages[0]['content'] | trim + '\\n\\n' if messages[0]['role'] == 'system' else '' %}"
+    "{% for message in messages if message['role'] != 'system' %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<start_of_turn>model\\n' }}"
+    "{% generation %}{{ message['content'] | trim + '<end_of_turn>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ '<start_of_turn>' + message['role'] + '\\n' + (system if loop.first else '')"
+    " + message['content'] | trim + '<end_of_turn>\\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+
+TEMPLATES = {"chatml": CHATML, "llama3": LLAMA3, "llama2": LLAMA2, "mistral": MISTRAL, "phi3": PHI3,
+             "gemma3": GEMMA3}
