@@ -13,21 +13,39 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-# `make test` runs the suite on pytest-xdist workers (`--dist loadgroup`), each with its own state folder,
-# servers and ports. A module goes to one worker whole, so its module fixtures (a trained model, a server) are
-# made once; the modules that use `servable_versions` or the container engine share one worker, so the two
-# versions are trained once and one podman service builds the images.
-SHARED_WORKER = {"servable_versions", "engine"}
+# `make test` runs the suite on pytest-xdist workers (`-n 2 --dist loadscope`), each with its own state folder,
+# servers and ports. A module goes to one worker whole, so its module fixtures (a trained model, a server) are made
+# once; the modules that use `servable_versions` or the container engine share one worker, so the two versions are
+# trained once and one podman service builds the images. (xdist's own `loadgroup` cannot do it with pytest 9.2:
+# it renames the nodeid through an attribute pytest no longer reads.)
+SHARED_WORKER_FIXTURES = {"servable_versions", "engine"}
+SHARED_WORKER_MODULES = {
+    "tests/test_abtest_deploy.py", "tests/test_api.py", "tests/test_api_page.py", "tests/test_crash.py",
+    "tests/test_deploy_docker.py", "tests/test_deploy_kubernetes.py", "tests/test_deploy_local.py",
+    "tests/test_registry.py", "tests/test_stack_docker.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesAndSharedWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "shared-worker" if module in SHARED_WORKER_MODULES else module
+
+    return ModulesAndSharedWorker(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    shared = {item.module.__name__ for item in items if SHARED_WORKER & set(getattr(item, "fixturenames", ()))}
+    """A module that takes a shared worker's fixture must be listed, or its worker would train the versions (or
+    start an engine) a second time."""
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            name = item.module.__name__
-            item.add_marker(pytest.mark.xdist_group("servable" if name in shared else name))
+        module = item.nodeid.split("::", 1)[0]
+        if SHARED_WORKER_FIXTURES & set(getattr(item, "fixturenames", ())) and module not in SHARED_WORKER_MODULES:
+            raise pytest.UsageError(f"{module} uses {sorted(SHARED_WORKER_FIXTURES)}: add it to SHARED_WORKER_MODULES "
+                                    "in tests/conftest.py")
 
 
 @pytest.fixture(scope="session", autouse=True)
