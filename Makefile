@@ -51,7 +51,7 @@ run: setup  ## run the default pipeline on embedded defaults
 test: setup gemma labelstudio llamafactory team podman kube postgres chromium  ## run the test suite (unit + integration with real local stores and servers)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} RCATUNE_REQUIRE_LABEL_STUDIO=1 RCATUNE_REQUIRE_LLAMAFACTORY=1 \
 	  RCATUNE_REQUIRE_CONTAINERS=1 RCATUNE_REQUIRE_KUBE=1 RCATUNE_REQUIRE_POSTGRES=1 RCATUNE_REQUIRE_BROWSER=1 RCATUNE_REQUIRE_TEAM=1 RCATUNE_REQUIRE_GEMMA=1 \
-	  $(PY) -m pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
+	  $(PY) -m pytest -m "not gpu" -n $(TEST_WORKERS) --dist loadscope --durations=25
 
 test-fast: setup  ## the fast unit tier only (what a plain `pytest` runs)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-# `make test` runs the suite on pytest-xdist workers (`-n 2 --dist loadscope --no-loadscope-reorder`), each with its own state folder,
+# `make test` runs the suite on pytest-xdist workers (`-n 2 --dist loadscope`), each with its own state folder,
 # servers and ports. A module goes to one worker whole, so its module fixtures (a trained model, a server) are made
 # once; the modules that use `servable_versions` or the container engine share one worker, so the two versions are
 # trained once and one podman service builds the images. (xdist's own `loadgroup` cannot do it with pytest 9.2:
@@ -38,24 +38,9 @@ def pytest_xdist_make_scheduler(config, log):
     return ModulesAndSharedWorker(config, log)
 
 
-# The longest modules start first, so no worker is left with one of them at the end (seconds on two workers, this
-# machine, December 2026: the shared worker's modules 2355 together, then these; every other module under 160).
-LONGEST_FIRST = ["tests/test_distributed.py", "tests/test_annotation_server.py", "tests/test_pipeline.py",
-                 "tests/test_bench.py", "tests/test_sweeps.py", "tests/test_gemma.py", "tests/test_stack_team.py",
-                 "tests/test_llama_factory.py", "tests/test_jobs.py"]
-
-
-def _start_rank(module: str) -> int:
-    if module in SHARED_WORKER_MODULES:
-        return 0
-    return 1 + LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST) + 1
-
-
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, the longest modules first. A module that takes a shared worker's fixture must be listed, or its
-    worker would train the versions (or start an engine) a second time."""
-    if hasattr(config, "workerinput"):  # every worker sorts alike: the scheduler hands out modules in this order
-        items.sort(key=lambda item: _start_rank(item.nodeid.split("::", 1)[0]))
+    """A module that takes a shared worker's fixture must be listed, or its worker would train the versions (or
+    start an engine) a second time."""
     for item in items:
         module = item.nodeid.split("::", 1)[0]
         if SHARED_WORKER_FIXTURES & set(getattr(item, "fixturenames", ())) and module not in SHARED_WORKER_MODULES:
