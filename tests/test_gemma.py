@@ -112,37 +112,18 @@ def test_one_lora_step_then_a_few_generated_tokens(gemma, tmp_path):
 
 
 def test_the_server_answers_one_chat_completion_from_it(gemma):
-    import socket
-    import threading
-
     import requests
-    import uvicorn
 
     from rcatune.config.serving import ServingConfig
     from rcatune.inference import load_base
     from rcatune.runtime import Runtime
-    from rcatune.serving.app import create_app
     from rcatune.serving.engine import ServedModel
+    from tests.test_serving import _serve
 
     cfg, _, _ = gemma
-    app = create_app([ServedModel("gemma3-270m", load_base(cfg, Runtime(device="cpu", progress=False)))],
-                     ServingConfig(max_tokens=16))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
+    url, stop = _serve([ServedModel("gemma3-270m", load_base(cfg, Runtime(device="cpu", progress=False)))],
+                       ServingConfig(max_tokens=16))
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
         answer = requests.post(url + "/v1/chat/completions", timeout=300, json={
             "model": "gemma3-270m", "max_tokens": 4,
             "messages": [{"role": "user", "content": "checkout returns 503 after a deploy; what failed?"}]})
@@ -150,5 +131,4 @@ def test_the_server_answers_one_chat_completion_from_it(gemma):
         body = answer.json()
         assert body["object"] == "chat.completion" and body["usage"]["completion_tokens"] >= 1
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop()

@@ -20,16 +20,18 @@ pytestmark = pytest.mark.slow
 TINY = TinyModelConfig(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, vocab_size=1024)
 
 
-def _serve():
-    """A real uvicorn on a free 127.0.0.1 port with the tiny base model, once it is ready: (url, stop)."""
+def _serve(served=None, settings=None):
+    """A real uvicorn on a free 127.0.0.1 port with `served` (ServedModel list; default: the tiny base model),
+    once it is ready: (url, stop)."""
     import uvicorn
 
     from rcatune.config.serving import ServingConfig
     from rcatune.serving.app import create_app
     from rcatune.serving.engine import ServedModel
 
-    loaded = load_base(TINY, Runtime(device="cpu", progress=False))
-    app = create_app([ServedModel("tiny-base", loaded)], ServingConfig(max_tokens=64))
+    if served is None:
+        served = [ServedModel("tiny-base", load_base(TINY, Runtime(device="cpu", progress=False)))]
+    app = create_app(served, settings or ServingConfig(max_tokens=64))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
