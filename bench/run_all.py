@@ -1,6 +1,7 @@
 """Every CPU benchmark in one go (`make bench`; `make bench-smoke` for the CI-sized run).
 
-    python bench/run_all.py [--smoke] [--only train,logits,data,pipeline,generation,serving,abuse] [--out bench/results]
+    python bench/run_all.py [--smoke] [--only train,logits,data,pipeline,startup,generation,serving,abuse]
+                             [--out bench/results]
 
 Writes bench/results/<name>.json and .md per benchmark and bench/results/summary.md, then prints it.
 The GPU benchmark (bench/gpu_qlora.py) runs on a lent GPU instead; see its docstring.
@@ -15,11 +16,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import answer_logits, data_path, generation, pipeline_overhead, serving, serving_abuse, train_throughput  # noqa: E402
+from bench import (  # noqa: E402
+    answer_logits,
+    data_path,
+    generation,
+    pipeline_overhead,
+    serving,
+    serving_abuse,
+    startup,
+    train_throughput,
+)
 from bench.common import RESULTS  # noqa: E402
 
 BENCHES = {"train": train_throughput, "logits": answer_logits, "data": data_path, "pipeline": pipeline_overhead,
-           "generation": generation, "serving": serving, "abuse": serving_abuse}
+           "startup": startup, "generation": generation, "serving": serving, "abuse": serving_abuse}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -37,7 +47,7 @@ def main(argv: list[str] | None = None) -> Path:
         module.main(["--smoke"] * args.smoke + ["--out", str(args.out)])
         suffix = "_smoke" if args.smoke else ""
         stem = {"train": "train_throughput", "logits": "answer_logits", "data": "data_path",
-                "pipeline": "pipeline_overhead", "generation": "generation", "serving": "serving",
+                "pipeline": "pipeline_overhead", "startup": "startup", "generation": "generation", "serving": "serving",
                 "abuse": "serving_abuse"}[name]
         sections.append((args.out / f"{stem}{suffix}.md").read_text())
         print(f"== {name}: {time.perf_counter() - mark:.0f} s", flush=True)

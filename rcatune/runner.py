@@ -148,6 +148,7 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
         load_definition,
         remove_step_containers,
         run_settings,
+        skip_unloaded_autologging,
         skip_unused_integrations,
     )
     from rcatune.tracking import ensure_experiment
@@ -174,6 +175,7 @@ def _execute(definition: PipelineDefinition, cfg: RunConfig, context: RunContext
     (context.run_dir / ZENML_RUN_FILE).write_text(run_name, encoding="utf-8")  # whoever watches finds its steps
     pipeline = definition.pipeline.with_options(run_name=run_name, **options)
     skip_unused_integrations()
+    skip_unloaded_autologging()
     try:
         zenml_run = pipeline(**definition.inputs(cfg, context))
     except BaseException:

@@ -55,21 +55,22 @@ def connect(stack: Any, state: Path) -> Connection:
     else:
         local = _local_team_credentials(state, zenml_url, mlflow_url)
         folder = state / "zenml" / "servers" / re.sub(r"[^A-Za-z0-9.-]+", "_", zenml_url.split("://")[-1]).strip("_")
+        # the login first: a refused one leaves this process's environment pointing where it pointed
+        _login("ZenML server", zenml_url, ZENML_LOGIN, {"ZENML_STORE_USERNAME": local.get("zenml_username"),
+                                                         "ZENML_STORE_PASSWORD": local.get("zenml_password")})
         folder.mkdir(parents=True, exist_ok=True)
         folder.chmod(0o700)
         os.environ.update({"ZENML_CONFIG_PATH": str(folder / "config"), "ZENML_REPOSITORY_PATH": str(folder),
                            "ZENML_STORE_URL": zenml_url.rstrip("/")})
-        _login("ZenML server", zenml_url, ZENML_LOGIN, {"ZENML_STORE_USERNAME": local.get("zenml_username"),
-                                                         "ZENML_STORE_PASSWORD": local.get("zenml_password")})
         repository = folder
     if not mlflow_url:
         return Connection(repository, mlflow_tracking_uri(state), str(mlflow_artifact_root(state)),
                           server=bool(zenml_url))
     local = _local_team_credentials(state, zenml_url, mlflow_url)
-    os.environ["MLFLOW_TRACKING_URI"] = mlflow_url.rstrip("/")
     _login("MLflow server", mlflow_url, MLFLOW_LOGIN,
            {"MLFLOW_TRACKING_USERNAME": local.get("mlflow_username"),
             "MLFLOW_TRACKING_PASSWORD": local.get("mlflow_password")})
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_url.rstrip("/")
     return Connection(repository, mlflow_url.rstrip("/"), None, server=bool(zenml_url))
 
 
@@ -285,6 +286,32 @@ def skip_unused_integrations() -> None:
 
     for name in UNUSED_INTEGRATIONS:
         integration_registry.integrations.pop(name, None)
+
+
+# ZenML's MLflow tracker ends every step by switching autologging off for eight frameworks, importing each one's
+# MLflow flavor to do it; mlflow.pytorch imports torch (1.2 s of a run that never touches a model, measured).
+# Autologging can only have been switched on through a flavor already imported, so the others are left alone.
+AUTOLOG_FRAMEWORKS = ("tensorflow", "xgboost", "lightgbm", "statsmodels", "spark", "sklearn", "fastai", "pytorch")
+
+
+def skip_unloaded_autologging() -> None:
+    """Make ZenML's MLflow tracker switch autologging off only for the MLflow flavors this process imported. No
+    setting turns the imports off: this replaces the tracker's `disable_autologging` (tests/test_stacks.py fails
+    if upstream renames it, or stops calling it when a step ends)."""
+    import sys
+
+    from zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker import MLFlowExperimentTracker
+
+    def disable_autologging(self) -> None:
+        for framework in AUTOLOG_FRAMEWORKS:
+            flavor = sys.modules.get(f"mlflow.{framework}")
+            if flavor is not None:
+                try:
+                    flavor.autolog(disable=True)
+                except Exception as error:  # as upstream: a flavor that cannot say so is not a failed step
+                    log.warning("could not switch MLflow autologging off for %s: %s", framework, error)
+
+    MLFlowExperimentTracker.disable_autologging = disable_autologging
 
 
 def step_jobs(stack: Any, image: str, namespace: str = "default") -> dict[str, dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -149,12 +150,12 @@ SERVABLE_OVERRIDES = ["data.size=40", "trainer.epochs=24", "trainer.learning_rat
                       "evaluation.require_improvement=false"]
 
 
-def run_py(*args: str, check: bool = True, timeout: int = 900):
-    """`python run.py ARGS` from the checkout, in this test session's state folder."""
+def run_py(*args: str, check: bool = True, timeout: int = 900, env: Optional[dict[str, str]] = None):
+    """`python run.py ARGS` from the checkout, in this test session's state folder (`env`: added variables)."""
     import subprocess
     import sys
 
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     result = subprocess.run([sys.executable, "run.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode != 0:

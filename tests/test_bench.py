@@ -61,5 +61,8 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
                                                                        rel=1e-4)  # the same loss, cheaper
     data = json.loads((tmp_path / "data_path_smoke.json").read_text())
     assert set(data["scaling"]) == {"200", "1000"}
+    startup = json.loads((tmp_path / "startup_smoke.json").read_text())
+    assert set(startup["medians"]) == {"now", "before"} and (tmp_path / "startup_smoke.md").read_text() in text
+    assert startup["medians"]["before"]["imported_torch"] == 1  # the wrapper undoes the levers, or this is moot
     overhead = json.loads((tmp_path / "pipeline_overhead_smoke.json").read_text())
     assert overhead["medians"]["run.py"]["train_model_seconds"] > 0 and "added_seconds" in overhead

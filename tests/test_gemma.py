@@ -90,7 +90,7 @@ def test_one_lora_step_then_a_few_generated_tokens(gemma, tmp_path):
 
     cfg, _, _ = gemma
     examples = [TrainingExample.model_validate(r) for r in generate_sessions(6, seed=3)]
-    trainer = HfTrainerConfig(learning_rate=2e-4, epochs=1, batch_size=2, gradient_accumulation_steps=1,
+    trainer = HfTrainerConfig(learning_rate=2e-4, epochs=1, batch_size=1, gradient_accumulation_steps=2,
                               max_length=1024, gradient_checkpointing=False, logging_steps=1, warmup_ratio=0.0,
                               root_cause_weight=5)
     runtime = Runtime(device="cpu", progress=False)
@@ -99,7 +99,6 @@ def test_one_lora_step_then_a_few_generated_tokens(gemma, tmp_path):
     started = time.perf_counter()
     trained = HfTrainer(trainer).train(job)
     print(f"one LoRA step on 2 sessions in {time.perf_counter() - started:.0f} s: {trained.metrics}")
-    # 9.4 GB peak with two sessions in the evaluation batch, most of it the 262k-wide logits of every position
     assert trained.is_adapter and (Path(trained.model_dir) / "adapter_config.json").exists()
     assert trained.metrics["train_loss"] > 0 and trained.metrics["eval_loss"] == trained.metrics["eval_loss"]
     loaded = load_folder(trained.model_dir, runtime)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from rcatune.runtime import GPU_DEVICE_FILES
 from tests.conftest import ROOT, run_py, run_py_killed_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -108,8 +110,14 @@ def test_reproduction_from_the_summary_gives_the_same_data(tmp_path):
     run_py("pipeline=prepare", "data.size=50", "data.seed=3", "data.split.min_examples=10", f"hydra.run.dir={first}")
     summary = json.loads((first / "run_summary.json").read_text())
     again = tmp_path / "again"
-    run_py(*summary["overrides"], f"hydra.run.dir={again}")
+    imports = run_py(*summary["overrides"], f"hydra.run.dir={again}", env={"PYTHONPROFILEIMPORTTIME": "1"}).stderr
     assert json.loads((again / "run_summary.json").read_text())["data_hash"] == summary["data_hash"]
+    # a run that never trains does not import torch (start-up: Runtime.detect, ZenML's integrations and its
+    # MLflow tracker each used to), unless this machine has a GPU driver torch must be asked about
+    imported = {line.rsplit("|", 1)[1].strip() for line in imports.splitlines() if line.startswith("import time:")}
+    assert "zenml" in imported
+    if not any(Path(p).exists() for p in GPU_DEVICE_FILES):
+        assert "torch" not in imported
 
 
 def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_again(tmp_path):
@@ -253,3 +261,21 @@ def test_killed_training_resumes_to_the_losses_of_a_run_never_killed(never_kille
     assert len(evals) == (3 if where == "mid_epoch" else 2)
     assert evals == pytest.approx(_eval_losses(never_killed)[-len(evals):], rel=1e-6)
     assert summary["metrics"]["eval_loss"] == pytest.approx(straight["metrics"]["eval_loss"], rel=1e-6)
+
+
+def test_the_handwritten_loop_trains_then_scores_the_new_version_on_sessions_people_wrote(tmp_path):
+    """scripts/handwritten_loop.py (make gemma-run): one command, one table of base, tuned and bag-of-words."""
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "loop"
+    result = subprocess.run([sys.executable, "scripts/handwritten_loop.py", "--sets", "set6", "--run-dir",
+                             str(run_dir), "data.size=50", "trainer.epochs=1", *TINY_OVERRIDES], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = (run_dir / "handwritten.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| set ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| shift (headline)", "| test (split)", "| set6 (hand-written)"]
+    set6 = json.loads((run_dir / "handwritten" / "set6" / "run_summary.json").read_text())
+    assert set6["evaluation"]["sets"]["data"]["tuned"]["examples"] == 21  # every session of the set, not 4
+    assert f"of {21}" in rows[2] and table in result.stdout

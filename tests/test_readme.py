@@ -27,7 +27,9 @@ def test_readme_command_composes(command, tmp_path, monkeypatch):
     args = [a for a in args if a != "job"]
     overrides = [re.sub(r"=(\w+)(,\w+)+$", r"=\1", a) for a in args]  # a sweep: compose its first point
     monkeypatch.chdir(tmp_path)  # the files the README's commands name, as a user would have them
-    for name in ("sessions.jsonl", "sessions.csv", "new.jsonl"):
+    named = [a.split("=", 1)[1] for a in args if a.startswith("data.path=")]
+    for name in ("sessions.jsonl", "sessions.csv", "new.jsonl", *named):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")
     (tmp_path / "RUN_DIR" / "export" / "merged").mkdir(parents=True)
     (tmp_path / "RUN_DIR" / "export" / "merged" / "config.json").write_text("{}")

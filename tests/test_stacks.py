@@ -70,6 +70,8 @@ def test_a_server_stack_takes_its_login_from_the_environment_and_never_from_yaml
                      "stack.mlflow_url=https://mlflow.example.com"]).config().stack
     with pytest.raises(ConfigError, match="ZENML_STORE_USERNAME/ZENML_STORE_PASSWORD or ZENML_STORE_API_KEY"):
         connect(stack, tmp_path)
+    # a refused login changes nothing: later runs of this process would otherwise talk to that server
+    assert "ZENML_STORE_URL" not in os.environ and "MLFLOW_TRACKING_URI" not in os.environ
     monkeypatch.setenv("ZENML_STORE_API_KEY", "key")
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "token")
     monkeypatch.setenv("ZENML_STORE_URL", "")
@@ -115,17 +117,44 @@ def test_a_container_stack_mounts_the_stores_at_their_own_paths_and_passes_no_lo
     assert run_args["working_dir"] == str(project) and run_args["network_mode"] == "host"
 
 
-def test_a_run_does_not_activate_the_integrations_no_step_uses():
-    """ZenML's activation of every installed integration is narrowed through the registry's own dict: if
-    upstream stops reading it, torch and scikit-learn come back into every run (4.5 s) and this fails."""
+def _printed_last(code: str) -> str:
+    """The last line `python -c CODE` prints, from a fresh process (what it imported is its own)."""
     import subprocess
     import sys
 
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip(), result.stdout + result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_a_run_does_not_activate_the_integrations_no_step_uses():
+    """ZenML's activation of every installed integration is narrowed through the registry's own dict: if
+    upstream stops reading it, torch and scikit-learn come back into every run (4.5 s) and this fails."""
     code = ("import sys; from rcatune.stacks import skip_unused_integrations; skip_unused_integrations(); "
             "from zenml.integrations.registry import integration_registry as r; r.activate_integrations(); "
             "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
-    narrowed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert narrowed.stdout.strip().splitlines()[-1] == "[]", narrowed.stdout + narrowed.stderr
-    everything = code.replace("skip_unused_integrations(); ", "")
-    plain = subprocess.run([sys.executable, "-c", everything], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert plain.stdout.strip().splitlines()[-1] == "['sklearn', 'torch']", plain.stdout + plain.stderr
+    assert _printed_last(code) == "[]"
+    assert _printed_last(code.replace("skip_unused_integrations(); ", "")) == "['sklearn', 'torch']"
+
+
+def test_a_step_ends_without_importing_the_mlflow_flavors_no_one_loaded():
+    """ZenML's MLflow tracker switches autologging off after every step by importing eight MLflow flavors
+    (mlflow.pytorch imports torch). Replaced, it still switches off what was loaded, and no more; if upstream
+    stops calling `disable_autologging` at a step's end, or renames it, this fails."""
+    import inspect
+
+    from zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker import MLFlowExperimentTracker
+
+    assert "self.disable_autologging()" in inspect.getsource(MLFlowExperimentTracker.cleanup_step_run)
+    code = ("import sys; from rcatune.stacks import skip_unloaded_autologging; skip_unloaded_autologging(); "
+            "from zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker import "
+            "MLFlowExperimentTracker as T; T.disable_autologging(None); print('torch' in sys.modules)")
+    assert _printed_last(code) == "False"
+    assert _printed_last(code.replace("skip_unloaded_autologging(); ", "")) == "True"  # upstream's imports torch
+    # a flavor that was loaded and switched on is still switched off
+    check = ("import mlflow.sklearn; from mlflow.utils.autologging_utils import autologging_is_disabled as off; "
+             "mlflow.sklearn.autolog(); before = off('sklearn'); "
+             "from rcatune.stacks import skip_unloaded_autologging; skip_unloaded_autologging(); "
+             "from zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker import "
+             "MLFlowExperimentTracker as T; T.disable_autologging(None); print(before, off('sklearn'))")
+    assert _printed_last(check) == "False True"

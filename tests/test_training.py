@@ -196,6 +196,42 @@ def test_the_weighted_loss_reads_only_the_answers_logits_of_a_real_model(tokeniz
     assert torch.isclose(weighted_loss(part, labels, weights, kept), whole, atol=1e-5)
 
 
+def test_the_plain_answer_loss_is_the_models_own_from_the_answers_logits_only(tokenizer, examples, tmp_path):
+    """Unweighted training and every evaluation take the answer's logits only (a 262k-token vocabulary made the
+    whole sequence's logits most of Gemma's memory) and still give the loss the model's own computes: as a
+    mean, and as a sum over the tokens of accumulated batches (num_items_in_batch)."""
+    import torch
+    from transformers import TrainingArguments
+
+    from rcatune.training.data import PadCollator
+    from rcatune.training.hf import trainer_class
+
+    torch.manual_seed(0)
+    model = load_model(TINY, None, model_path(TINY), CPU)
+    batch = PadCollator(tokenizer.pad_token_id)(tokenize(examples[:3], tokenizer, DEFAULT_SYSTEM_PROMPT,
+                                                         1024).features)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], prediction_loss_only=True)
+    trainer = trainer_class(weighted=False)(model=model, args=args)
+    seen = {}
+    original = model.forward
+
+    def forward(*a, **kw):
+        seen["kept"] = kw.get("logits_to_keep")
+        return original(*a, **kw)
+
+    with torch.no_grad():
+        own = model(**batch).loss
+        model.forward = forward
+        mine = trainer.compute_loss(model, dict(batch))
+        assert torch.is_tensor(seen["kept"]) and int(seen["kept"].sum()) == int((batch["labels"] != IGNORE).sum())
+        assert torch.isclose(mine, own, atol=1e-5)
+        count = torch.tensor(int((batch["labels"][:, 1:] != IGNORE).sum()) * 3)  # as if 3 such batches
+        model.forward = original
+        accumulated = model(**batch, num_items_in_batch=count).loss
+        assert torch.isclose(trainer.compute_loss(model, dict(batch), num_items_in_batch=count), accumulated,
+                             atol=1e-5)
+
+
 def test_a_weighted_loss_reads_the_same_whatever_the_gradient_accumulation(examples, tmp_path):
     """Batches of 4, or 4 batches of 1 accumulated: the same loss (it was 4x, as the Trainer takes a loss
     it is handed for scaled and sums it over the accumulated batches)."""

@@ -151,15 +151,24 @@ def answer_positions(labels):
     return kept
 
 
-def weighted_loss(logits, labels, weights, kept=None):
-    """Next-token cross entropy, each answer token weighted (the mean over the weights). `logits` are every
-    position's, (batch, length, vocab), or with `kept` (`answer_positions(labels)`) only those positions',
-    (n, vocab) in row order, as a model returns them for `logits_to_keep=kept`."""
+def answer_losses(logits, labels, kept=None):
+    """Each answer token's next-token cross entropy, in row order. `logits` are every position's, (batch, length,
+    vocab), or with `kept` (`answer_positions(labels)`) only those positions', (n, vocab) in row order, as a
+    model returns them for `logits_to_keep=kept`."""
     import torch
 
     if kept is None:
         kept = answer_positions(labels)
         logits = logits[kept]
-    targets, weights = labels[:, 1:][kept[:, :-1]], weights[:, 1:][kept[:, :-1]]
-    losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-    return (losses * weights).sum() / weights.sum().clamp(min=1e-9)
+    targets = labels[:, 1:][kept[:, :-1]]
+    return torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def weighted_loss(logits, labels, weights, kept=None):
+    """Next-token cross entropy, each answer token weighted (the mean over the weights); `logits` and `kept` as
+    for `answer_losses`."""
+    if kept is None:
+        kept = answer_positions(labels)
+        logits = logits[kept]
+    weights = weights[:, 1:][kept[:, :-1]]
+    return (answer_losses(logits, labels, kept) * weights).sum() / weights.sum().clamp(min=1e-9)

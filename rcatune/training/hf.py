@@ -32,7 +32,7 @@ from rcatune.training.base import (
     peak_memory_mb,
     write_metrics,
 )
-from rcatune.training.data import PadCollator, answer_positions, erase_prompt_tokens, weighted_loss
+from rcatune.training.data import PadCollator, answer_losses, answer_positions, erase_prompt_tokens, weighted_loss
 from rcatune.training.methods import parameter_counts
 from rcatune.training.objectives import TrainingData
 
@@ -173,17 +173,25 @@ def trainer_class(weighted: bool, prompt_dropout: float = 0.0, fill_id: int = 0,
                 inputs["input_ids"] = erase_prompt_tokens(ids, inputs["labels"], prompt_dropout, fill_id, protected,
                                                           self._dropout_generator(ids.device))
             weights = inputs.pop("loss_weights", None)
-            if not weighted or weights is None:  # unweighted, or evaluation batches: the plain answer loss
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             labels = inputs.pop("labels")
             kept = answer_positions(labels)  # logits of the answer's positions only: the prompt's are not read
             outputs = model(**inputs, logits_to_keep=kept)
-            loss = weighted_loss(outputs.logits, labels, weights, kept)
-            if self.model_accepts_loss_kwargs and num_items_in_batch is not None:
-                # the Trainer then takes the loss as already scaled for gradient accumulation (as the model's
-                # own is, through num_items_in_batch) and sums it over the accumulated batches: a mean of
-                # means needs the division it would otherwise make
-                loss = loss / self.current_gradient_accumulation_steps
+            accumulated = self.model_accepts_loss_kwargs and num_items_in_batch is not None
+            if weighted and weights is not None:
+                loss = weighted_loss(outputs.logits, labels, weights, kept)
+                if accumulated:
+                    # the Trainer then takes the loss as already scaled for gradient accumulation (as the model's
+                    # own is, through num_items_in_batch) and sums it over the accumulated batches: a mean of
+                    # means needs the division it would otherwise make
+                    loss = loss / self.current_gradient_accumulation_steps
+            else:  # the plain answer loss, as the model's own computes it, from the answer's logits only
+                losses = answer_losses(outputs.logits, labels, kept)
+                if accumulated:  # summed over the tokens of all the accumulated batches, as the model's own
+                    loss = losses.sum() / num_items_in_batch
+                    if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                        loss = loss * self.args.world_size  # as Trainer.compute_loss: ranks' gradients are averaged
+                else:
+                    loss = losses.mean() if losses.numel() else losses.sum()
             return (loss, outputs) if return_outputs else loss
 
     return RcaTrainer
@@ -339,6 +347,7 @@ class HfTrainer:
             weight_decay=cfg.weight_decay,
             logging_steps=cfg.logging_steps,
             eval_strategy="epoch",
+            prediction_loss_only=True,  # the loss is what evaluation reads: no logits gathered over the set
             save_strategy="steps" if cfg.save_steps else "epoch",
             save_steps=cfg.save_steps or 500,
             save_total_limit=cfg.save_total_limit,
