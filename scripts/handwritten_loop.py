@@ -65,7 +65,8 @@ def _p(comparison: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     usage="%(prog)s [--sets S,S] [--run-dir DIR] [run.py override ...]")
     parser.add_argument("--sets", default=",".join(SETS),
                         help=f"hand-written sets to score (default: {','.join(SETS)})")
     parser.add_argument("--run-dir", type=Path, help="the training run's folder (default: a new one)")
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> Path:
     run_dir = args.run_dir or Path(os.environ["RCATUNE_HOME"]) / "runs" / "loops" / time.strftime("%Y-%m-%d_%H-%M-%S")
     run_py([*overrides, f"hydra.run.dir={run_dir}"])
     summary = json.loads((run_dir / "run_summary.json").read_text())
-    version = summary["decisions"]["zenml_model_version"].rsplit(" v", 1)[1]
+    registered = summary.get("decisions", {}).get("zenml_model_version")
+    if not registered:
+        sys.exit(f"handwritten_loop: the run registered no version (see {run_dir / 'run_summary.json'}), so there "
+                 "is nothing to score on the hand-written sets")
+    version = registered.rsplit(" v", 1)[1]
     rows = [(f"{name} ({'headline' if name == summary['evaluation'].get('headline') else 'split'})", figures)
             for name, figures in summary["evaluation"]["sets"].items()]
     carried = [o for o in overrides if o.startswith(CARRIED)]
