@@ -74,6 +74,18 @@ def run_worker(script: Path, args: list[str], timeout: int = 1800, state: Path |
     return figures
 
 
+def zenml_step_times(run_name: str) -> dict[str, tuple[Any, Any]]:
+    """Each step's (start, end) as ZenML recorded them for `run_name`, read from the stores this process's
+    RCATUNE_HOME names."""
+    from zenml.client import Client
+
+    from rcatune.state import configure_environment
+
+    configure_environment()
+    run = Client().get_pipeline_run(run_name)
+    return {name: (step.start_time, step.end_time) for name, step in run.steps.items()}
+
+
 def interleave(contenders: list[str], repeats: int, measure: Callable[[str, int], dict[str, Any]],
                echo: bool = True) -> list[dict[str, Any]]:
     """A B C A B C ...: each round runs every contender once, so drift in the machine hits all alike."""

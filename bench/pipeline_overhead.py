@@ -20,7 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, ROOT, interleave, markdown_table, medians, run_worker, write  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    ROOT,
+    interleave,
+    markdown_table,
+    medians,
+    run_worker,
+    write,
+    zenml_step_times,
+)
 
 OVERRIDES = ["data.size=120", "trainer.epochs=2", "evaluation.max_examples=6", "evaluation.max_new_tokens=64",
              "progress=false"]
@@ -100,15 +109,10 @@ def zenml(overrides: list[str], out: Path) -> dict:
     if result.returncode != 0:
         raise RuntimeError(f"run.py failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     summary = json.loads((out / "run_summary.json").read_text())
-    from zenml.client import Client
-
-    from rcatune.state import configure_environment
-
-    configure_environment()
-    run = Client().get_pipeline_run(summary["zenml_run"])
-    steps = {name: (step.end_time - step.start_time).total_seconds() for name, step in run.steps.items()}
-    first = min(step.start_time for step in run.steps.values())
-    last = max(step.end_time for step in run.steps.values())
+    times = zenml_step_times(summary["zenml_run"])
+    steps = {name: (end - start).total_seconds() for name, (start, end) in times.items()}
+    first = min(start for start, _ in times.values())
+    last = max(end for _, end in times.values())
     figures = {"wall_seconds": round(wall, 2), "steps_total_seconds": round(sum(steps.values()), 2),
                "first_to_last_step_seconds": round((last - first).total_seconds(), 2),
                "summary_seconds": summary["seconds"]}

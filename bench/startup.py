@@ -28,7 +28,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DERIVED, RESULTS, ROOT, interleave, markdown_table, medians, ratios, write  # noqa: E402
+from bench.common import (  # noqa: E402
+    DERIVED,
+    RESULTS,
+    ROOT,
+    interleave,
+    markdown_table,
+    medians,
+    ratios,
+    write,
+    zenml_step_times,
+)
 
 OVERRIDES = ["pipeline=prepare", "data.size=100", "progress=false"]
 SMOKE = ["pipeline=prepare", "data.size=40", "data.split.min_examples=10", "progress=false"]
@@ -79,10 +89,8 @@ def as_run_py(undo: bool, args: list[str]) -> None:
     runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
 
 
-def one_run(contender: str, overrides: list[str], run_dir: Path, state: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), RCATUNE_HOME=str(state), OMP_NUM_THREADS="1")
-    for key in DERIVED:
-        env.pop(key, None)
+def one_run(contender: str, overrides: list[str], run_dir: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     started = time.perf_counter()
     result = subprocess.run([sys.executable, __file__, "--as-run-py", contender, "--",
                              *overrides, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True,
@@ -92,22 +100,9 @@ def one_run(contender: str, overrides: list[str], run_dir: Path, state: Path) ->
         raise RuntimeError(f"run.py ({contender}) failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
     imported = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
     summary = json.loads((run_dir / "run_summary.json").read_text())
-    steps = step_seconds(summary["zenml_run"], state)
-    return {"wall_seconds": round(wall, 2), "steps_seconds": round(sum(steps.values()), 2),
-            "outside_steps_seconds": round(wall - sum(steps.values()), 2), **imported}
-
-
-def step_seconds(run_name: str, state: Path) -> dict[str, float]:
-    """The step durations ZenML recorded, read in a process pointed at the bench's state folder."""
-    code = ("import json, sys; from zenml.client import Client; from rcatune.state import configure_environment; "
-            "configure_environment(); run = Client().get_pipeline_run(sys.argv[1]); "
-            "print(json.dumps({n: (s.end_time - s.start_time).total_seconds() for n, s in run.steps.items()}))")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), RCATUNE_HOME=str(state))
-    for key in DERIVED:
-        env.pop(key, None)
-    out = subprocess.run([sys.executable, "-c", code, run_name], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    steps = sum((end - start).total_seconds() for start, end in zenml_step_times(summary["zenml_run"]).values())
+    return {"wall_seconds": round(wall, 2), "steps_seconds": round(steps, 2),
+            "outside_steps_seconds": round(wall - steps, 2), **imported}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -124,12 +119,13 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = 1 if args.smoke else args.repeats
     work = args.out / ("startup_smoke.work" if args.smoke else "startup.work")
     work.mkdir(parents=True, exist_ok=True)
-    state = work / "state"
+    os.environ["RCATUNE_HOME"] = str(work / "state")  # this process reads the step times; its runs inherit it
+    for key in DERIVED:
+        os.environ.pop(key, None)
     print(f"start-up: run.py {' '.join(overrides)}, now vs before the levers; a first run makes the stores",
           flush=True)
-    one_run("now", overrides, work / "warm-up", state)
-    runs = interleave(CONTENDERS, repeats, lambda name, round_: one_run(name, overrides, work / f"{name}-{round_}",
-                                                                        state))
+    one_run("now", overrides, work / "warm-up")
+    runs = interleave(CONTENDERS, repeats, lambda name, round_: one_run(name, overrides, work / f"{name}-{round_}"))
     keys = ["wall_seconds", "steps_seconds", "outside_steps_seconds", *(f"imported_{n}" for n in WATCHED)]
     per = medians(runs, keys)
     spread = {name: {key: [r[key] for r in runs if r["contender"] == name] for key in keys[:3]}

@@ -30,9 +30,8 @@ def run_py(args: list[str]) -> None:
     print(f"$ run.py {' '.join(args)}", flush=True)
     result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(f"handwritten_loop: run.py {' '.join(args)} exited {result.returncode}; fix what it said and run "
-                 "this again (a finished training is not redone only if you pass its hydra.run.dir and "
-                 "trainer.resume_from=latest)")
+        sys.exit(f"handwritten_loop: run.py {' '.join(args)} exited {result.returncode}: fix what it said above, "
+                 "then run this again")
 
 
 def accuracy(figures: dict, what: str) -> str:
