@@ -60,6 +60,11 @@ def test_the_model_server_holds_to_its_schema(state_home, tmp_path):
     try:
         schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
         counts = fuzz(schema, {}, examples=40)
+        # a streamed answer every time, not only when generation happens on one: each event against the schema
+        stream = schema["/v1/chat/completions"]["POST"].Case(
+            body={"messages": [{"role": "user", "content": "why is checkout slow?"}], "stream": True},
+            media_type="application/json")
+        assert stream.call_and_validate().headers["content-type"][0].startswith("text/event-stream")
     finally:
         stop()
     assert len(counts) >= 5

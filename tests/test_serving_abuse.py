@@ -91,6 +91,7 @@ def test_a_stuck_worker_turns_the_probes_to_503(tmp_path):
         if blocking.is_set():
             release.wait(60)
         yield
+        time.sleep(0.5)  # the model handed back after the answer is out: the probes must not wait for that
 
     loaded = load_base(TINY, Runtime(device="cpu", progress=False))
     app = create_app([ServedModel("tiny", loaded, use=use)], ServingConfig(max_generation_s=0.4))

@@ -200,6 +200,20 @@ Shipper = Annotated[Caller, Depends(need("deploy"))]
 
 
 # ------------------------------------------------------------------------------------------ the app
+def _open_registry(name: str) -> None:
+    """Open the registry's stores before the first request: creating a fresh ZenML store and MLflow database
+    takes about 10 s on 2 cores, longer than a client's read timeout. One that cannot be reached now is reported
+    by the requests that need it."""
+    import logging
+
+    from rcatune.registry import list_versions
+
+    try:
+        list_versions(name)
+    except Exception as error:  # noqa: BLE001 - the server starts all the same
+        logging.getLogger(__name__).warning("the model registry could not be opened at start-up: %s", error)
+
+
 def create_app(config: Optional[ApiConfig] = None, run_jobs: bool = True) -> FastAPI:
     from prometheus_client import CollectorRegistry, Counter
 
@@ -218,6 +232,9 @@ def create_app(config: Optional[ApiConfig] = None, run_jobs: bool = True) -> Fas
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        import asyncio
+
+        await asyncio.to_thread(_open_registry, config.registry_name)
         if run_jobs:
             runner.start()
         yield

@@ -199,6 +199,7 @@ class Engine:
                     else:
                         self._run_batch(batch)
             except BaseException as error:  # the request fails, the worker goes on
+                self.busy_since = None
                 for job in batch:
                     _deliver(job, error)
             finally:
@@ -210,6 +211,7 @@ class Engine:
         rows = [job.left for job in batch for _ in job.conversations]
         completions = self.generators[first.model].complete(conversations, first.settings,
                                                             abandoned=lambda: [left.is_set() for left in rows])
+        self.busy_since = None  # done before anyone hears so: a probe after the answer never sees it running
         self.batches.append(len(conversations))
         start = 0
         for job in batch:
@@ -226,6 +228,7 @@ class Engine:
                 job.loop.call_soon_threadsafe(job.stream.put_nowait, delta)
         finally:
             deltas.close()  # stops the generation when the reader left
+        self.busy_since = None
         self.batches.append(1)
         if not job.left.is_set():
             job.loop.call_soon_threadsafe(job.stream.put_nowait, generator.last)

@@ -51,7 +51,11 @@ def route(body: dict | None, ok: dict[str, Any], statuses: tuple[int, ...]) -> d
 
 JSON_OK = {"application/json": {"schema": {"type": "object"}}}
 GENERATING = (400, 401, 404, 408, 413, 422, 429, 499, 500, 503)
-CHAT_ROUTE = route(CHAT, {**JSON_OK, "text/event-stream": {"schema": {"type": "string"}}}, GENERATING)
+# one server-sent event (before OpenAPI 3.2 a stream's `schema` describes each event, not the whole stream)
+EVENT = {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string", "description": "a chat.completion.chunk as JSON, an {\"error\": ...} object, or [DONE]"},
+    "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer"}}}
+CHAT_ROUTE = route(CHAT, {**JSON_OK, "text/event-stream": {"schema": EVENT}}, GENERATING)
 DIAGNOSE_ROUTE = route(DIAGNOSE, JSON_OK, GENERATING)
 MODELS_ROUTE = route(None, JSON_OK, (401,))
 PROBE_ROUTE = route(None, JSON_OK, (503,))
