@@ -159,3 +159,48 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return lines
+
+
+def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 15) -> float:
+    """This machine's fp32 matmul rate with `threads` torch threads: the best of `repeats` timed `size`-square
+    products after a warm-up, in GFLOP/s (2 * size**3 per product). The yardstick MFU is measured against."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size), torch.randn(size, size)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(before)
+    return round(2 * size ** 3 / best / 1e9, 2)
+
+
+def training_flops(model_dir: Path, row_lengths: list[int], full: bool) -> dict[str, Any]:
+    """Model FLOPs of one epoch over rows of `row_lengths` real tokens, by PaLM's formula (Chowdhery et al. 2022,
+    appendix B): per token k * N for the matmuls plus 12 * layers * hidden * row length for attention, where N
+    counts every linear layer's weights (the output layer included, embeddings excluded) and k is 6 for full
+    fine-tuning (forward 2, backward 4) and 4 when the weights are frozen (LoRA: no weight gradients; its own
+    small matrices are left out). The standard model's FLOPs, whatever a contender skips (rcatune projects only
+    the answer's positions onto the vocabulary), so MFU is comparable across contenders."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    hidden, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    heads, kv_heads = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or \
+        config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)  # q and o, k and v
+    mlp = 3 * hidden * config.intermediate_size  # gate, up, down
+    n = layers * (attention + mlp) + hidden * vocab
+    k = 6 if full else 4
+    tokens = sum(row_lengths)
+    flops = k * n * tokens + 12 * layers * hidden * sum(length * length for length in row_lengths)
+    return {"formula": f"{k} * N * tokens + 12 * layers * hidden * sum(row length^2)", "n_linear": n,
+            "tokens": tokens, "flops_per_epoch": flops}

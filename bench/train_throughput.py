@@ -1,10 +1,12 @@
-"""Training throughput and memory: rcatune (trainer=hf), rcatune packed, LLaMA-Factory, and a plain
+"""Training throughput and memory: rcatune (trainer=hf), rcatune packed, LLaMA-Factory as shipped (gradient
+checkpointing on) and with gradient checkpointing off, and a plain
 transformers + peft baseline that pads every batch to the max length, on the same model, data,
 hyper-parameters and sequence length. Runs interleave (A B C D A B C D ...); each run is a fresh process.
 
     python bench/train_throughput.py [--smoke] [--repeats 2] [--method lora|full]
 
-Figures per run: real (non-padding) training tokens per second, training-loop seconds, process wall
+Figures per run: real (non-padding) training tokens per second, model FLOPs utilisation (MFU: PaLM's formula
+against this machine's fp32 matmul peak, measured here per thread count), training-loop seconds, process wall
 seconds, peak RSS, and the final eval loss on the same validation set measured the same way for all
 (mean negative log-likelihood of the answer tokens), so speed is never bought with quality.
 """
@@ -25,16 +27,18 @@ from bench.common import (  # noqa: E402
     RESULTS,
     interleave,
     markdown_table,
+    matmul_peak_gflops,
     medians,
     peak_rss_mb,
     ratios,
     run_worker,
     tiny_inputs,
+    training_flops,
     write,
 )
 
-CONTENDERS = ["rcatune", "rcatune_packed", "llamafactory", "baseline"]
-KEYS = ["tokens_per_second", "train_seconds", "process_wall_seconds", "peak_rss_mb", "eval_loss"]
+CONTENDERS = ["rcatune", "rcatune_packed", "llamafactory", "llamafactory_no_gc", "baseline"]
+KEYS = ["tokens_per_second", "mfu", "train_seconds", "process_wall_seconds", "peak_rss_mb", "eval_loss"]
 SYSTEM = "You are an SRE assistant."
 
 
@@ -114,7 +118,8 @@ def work_rcatune(spec: dict, out: Path, packing: bool) -> dict:
             "eval_loss": answer_loss(spec, result.model_dir, result.is_adapter)}
 
 
-def work_llamafactory(spec: dict, out: Path) -> dict:
+def work_llamafactory(spec: dict, out: Path, checkpointing: bool) -> dict:
+    """LLaMA-Factory as shipped (`checkpointing`: its default, gradient checkpointing on) or with it off."""
     from dataclasses import asdict
 
     from rcatune.config.trainer import LlamaFactoryTrainerConfig
@@ -122,6 +127,7 @@ def work_llamafactory(spec: dict, out: Path) -> dict:
 
     _, _, hf = _configs(spec)
     shared = {k: v for k, v in asdict(hf).items() if k not in ("_target_", "name", "distributed")}  # one process
+    shared["gradient_checkpointing"] = checkpointing
     result = LlamaFactoryTrainer(LlamaFactoryTrainerConfig(**shared)).train(_job(spec, out))
     m = result.metrics
     return {"tokens_per_second": m["train_tokens_per_second"], "train_seconds": m["train_seconds"],
@@ -186,8 +192,8 @@ def worker(name: str, spec_file: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if name in ("rcatune", "rcatune_packed"):
         figures = work_rcatune(spec, out, packing=name == "rcatune_packed")
-    elif name == "llamafactory":
-        figures = work_llamafactory(spec, out)
+    elif name in ("llamafactory", "llamafactory_no_gc"):
+        figures = work_llamafactory(spec, out, checkpointing=name == "llamafactory")
     else:
         figures = work_baseline(spec, out)
     print(json.dumps(figures))
@@ -206,16 +212,29 @@ def prepare(work: Path, size: dict, method: str, seed: int = 7) -> Path:
     return spec_file
 
 
+def row_lengths(spec_file: Path) -> list[int]:
+    """Real tokens of each training row (chat template, cut at max length), counted once for every contender."""
+    from rcatune.models.loading import load_tokenizer
+    from rcatune.prompts import render, to_messages
+
+    spec = json.loads(spec_file.read_text())
+    model_cfg, _, _ = _configs(spec)
+    tokenizer = load_tokenizer(model_cfg, spec["model_dir"])
+    train_set, _ = _examples(spec)
+    texts = [tokenizer.apply_chat_template(to_messages(render(e, SYSTEM)), tokenize=False) for e in train_set]
+    return [min(len(ids), spec["max_length"]) for ids in tokenizer(texts)["input_ids"]]
+
+
 def available(contenders: list[str]) -> tuple[list[str], dict[str, str]]:
     from rcatune.errors import RcatuneError
     from rcatune.training.llama_factory import find_cli
 
     skipped = {}
-    if "llamafactory" in contenders:
+    if {"llamafactory", "llamafactory_no_gc"} & set(contenders):
         try:
             find_cli()
         except RcatuneError as error:
-            skipped["llamafactory"] = str(error)
+            skipped.update({c: str(error) for c in contenders if c.startswith("llamafactory")})
     return [c for c in contenders if c not in skipped], skipped
 
 
@@ -245,19 +264,38 @@ def main(argv: list[str] | None = None) -> dict:
         return run_worker(Path(__file__), ["--worker", name, "--spec", str(spec_file),
                                            "--run-dir", str(work / f"{name}-{round_}")], state=work / "state")
 
-    runs = interleave(contenders, repeats, measure)
+    spec = json.loads(spec_file.read_text())
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    peaks = {n: matmul_peak_gflops(n) for n in sorted({1, threads, os.cpu_count() or 1})}
+    flops = training_flops(Path(spec["model_dir"]), row_lengths(spec_file), full=args.method == "full")
+    per_token = flops["flops_per_epoch"] / flops["tokens"]
+    print(f"fp32 matmul peak GFLOP/s by threads: {peaks}; model FLOPs per real token {per_token:,.0f}", flush=True)
+
+    def measured(name: str, round_: int) -> dict:
+        figures = measure(name, round_)
+        figures["mfu"] = round(figures["tokens_per_second"] * per_token / (peaks[threads] * 1e9), 4)
+        return figures
+
+    runs = interleave(contenders, repeats, measured)
     per = medians(runs, KEYS)
     result = {"inputs": {**size, "method": args.method, "repeats": repeats, "contenders": contenders,
-                         "skipped": skipped},
+                         "skipped": skipped, "threads": threads},
+              "matmul_peak_gflops_by_threads": peaks, "model_flops": {**flops, "per_real_token": round(per_token)},
               "runs": runs, "medians": per,
               "ratios": {**ratios(per, "rcatune", "tokens_per_second"),
                          **ratios(per, "rcatune_packed", "tokens_per_second")}}
-    rows = [[name, f.get("tokens_per_second"), f.get("train_seconds"), f.get("process_wall_seconds"),
-             f.get("peak_rss_mb"), f.get("eval_loss")] for name, f in per.items()]
+    rows = [[name, f.get("tokens_per_second"), f"{100 * f.get('mfu', 0):.1f}%", f.get("train_seconds"),
+             f.get("process_wall_seconds"), f.get("peak_rss_mb"), f.get("eval_loss")] for name, f in per.items()]
     table = [f"Training throughput ({args.method}, {size['n_train']} examples, max length {size['max_length']}, "
              f"hidden {size['hidden']} x {size['layers']} layers; medians of {repeats})", ""]
-    table += markdown_table(["contender", "real tokens/s", "train s", "process s", "peak RSS MB", "eval loss"], rows)
-    table += ["", "Ratios of real tokens/s: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items())]
+    table += markdown_table(["contender", "real tokens/s", "MFU", "train s", "process s", "peak RSS MB", "eval loss"],
+                            rows)
+    table += ["", "Ratios of real tokens/s: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()),
+              "", f"MFU: model FLOPs ({flops['formula']}; {per_token:,.0f} per real token) per second over this "
+                  f"machine's fp32 matmul peak with {threads} thread(s), {peaks[threads]:,.1f} GFLOP/s (measured "
+                  f"here, 1024-square products; by threads: "
+                  + ", ".join(f"{n}: {g:,.1f}" for n, g in peaks.items()) + "). llamafactory is LLaMA-Factory as "
+                  "shipped (gradient checkpointing on, its default); llamafactory_no_gc with it off."]
     if skipped:
         table += ["", f"Skipped: {skipped}"]
     write("train_throughput_smoke" if args.smoke else "train_throughput", result, table, args.out)

@@ -44,6 +44,9 @@ def test_each_method_maps_to_llama_factory_keys():
         name="qwen2", chat_template="chatml", lora_target_modules=["q_proj"]))
     assert lf.training_yaml("/q", qwen, instantiate(LoraMethodConfig()), LlamaFactoryTrainerConfig(), Path("/d"),
                             Path("/o"), GPU)["template"] == "qwen"  # LLaMA-Factory's name for the family
+    # LLaMA-Factory checkpoints unless told `disable_gradient_checkpointing`, whatever `gradient_checkpointing` says
+    on, off = yaml_for(LoraMethodConfig()), yaml_for(LoraMethodConfig(), gradient_checkpointing=False)
+    assert (on["disable_gradient_checkpointing"], off["disable_gradient_checkpointing"]) == (False, True)
     resumed = yaml_for(LoraMethodConfig(), resume="/out/model/checkpoint-40", save_steps=20)
     assert (resumed["resume_from_checkpoint"], resumed["save_strategy"], resumed["save_steps"]) == (
         "/out/model/checkpoint-40", "steps", 20)

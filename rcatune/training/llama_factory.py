@@ -126,6 +126,8 @@ def training_yaml(model_path: str, model_cfg: ModelConfig, method, trainer_cfg: 
         "lr_scheduler_type": trainer_cfg.lr_scheduler.value, "warmup_ratio": trainer_cfg.warmup_ratio,
         "weight_decay": trainer_cfg.weight_decay, "seed": trainer_cfg.seed,
         "gradient_checkpointing": trainer_cfg.gradient_checkpointing,
+        # its own switch, on unless disabled: without it trainer.gradient_checkpointing=false changed nothing
+        "disable_gradient_checkpointing": not trainer_cfg.gradient_checkpointing,
         "eval_strategy": "epoch", "report_to": "none", "disable_tqdm": not runtime.progress,
         **runtime.mixed_precision(model_cfg.dtype.value),
         "use_cpu": not runtime.on_gpu,
