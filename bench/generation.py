@@ -1,6 +1,7 @@
-"""Generation: latency p50/p95 and tokens/s of a model on the evaluation prompts, the way rcatune's
-evaluation generates today (one prompt at a time, greedy, KV cache) against batched generation
-(left-padded batches of 8), interleaved.
+"""Generation: latency p50/p95, tokens/s and milliseconds per generated token of a model on the evaluation
+prompts, one prompt at a time (greedy, KV cache) and in left-padded batches of 8, each decoded by rcatune's own
+greedy loop over the model's forward and by transformers' generate() (`_generate`), interleaved; beside them the
+arithmetic floor of one token (2 x the linear layers' weights, over this machine's measured fp32 matmul peak).
 
     python bench/generation.py [--smoke] [--model-dir RUN_DIR/export/merged]
 
@@ -21,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, interleave, markdown_table, medians, peak_rss_mb, ratios, run_worker, write  # noqa: E402
 
-KEYS = ["latency_p50_ms", "latency_p95_ms", "tokens_per_second", "wall_seconds", "peak_rss_mb"]
+KEYS = ["latency_p50_ms", "latency_p95_ms", "tokens_per_second", "ms_per_token", "wall_seconds", "peak_rss_mb"]
+MODES = ["sequential", "sequential_generate", "batched", "batched_generate"]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -47,9 +49,10 @@ def worker(name: str, spec: dict) -> dict:
     loaded = load_folder(spec["model_dir"], runtime, base=model_cfg) if spec.get("model_dir") \
         else load_base(model_cfg, runtime)
     generator = Generator(loaded)
+    generator.own_loop = generator.own_loop and not name.endswith("_generate")
     settings = GenerationSettings(max_new_tokens=spec["max_new_tokens"])
     examples = [TrainingExample.model_validate(r.data) for r in SampleSource(size=spec["prompts"], seed=21).records()]
-    batch = 1 if name == "sequential" else spec["batch_size"]
+    batch = 1 if name.startswith("sequential") else spec["batch_size"]
     latencies, generated = [], 0
     started = time.perf_counter()
     for start in range(0, len(examples), batch):
@@ -61,7 +64,23 @@ def worker(name: str, spec: dict) -> dict:
     return {"latency_p50_ms": round(statistics.median(latencies) * 1000, 1),
             "latency_p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
             "tokens_per_second": round(generated / wall, 1), "generated_tokens": generated,
+            "ms_per_token": round(1000 * wall / generated, 3),
+            "linear_weights": sum(m.weight.numel() for m in loaded.model.modules()
+                                  if isinstance(m, torch.nn.Linear)),
             "wall_seconds": round(wall, 2), "peak_rss_mb": peak_rss_mb()}
+
+
+def decode_floor_ms(linear_weights: int) -> dict:
+    """One token's matmuls at batch 1 (2 x the linear layers' weights, the output layer included; attention over a
+    short context left out) at this machine's fp32 matmul peak with the threads the workers use."""
+    import os
+
+    from bench.common import matmul_peak_gflops
+
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+    gflops = matmul_peak_gflops(threads)
+    flops = 2 * linear_weights
+    return {"flops": flops, "gflops": gflops, "threads": threads, "ms_per_token": 1000 * flops / (gflops * 1e9)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,19 +101,25 @@ def main(argv: list[str] | None = None) -> dict:
     tiny = {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2} if args.smoke else {}
     spec = {"tiny": tiny, "model_dir": args.model_dir, "prompts": 4 if args.smoke else 24,
             "max_new_tokens": 16 if args.smoke else 96, "batch_size": 8}
-    print(f"generation: sequential vs batched ({spec})", flush=True)
-    runs = interleave(["sequential", "batched"], repeats,
+    print(f"generation: {MODES} ({spec})", flush=True)
+    runs = interleave(MODES, repeats,
                       lambda name, _round: run_worker(Path(__file__), ["--worker", name, "--spec", json.dumps(spec)],
                                                       state=work / "state"))
     per = medians(runs, KEYS)
-    result = {"inputs": {**spec, "repeats": repeats}, "runs": runs, "medians": per,
-              "ratios": ratios(per, "batched", "tokens_per_second")}
-    rows = [[name, f["latency_p50_ms"], f["latency_p95_ms"], f["tokens_per_second"], f["wall_seconds"],
-             f["peak_rss_mb"]] for name, f in per.items()]
+    floor = decode_floor_ms(runs[0]["linear_weights"])
+    result = {"inputs": {**spec, "repeats": repeats}, "runs": runs, "medians": per, "floor": floor,
+              "ratios": {**ratios(per, "batched", "tokens_per_second"),
+                         **ratios(per, "sequential", "tokens_per_second")}}
+    rows = [[name, f["latency_p50_ms"], f["latency_p95_ms"], f["tokens_per_second"], f["ms_per_token"],
+             f["wall_seconds"], f["peak_rss_mb"]] for name, f in per.items()]
     table = [f"Generation ({spec['prompts']} evaluation prompts, {spec['max_new_tokens']} new tokens, "
              f"{'model ' + args.model_dir if args.model_dir else 'tiny shape'}; medians of {repeats})", ""]
-    table += markdown_table(["mode", "latency p50 ms", "latency p95 ms", "tokens/s", "wall s", "peak RSS MB"], rows)
-    table += ["", "Ratio of tokens/s: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items())]
+    table += markdown_table(["mode", "latency p50 ms", "latency p95 ms", "tokens/s", "ms/token", "wall s",
+                             "peak RSS MB"], rows)
+    table += ["", "Ratio of tokens/s: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()),
+              "", f"Arithmetic floor of one token at batch 1: {floor['ms_per_token']:.3f} ms ({floor['flops']:,} "
+                  f"FLOPs over {floor['gflops']:,.1f} GFLOP/s, {floor['threads']} thread(s)); one at a time is "
+                  f"{per['sequential']['ms_per_token'] / floor['ms_per_token']:,.0f}x it: framework overhead."]
     write("generation_smoke" if args.smoke else "generation", result, table, args.out)
     print("\n".join(table))
     return result

@@ -1,6 +1,8 @@
-"""Serving: latency p50/p95 and throughput of `/v1/diagnose` at concurrency 1, 4 and 16, time to first token
-of a streamed chat, for rcatune's server with cross-request batching (max_batch 8) against the same server
-generating one request at a time (max_batch 1, the baseline), interleaved; serving.threads=auto against
+"""Serving: latency p50/p95 and throughput of `/v1/chat/completions` at concurrency 1, 4 and 16, time to first
+token of a streamed chat, for rcatune's server with cross-request batching (max_batch 8) against the same server
+generating one request at a time (max_batch 1, the baseline) and LLaMA-Factory's own OpenAI-compatible server
+(`llamafactory-cli api` from `make llamafactory`'s venv; left out, with the reason, where it is missing),
+interleaved, greedy, on the same model folder; serving.threads=auto against
 torch's default (every core) for a blue/green deployment's two servers beside other work; then deploy and
 rollback seconds of the local deployer (blue/green behind its router).
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RESULTS, markdown_table, write  # noqa: E402
 
 CONTENDERS = {"batched (max_batch 8)": 8, "one at a time (max_batch 1)": 1}
+PEER = "LLaMA-Factory API (llamafactory-cli api)"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -52,6 +55,33 @@ def _start_server(model_dir: str, max_batch: int, log: Path, threads: str = "aut
     return process, url
 
 
+def _start_llama_factory(model_dir: str, log: Path, threads: int) -> tuple[subprocess.Popen, str]:
+    """`llamafactory-cli api` as shipped (its HuggingFace engine, MAX_CONCURRENT 1) on the same model folder, with
+    the template LLaMA-Factory trains the tiny family with, and the same torch threads as rcatune's server."""
+    import requests
+
+    from rcatune.config.trainer import LLAMA_FACTORY_TEMPLATES
+    from rcatune.processes import free_port, spawn
+    from rcatune.training.llama_factory import find_cli
+
+    port = free_port()
+    env = dict(os.environ, API_HOST="127.0.0.1", API_PORT=str(port), OMP_NUM_THREADS=str(threads),
+               PYTHONUNBUFFERED="1", DISABLE_VERSION_CHECK="1")
+    process = spawn([find_cli(), "api", "--model_name_or_path", model_dir, "--template",
+                     LLAMA_FACTORY_TEMPLATES["tiny"], "--infer_backend", "huggingface"], log, env)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llamafactory-cli api exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(f"{url}/v1/models", timeout=5).ok:
+                return process, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"llamafactory-cli api was not ready in 300 s: {log.read_text()[-2000:]}")
+
+
 async def _load(url: str, sessions: list[dict], concurrency: int, requests_: int, max_tokens: int) -> dict:
     import httpx
 
@@ -66,7 +96,7 @@ async def _load(url: str, sessions: list[dict], concurrency: int, requests_: int
             started = time.perf_counter()
             reply = await client.post(f"{url}/v1/chat/completions", json={
                 "messages": [{"role": "user", "content": json.dumps(sessions[index % len(sessions)])[:1500]}],
-                "max_tokens": max_tokens})
+                "max_tokens": max_tokens, "temperature": 0, "model": "tiny"})
             reply.raise_for_status()
             latencies.append(time.perf_counter() - started)
             tokens += reply.json()["usage"]["completion_tokens"]
@@ -89,31 +119,52 @@ def _ttft(url: str, max_tokens: int, repeats: int) -> float:
         started = time.perf_counter()
         with requests.post(f"{url}/v1/chat/completions", stream=True, timeout=600, json={
                 "messages": [{"role": "user", "content": "checkout returns 500"}], "max_tokens": max_tokens,
-                "stream": True}) as reply:
+                "stream": True, "temperature": 0, "model": "tiny"}) as reply:
             for line in reply.iter_lines():
-                if line.startswith(b"data: ") and b'"content": ""' not in line:
-                    firsts.append(time.perf_counter() - started)
+                data = line[len(b"data:"):].strip() if line.startswith(b"data:") else b""
+                if data and data != b"[DONE]" and json.loads(data)["choices"][0]["delta"].get("content"):
+                    firsts.append(time.perf_counter() - started)  # the first chunk that carries text
                     break
     return round(1000 * statistics.median(firsts), 1)
 
 
-def serving_figures(model_dir: str, levels: list[int], per_level: int, max_tokens: int, rounds: int) -> list[dict]:
+def peer_available() -> str | None:
+    """None when `llamafactory-cli` is here (make llamafactory), else why the peer is left out."""
+    from rcatune.training.llama_factory import find_cli
+
+    try:
+        find_cli()
+        return None
+    except Exception as error:  # noqa: BLE001 - reported in the results as the reason it was skipped
+        return str(error)
+
+
+def serving_figures(model_dir: str, levels: list[int], per_level: int, max_tokens: int, rounds: int,
+                    with_peer: bool) -> list[dict]:
+    import requests
+
     from rcatune.demo.generator import generate_sessions
     from rcatune.processes import stop_group
 
     sessions = [{k: s[k] for k in ("symptoms", "affected_services", "error_signatures")}
                 for s in generate_sessions(32, seed=5)]
     rows = []
+    threads = 1
+    contenders = [*CONTENDERS, *([PEER] if with_peer else [])]
     with tempfile.TemporaryDirectory() as logs:
         for round_ in range(rounds):
-            for name, max_batch in CONTENDERS.items():  # interleaved: drift hits both alike
-                process, url = _start_server(model_dir, max_batch, Path(logs) / f"{max_batch}.log")
+            for name in contenders:  # interleaved: drift hits all alike
+                if name == PEER:
+                    process, url = _start_llama_factory(model_dir, Path(logs) / "peer.log", threads)
+                else:
+                    process, url = _start_server(model_dir, CONTENDERS[name], Path(logs) / f"{name[:3]}.log")
+                    threads = requests.get(f"{url}/health", timeout=10).json()["threads"]
                 try:
                     ttft = _ttft(url, max_tokens, 3)
                     for level in levels:
                         figures = asyncio.run(_load(url, sessions, level, max(per_level, level), max_tokens))
                         rows.append({"contender": name, "round": round_ + 1, "concurrency": level,
-                                     "ttft_ms": ttft, **figures})
+                                     "threads": threads, "ttft_ms": ttft, **figures})
                         print(f"  {name} c={level}: {figures}", flush=True)
                 finally:
                     stop_group(process.pid)
@@ -131,7 +182,8 @@ def thread_figures(model_dir: str, rounds: int, sequential: int, concurrent: int
 
     from rcatune.processes import stop_group
 
-    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # the other work on the machine
+    # the other work on the machine; it ends with this process, even one killed before its `finally`
+    burner = subprocess.Popen([sys.executable, "-c", f"import os\nwhile os.getppid() == {os.getpid()}: pass"])
     rows = []
     try:
         with tempfile.TemporaryDirectory() as logs:
@@ -220,7 +272,10 @@ def main(argv: list[str] | None = None) -> None:
     configure_environment()
     model_dir = args.model_dir or model_path(TinyModelConfig())
     levels, per_level, max_tokens, rounds = ([1, 4], 4, 8, 1) if args.smoke else ([1, 4, 16], 32, 64, 2)
-    rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds)
+    skipped = peer_available()
+    if skipped:
+        print(f"  {PEER} left out: {skipped}", flush=True)
+    rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds, with_peer=skipped is None)
     concurrent = 4 if args.smoke else 16
     threads = thread_figures(model_dir, rounds, 3 if args.smoke else 20, concurrent, max_tokens)
     deploy = None
@@ -229,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
             export = args.export or quick_export(Path(folder))
             deploy = deploy_figures(export, repeats=5)
     table_rows, summary = [], {}
-    for name in CONTENDERS:
+    for name in [*CONTENDERS, *([] if skipped else [PEER])]:
         for level in levels:
             mine = [r for r in rows if r["contender"] == name and r["concurrency"] == level]
             figures = {k: statistics.median(r[k] for r in mine) for k in
@@ -244,6 +299,23 @@ def main(argv: list[str] | None = None) -> None:
              *markdown_table(["server", "concurrency", "p50 ms", "p95 ms", "requests/s", "tokens/s", "TTFT ms"],
                              table_rows), "",
              "Throughput ratio batched / one at a time: " + ", ".join(f"{k} {v}x" for k, v in speedups.items())]
+    over_peer = None
+    if skipped:
+        table += ["", f"{PEER}: left out ({skipped})"]
+    else:
+        over_peer = {f"c={level}": {
+            "tokens_per_second": round(summary[f"{batched} c={level}"]["tokens_per_second"]
+                                       / summary[f"{PEER} c={level}"]["tokens_per_second"], 2),
+            "p50": round(summary[f"{PEER} c={level}"]["latency_p50_ms"]
+                         / summary[f"{batched} c={level}"]["latency_p50_ms"], 2),
+            "p95": round(summary[f"{PEER} c={level}"]["latency_p95_ms"]
+                         / summary[f"{batched} c={level}"]["latency_p95_ms"], 2)} for level in levels}
+        table += ["", f"rcatune batched against {PEER} (its HuggingFace engine, as shipped: one generation at a "
+                      "time), same model folder, same requests and threads, greedy: throughput "
+                  + ", ".join(f"{k} {v['tokens_per_second']}x" for k, v in over_peer.items())
+                  + "; p50 " + ", ".join(f"{k} {v['p50']}x" for k, v in over_peer.items())
+                  + "; p95 " + ", ".join(f"{k} {v['p95']}x" for k, v in over_peer.items())
+                  + " (latency ratios: the peer's over rcatune's). Goal: >= 1.5x throughput at c=1, >= 3x at c=16."]
     thread_summary = {name: {key: statistics.median(r[key] for r in threads if r["contender"] == name)
                              for key in ("threads", "p50_ms", "p95_ms", f"concurrent_{concurrent}_s")}
                       for name in THREAD_CONTENDERS}
@@ -258,6 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                   *markdown_table(["figure", "seconds"], [[k, v] for k, v in deploy.items() if k != "rollbacks"])]
     name = "serving_smoke" if args.smoke else "serving"
     print(write(name, {"rows": rows, "summary": summary, "batched_over_one_at_a_time": speedups,
+                       "batched_over_llama_factory": over_peer, "llama_factory_skipped": skipped,
                        "threads": threads, "threads_summary": thread_summary,
                        "deploy": deploy, "max_tokens": max_tokens}, table, args.out))
     print("\n".join(table))

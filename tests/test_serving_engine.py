@@ -245,3 +245,37 @@ def test_a_prompt_beyond_the_context_is_refused_and_max_tokens_is_cut_to_what_is
                                       GenerationSettings(max_new_tokens=4 * TINY.context_length))
     assert prompt + completion.completion_tokens <= TINY.context_length
     assert generator.fewest_tokens(words) <= generator.prompt_tokens([{"role": "user", "content": words}])
+
+
+def test_our_greedy_loop_gives_the_tokens_generate_gives(adapters):
+    """Greedy completions without stop sequences decode in rcatune's own loop over the model's forward: the same
+    tokens as transformers' generate(), for one row and for a left-padded batch whose rows end at different
+    steps, on the base model and through an adapter; sampling and stop sequences still go through generate()."""
+    prompts = [*PROMPTS, [{"role": "user", "content": "the checkout service returns 500 for every order " * 6}]]
+    settings = GenerationSettings(max_new_tokens=24)
+    for loaded in (load_base(TINY, CPU), load_folder(adapters[0], CPU)):
+        generator = Generator(loaded)
+        assert generator.own_loop
+
+        def both(rows, generator=generator):
+            generator.own_loop = False
+            theirs = generator.complete(rows, settings)
+            generator.own_loop = True
+            ours = generator.complete(rows, settings)
+            assert [c.token_ids for c in ours] == [c.token_ids for c in theirs]
+            assert [(c.text, c.finish_reason) for c in ours] == [(c.text, c.finish_reason) for c in theirs]
+            return ours
+
+        assert both(prompts[:1])[0].completion_tokens == 24
+        first = both(prompts)
+        # an end-of-turn token that some rows reach early and others later or never
+        tokenizer, eos = loaded.tokenizer, loaded.tokenizer.eos_token
+        row = max(first, key=lambda c: len(set(c.token_ids))).token_ids
+        end = row[len(row) // 2]
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(end)
+        try:
+            ended = both(prompts)
+        finally:
+            tokenizer.eos_token = eos
+        lengths = [c.token_ids.index(end) + 1 if end in c.token_ids else 24 for c in first]
+        assert [c.completion_tokens for c in ended] == lengths and any(c.finish_reason == "stop" for c in ended)

@@ -66,6 +66,45 @@ class Generator:
         # in another thread while its worker generates.
         self._tokenizing = threading.Lock()
         self.longest_token_bytes = max(len(t.encode("utf-8", "replace")) for t in self.tokenizer.get_vocab())
+        # greedy completions without stop sequences decode in a loop of our own over the model's forward: the
+        # same tokens as generate(), without its per-token bookkeeping (see `_greedy`)
+        self.own_loop = _plain_greedy(self.model)
+
+    def _greedy(self, inputs, max_new_tokens: int, max_seconds: Optional[float],
+                abandoned: Optional[Callable[[], Sequence[bool]]]):
+        """What `generate(do_sample=False)` returns for these left-padded rows (prompt, then new tokens, finished
+        rows filled with padding), computed as it computes them: a forward over the prompts with positions
+        counted from each row's first real token, then one token per step from the model's own cache."""
+        import torch
+
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        pad = eos if pad is None else pad
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        cache, step = out["cache"], positions[:, -1:]
+        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        new: list = []
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        for index in range(max_new_tokens):
+            token = out.logits[:, -1, :].argmax(dim=-1)
+            token = torch.where(finished, torch.full_like(token, pad), token)
+            new.append(token)
+            if eos is not None:
+                finished |= token == eos
+            if abandoned is not None:
+                flags = list(abandoned())
+                finished |= torch.tensor(flags * ids.shape[0] if len(flags) == 1 else flags, dtype=torch.bool,
+                                         device=ids.device)
+            if index + 1 == max_new_tokens or bool(finished.all()) or (
+                    deadline is not None and time.monotonic() > deadline):
+                break
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            step = step + 1
+            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=step, cache=cache,
+                             use_cache=True, logits_to_keep=1)
+            cache = out["cache"]
+        return torch.cat([ids, torch.stack(new, dim=1)], dim=1)
 
     def fewest_tokens(self, text: str) -> int:
         """A lower bound on the tokens `text` encodes to (no token covers more bytes than its longest entry)."""
@@ -128,7 +167,10 @@ class Generator:
             torch.manual_seed(settings.seed)
         started = time.perf_counter()
         with torch.no_grad():
-            output = self.model.generate(**inputs, **kwargs)
+            if self.own_loop and settings.greedy and not settings.stop:
+                output = self._greedy(inputs, kwargs["max_new_tokens"], settings.max_seconds, abandoned)
+            else:
+                output = self.model.generate(**inputs, **kwargs)
         seconds = time.perf_counter() - started
         width = inputs["input_ids"].shape[1]
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
@@ -207,6 +249,30 @@ class Generator:
                 self.last.text = sent
         if "error" in holder:
             raise holder["error"]
+
+
+# generation_config settings under which greedy generate() changes logits or stops otherwise than by eos, length
+# or time: with any of them set, completions go through generate()
+_PROCESSORS = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+               "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "min_length": 0, "min_new_tokens": None,
+               "forced_bos_token_id": None, "forced_eos_token_id": None, "suppress_tokens": None,
+               "begin_suppress_tokens": None, "sequence_bias": None, "exponential_decay_length_penalty": None,
+               "renormalize_logits": False, "guidance_scale": None, "watermarking_config": None, "num_beams": 1,
+               "stop_strings": None, "forced_decoder_ids": None, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+
+
+def _plain_greedy(model) -> bool:
+    """Whether greedy generate() on `model` is argmax after argmax (no logits processor, one beam, a decoder
+    with a cache): then `Generator._greedy` gives the same tokens."""
+    config = getattr(model, "generation_config", None)
+    if config is None or not getattr(getattr(model, "config", None), "use_cache", True):
+        return False
+    if getattr(config, "cache_implementation", None) not in (None, "dynamic"):
+        return False  # a static or hybrid cache, which generate() would build
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return False
+    return all(getattr(config, key, neutral) in (neutral, None) or (neutral == 0 and not getattr(config, key))
+               for key, neutral in _PROCESSORS.items())
 
 
 def _stop_rows(done: Callable[[], Sequence[bool]]):
