@@ -127,14 +127,18 @@ def test_csv_round_trips(exported):
 def test_llama_factory_arrays_are_one_example_per_line(tmp_path):
     import json
 
-    from rcatune.formats.llama_factory import _write_array
+    from rcatune.formats.llama_factory import write_llama_factory
+    from rcatune.prompts import Prompt
 
-    rows = [{"instruction": "é\n\"x\"", "output": "y"}, {"instruction": "b", "output": ""}]
-    _write_array(tmp_path / "a.json", rows)
-    text = (tmp_path / "a.json").read_text(encoding="utf-8")
-    assert json.loads(text) == rows and len(text.splitlines()) == 4
-    _write_array(tmp_path / "empty.json", [])
-    assert json.loads((tmp_path / "empty.json").read_text()) == []
+    prompts = [Prompt("é\n\"x\"", "in", "y", "sys"), Prompt("b", "", "", "sys")]
+    info = write_llama_factory(tmp_path, {"train": prompts, "val": []})
+    text = (tmp_path / "train_alpaca.json").read_text(encoding="utf-8")
+    assert json.loads(text) == [{"instruction": p.instruction, "input": p.input, "output": p.output,
+                                 "system": "sys"} for p in prompts] and len(text.splitlines()) == 4
+    assert len(json.loads((tmp_path / "train_sharegpt.json").read_text())) == 2
+    assert json.loads((tmp_path / "val_alpaca.json").read_text()) == []
+    assert set(info) == {"rcatune_train_alpaca", "rcatune_train_sharegpt", "rcatune_val_alpaca",
+                         "rcatune_val_sharegpt"}
 
 
 def test_labels_never_reach_a_prompt_or_a_training_file(tmp_path):

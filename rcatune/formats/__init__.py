@@ -1,4 +1,6 @@
-"""Export the splits to every training format from one renderer (`rcatune.prompts`)."""
+"""Export the splits to every training format from one renderer (`rcatune.prompts`), row by row: each example
+is rendered once and its row handed to every format's writer, so no format holds a split (let alone all of
+them) in memory; the HuggingFace dataset goes to Arrow in chunks and is memory-mapped to be saved."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from pydantic import BaseModel
 
 from rcatune import atomic
 from rcatune.errors import DataError
-from rcatune.formats.llama_factory import write_llama_factory
-from rcatune.formats.openai_chat import check_openai_chat_file, write_openai_chat
-from rcatune.formats.tabular import write_csv, write_hf_dataset
+from rcatune.formats.llama_factory import LlamaFactoryWriter
+from rcatune.formats.openai_chat import OpenAIChatWriter
+from rcatune.formats.tabular import CsvWriter, HfDatasetWriter
 from rcatune.pause import pause_point
-from rcatune.prompts import render
+from rcatune.prompts import Prompt, render
+from rcatune.schema import TrainingExample
 from rcatune.split import DatasetSplits
 
 
@@ -25,6 +28,10 @@ class Format(str, enum.Enum):
     csv = "csv"
 
 
+PLACES = {Format.dataset: "dataset", Format.openai: "openai", Format.hf: "hf",
+          Format.llama_factory: "llama_factory", Format.csv: "prompts.csv"}
+
+
 class FormatBundle(BaseModel):
     """Where each exported format lives, and its row counts per split."""
 
@@ -33,42 +40,67 @@ class FormatBundle(BaseModel):
     counts: dict[str, int]
 
 
+class DatasetWriter:
+    """The validated examples themselves, `<split>.jsonl`."""
+
+    def __init__(self, place: Path) -> None:
+        place.mkdir()
+        self.place, self.handle = place, None
+
+    def begin(self, split: str) -> None:
+        self.handle = (self.place / f"{split}.jsonl").open("w", encoding="utf-8")
+
+    def add(self, split: str, example: TrainingExample, prompt: Prompt) -> None:
+        self.handle.write(example.model_dump_json() + "\n")
+
+    def end(self, split: str) -> None:
+        self.handle.close()
+
+    def finish(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        if self.handle:
+            self.handle.close()
+
+
+WRITERS = {Format.dataset: DatasetWriter, Format.openai: OpenAIChatWriter, Format.hf: HfDatasetWriter,
+           Format.llama_factory: LlamaFactoryWriter, Format.csv: CsvWriter}
+
+
 def export_formats(splits: DatasetSplits, out_dir: Path, formats: list[Format], system_prompt: str,
                    openai_max_tokens: int = 65_536) -> FormatBundle:
-    """Render every split once and write each requested format under `out_dir`. The formats are written
-    beside it and renamed into place together: a killed run leaves no partial format to be taken for a whole
-    one (`<out_dir>.partial`, which the next run removes)."""
-    prompts = {name: [render(e, system_prompt) for e in examples] for name, examples in splits.items()}
-    ids = {name: [e.id for e in examples] for name, examples in splits.items()}
-    places = {Format.dataset: "dataset", Format.openai: "openai", Format.hf: "hf",
-              Format.llama_factory: "llama_factory", Format.csv: "prompts.csv"}
+    """Write each requested format of every split under `out_dir`. The formats are written beside it and renamed
+    into place together: a killed run leaves no partial format to be taken for a whole one (`<out_dir>.partial`,
+    which the next run removes)."""
+    wanted = list(dict.fromkeys(Format(f) for f in formats))
     with atomic.folder(out_dir) as staged:
-        for fmt in formats:
-            _write(Format(fmt), staged / places[Format(fmt)], splits, prompts, ids, openai_max_tokens)
-            pause_point("prepare.formats", Format(fmt).value)
-    paths = {Format(fmt).value: str(out_dir / places[Format(fmt)]) for fmt in formats}
+        writers = {fmt: _writer(fmt, staged / PLACES[fmt], openai_max_tokens) for fmt in wanted}
+        try:
+            for name, examples in splits.items():
+                for writer in writers.values():
+                    writer.begin(name)
+                for example in examples:
+                    prompt = render(example, system_prompt)
+                    for writer in writers.values():
+                        writer.add(name, example, prompt)
+                for writer in writers.values():
+                    writer.end(name)
+            for fmt, writer in writers.items():
+                writer.finish()
+                pause_point("prepare.formats", fmt.value)
+        except BaseException:
+            for writer in writers.values():
+                writer.abandon()
+            raise
+    paths = {fmt.value: str(out_dir / PLACES[fmt]) for fmt in wanted}
     return FormatBundle(root=str(out_dir), paths=paths, counts=splits.counts())
 
 
-def _write(fmt: Format, place: Path, splits: DatasetSplits, prompts: dict, ids: dict, openai_max_tokens: int) -> None:
-    if fmt is Format.dataset:
-        place.mkdir()
-        for name, examples in splits.items():
-            (place / f"{name}.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in examples),
-                                                 encoding="utf-8")
-    elif fmt is Format.openai:
-        place.mkdir()
-        problems = []
-        for name, split_prompts in prompts.items():
-            file = place / f"{name}.jsonl"
-            write_openai_chat(file, split_prompts)
-            problems += [f"{file.name} {p}" for p in
-                         check_openai_chat_file(file, openai_max_tokens, training=name == "train")]
-        if problems:
-            raise DataError("OpenAI chat export breaks OpenAI's file rules:\n  " + "\n  ".join(problems[:20]))
-    elif fmt is Format.hf:
-        write_hf_dataset(place, prompts, ids)
-    elif fmt is Format.llama_factory:
-        write_llama_factory(place, prompts)
-    elif fmt is Format.csv:
-        write_csv(place, prompts, ids)
+def _writer(fmt: Format, place: Path, openai_max_tokens: int):
+    if fmt is Format.openai:
+        return OpenAIChatWriter(place, openai_max_tokens)
+    return WRITERS[fmt](place)
+
+
+__all__ = ["DataError", "Format", "FormatBundle", "export_formats"]

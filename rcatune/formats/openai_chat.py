@@ -20,11 +20,35 @@ MESSAGE_OVERHEAD_TOKENS = 4
 MIN_TRAINING_EXAMPLES = 10
 
 
-def write_openai_chat(path: Path, prompts: list[Prompt]) -> int:
-    with path.open("w", encoding="utf-8") as handle:
-        for prompt in prompts:
-            handle.write(json.dumps({"messages": to_messages(prompt)}, ensure_ascii=False) + "\n")
-    return len(prompts)
+class OpenAIChatWriter:
+    """`<split>.jsonl` in OpenAI's chat fine-tuning format, row by row; `finish` checks every file against
+    OpenAI's rules (reading it line by line) and raises DataError with the problems."""
+
+    def __init__(self, place: Path, max_tokens: int = 65_536) -> None:
+        place.mkdir()
+        self.place, self.max_tokens, self.handle, self.files = place, max_tokens, None, []
+
+    def begin(self, split: str) -> None:
+        self.files.append((split, self.place / f"{split}.jsonl"))
+        self.handle = self.files[-1][1].open("w", encoding="utf-8")
+
+    def add(self, split: str, example: object, prompt: Prompt) -> None:
+        self.handle.write(json.dumps({"messages": to_messages(prompt)}, ensure_ascii=False) + "\n")
+
+    def end(self, split: str) -> None:
+        self.handle.close()
+
+    def finish(self) -> None:
+        from rcatune.errors import DataError
+
+        problems = [f"{file.name} {p}" for split, file in self.files
+                    for p in check_openai_chat_file(file, self.max_tokens, training=split == "train")]
+        if problems:
+            raise DataError("OpenAI chat export breaks OpenAI's file rules:\n  " + "\n  ".join(problems[:20]))
+
+    def abandon(self) -> None:
+        if self.handle:
+            self.handle.close()
 
 
 def token_upper_bound(messages: list[dict]) -> int:
@@ -34,11 +58,12 @@ def token_upper_bound(messages: list[dict]) -> int:
 def check_openai_chat_file(path: Path, max_tokens: int = 65_536, training: bool = True) -> list[str]:
     """Every rule the file breaks, as 'line N: problem'; empty when the file is valid."""
     problems: list[str] = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        problems += [f"line {number}: {problem}" for problem in _example_problems(line, max_tokens)]
-    if training and len(lines) < MIN_TRAINING_EXAMPLES:
-        problems.append(f"{len(lines)} examples; OpenAI needs at least {MIN_TRAINING_EXAMPLES} in a training file")
+    lines = 0
+    with path.open(encoding="utf-8") as handle:  # line by line: a 100k-session file is never held whole
+        for lines, line in enumerate(handle, start=1):
+            problems += [f"line {lines}: {problem}" for problem in _example_problems(line.rstrip("\n"), max_tokens)]
+    if training and lines < MIN_TRAINING_EXAMPLES:
+        problems.append(f"{lines} examples; OpenAI needs at least {MIN_TRAINING_EXAMPLES} in a training file")
     return problems
 
 
