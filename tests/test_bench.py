@@ -47,14 +47,23 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
         assert (tmp_path / f"{stem}_smoke.md").read_text() in text
     serving = json.loads((tmp_path / "serving_smoke.json").read_text())
     assert set(serving["batched_over_one_at_a_time"]) == {"c=1", "c=4"} and serving["rows"]
+    if has_llamafactory:  # LLaMA-Factory's own API server on the same model and requests
+        assert set(serving["batched_over_llama_factory"]) == {"c=1", "c=4"}
+        assert all(v["tokens_per_second"] > 0 for v in serving["batched_over_llama_factory"].values())
     assert (tmp_path / "serving_smoke.md").read_text() in text
     abuse = json.loads((tmp_path / "serving_abuse_smoke.json").read_text())
     assert abuse["rows"] and all(r["as_expected"] and r["server_alive"] for r in abuse["rows"]), abuse["rows"]
     train = json.loads((tmp_path / "train_throughput_smoke.json").read_text())
-    expected = {"rcatune", "rcatune_packed", "baseline"} | ({"llamafactory"} if has_llamafactory else set())
+    expected = {"rcatune", "rcatune_packed", "baseline"} | (
+        {"llamafactory", "llamafactory_no_gc"} if has_llamafactory else set())
     assert set(train["medians"]) == expected
     for figures in train["medians"].values():
-        assert figures["tokens_per_second"] > 0 and 0 < figures["eval_loss"] < 20
+        assert figures["tokens_per_second"] > 0 and 0 < figures["eval_loss"] < 20 and 0 < figures["mfu"] < 1
+    assert all(peak > 0 for peak in train["matmul_peak_gflops_by_threads"].values())
+    generation = json.loads((tmp_path / "generation_smoke.json").read_text())
+    assert set(generation["medians"]) == {"sequential", "sequential_generate", "batched", "batched_generate"}
+    assert 0 < generation["floor"]["ms_per_token"] < generation["medians"]["sequential"]["ms_per_token"]
+    assert "## Goals (issue 32)" in text and "| training (lora): rcatune / LLaMA-Factory as shipped" in text
     assert "rcatune/baseline" in train["ratios"]
     logits = json.loads((tmp_path / "answer_logits_smoke.json").read_text())["shapes"]["tiny"]
     assert logits["medians"]["answer_logits"]["loss"] == pytest.approx(logits["medians"]["all_logits"]["loss"],
