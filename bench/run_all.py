@@ -51,11 +51,16 @@ def goals(out: Path, suffix: str = "") -> list[str]:
         met = measured >= target if above else measured < target
         rows.append(f"| {goal} | {measured:.2f}{unit} | {'yes' if met else 'no'} |")
 
-    train = _read(out, "train_throughput" + suffix) or {}
-    ratio, method = train.get("ratios") or {}, (train.get("inputs") or {}).get("method", "?")
-    add(f"training ({method}): rcatune / LLaMA-Factory as shipped >= 2.0x", ratio.get("rcatune/llamafactory"), 2.0)
-    add(f"training ({method}): rcatune / LLaMA-Factory, gradient checkpointing off >= 1.5x",
-        ratio.get("rcatune/llamafactory_no_gc"), 1.5)
+    # the LoRA setting (make bench), and the full one where `train_throughput.py --method full` wrote its result
+    for stem in ("train_throughput", "train_throughput_full"):
+        train = _read(out, stem + suffix)
+        if train is None and stem.endswith("_full"):
+            continue
+        ratio, method = (train or {}).get("ratios") or {}, ((train or {}).get("inputs") or {}).get("method", "lora")
+        add(f"training ({method}): rcatune / LLaMA-Factory as shipped >= 2.0x", ratio.get("rcatune/llamafactory"),
+            2.0)
+        add(f"training ({method}): rcatune / LLaMA-Factory, gradient checkpointing off >= 1.5x",
+            ratio.get("rcatune/llamafactory_no_gc"), 1.5)
     serving_result = _read(out, "serving" + suffix) or {}
     over = serving_result.get("batched_over_llama_factory") or {}
     add("serving: rcatune / LLaMA-Factory API throughput at c=1 >= 1.5x",

@@ -298,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
                   "shipped (gradient checkpointing on, its default); llamafactory_no_gc with it off."]
     if skipped:
         table += ["", f"Skipped: {skipped}"]
-    write("train_throughput_smoke" if args.smoke else "train_throughput", result, table, args.out)
+    name = "train_throughput" + ("_full" if args.method == "full" else "") + ("_smoke" if args.smoke else "")
+    write(name, result, table, args.out)  # the full setting beside the LoRA one, not over it
     print("\n".join(table))
     return result
 
