@@ -182,6 +182,25 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 15) -> flo
     return round(2 * size ** 3 / best / 1e9, 2)
 
 
+def llamafactory_missing() -> str | None:
+    """None when `llamafactory-cli` is here (make llamafactory), else why LLaMA-Factory's contenders are left out."""
+    from rcatune.errors import RcatuneError
+    from rcatune.training.llama_factory import find_cli
+
+    try:
+        find_cli()
+    except RcatuneError as error:
+        return str(error)
+    return None
+
+
+def linear_weights(model) -> int:
+    """Weights of every linear layer of `model` (the output layer included): the N of model FLOPs."""
+    import torch
+
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
 def training_flops(model_dir: Path, row_lengths: list[int], full: bool) -> dict[str, Any]:
     """Model FLOPs of one epoch over rows of `row_lengths` real tokens, by PaLM's formula (Chowdhery et al. 2022,
     appendix B): per token k * N for the matmuls plus 12 * layers * hidden * row length for attention, where N
@@ -189,16 +208,13 @@ def training_flops(model_dir: Path, row_lengths: list[int], full: bool) -> dict[
     fine-tuning (forward 2, backward 4) and 4 when the weights are frozen (LoRA: no weight gradients; its own
     small matrices are left out). The standard model's FLOPs, whatever a contender skips (rcatune projects only
     the answer's positions onto the vocabulary), so MFU is comparable across contenders."""
-    from transformers import AutoConfig
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_dir)
-    hidden, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    heads, kv_heads = config.num_attention_heads, getattr(config, "num_key_value_heads", None) or \
-        config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)  # q and o, k and v
-    mlp = 3 * hidden * config.intermediate_size  # gate, up, down
-    n = layers * (attention + mlp) + hidden * vocab
+    with torch.device("meta"):  # shapes only: nothing allocated
+        n = linear_weights(AutoModelForCausalLM.from_config(config))
+    hidden, layers = config.hidden_size, config.num_hidden_layers
     k = 6 if full else 4
     tokens = sum(row_lengths)
     flops = k * n * tokens + 12 * layers * hidden * sum(length * length for length in row_lengths)

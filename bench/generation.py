@@ -20,7 +20,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, interleave, markdown_table, medians, peak_rss_mb, ratios, run_worker, write  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    interleave,
+    linear_weights,
+    markdown_table,
+    medians,
+    peak_rss_mb,
+    ratios,
+    run_worker,
+    write,
+)
 
 KEYS = ["latency_p50_ms", "latency_p95_ms", "tokens_per_second", "ms_per_token", "wall_seconds", "peak_rss_mb"]
 MODES = ["sequential", "sequential_generate", "batched", "batched_generate"]
@@ -65,8 +75,7 @@ def worker(name: str, spec: dict) -> dict:
             "latency_p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
             "tokens_per_second": round(generated / wall, 1), "generated_tokens": generated,
             "ms_per_token": round(1000 * wall / generated, 3),
-            "linear_weights": sum(m.weight.numel() for m in loaded.model.modules()
-                                  if isinstance(m, torch.nn.Linear)),
+            "linear_weights": linear_weights(loaded.model),
             "wall_seconds": round(wall, 2), "peak_rss_mb": peak_rss_mb()}
 
 

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--summary-only", action="store_true",
                         help="run nothing: write summary.md (goals first) from the results already under --out")
     args = parser.parse_args(argv)
+    if args.summary_only and not args.out.is_dir():
+        parser.error(f"--summary-only: {args.out} holds no results (run the benchmarks first: make bench)")
     started = time.perf_counter()
     sections = []
     for name in args.only.split(","):
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> Path:
         stem = {"train": "train_throughput", "logits": "answer_logits", "data": "data_path",
                 "pipeline": "pipeline_overhead", "startup": "startup", "generation": "generation", "serving": "serving",
                 "abuse": "serving_abuse"}[name]
-        sections.append((args.out / f"{stem}{suffix}.md").read_text())
+        result = args.out / f"{stem}{suffix}.md"
+        sections.append(result.read_text() if result.exists() else f"{stem}: no result under {args.out} yet "
+                        f"(python bench/run_all.py --only {name})")
         if not args.summary_only:
             print(f"== {name}: {time.perf_counter() - mark:.0f} s", flush=True)
     total = time.perf_counter() - started

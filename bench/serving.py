@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, markdown_table, write  # noqa: E402
+from bench.common import RESULTS, llamafactory_missing, markdown_table, write  # noqa: E402
 
 CONTENDERS = {"batched (max_batch 8)": 8, "one at a time (max_batch 1)": 1}
 PEER = "LLaMA-Factory API (llamafactory-cli api)"
@@ -58,9 +58,8 @@ def _start_server(model_dir: str, max_batch: int, log: Path, threads: str = "aut
 def _start_llama_factory(model_dir: str, log: Path, threads: int) -> tuple[subprocess.Popen, str]:
     """`llamafactory-cli api` as shipped (its HuggingFace engine, MAX_CONCURRENT 1) on the same model folder, with
     the template LLaMA-Factory trains the tiny family with, and the same torch threads as rcatune's server."""
-    import requests
-
     from rcatune.config.trainer import LLAMA_FACTORY_TEMPLATES
+    from rcatune.deploy.smoke import SmokeTestFailed, wait_ready
     from rcatune.processes import free_port, spawn
     from rcatune.training.llama_factory import find_cli
 
@@ -69,17 +68,12 @@ def _start_llama_factory(model_dir: str, log: Path, threads: int) -> tuple[subpr
                PYTHONUNBUFFERED="1", DISABLE_VERSION_CHECK="1")
     process = spawn([find_cli(), "api", "--model_name_or_path", model_dir, "--template",
                      LLAMA_FACTORY_TEMPLATES["tiny"], "--infer_backend", "huggingface"], log, env)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"llamafactory-cli api exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if requests.get(f"{url}/v1/models", timeout=5).ok:
-                return process, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"llamafactory-cli api was not ready in 300 s: {log.read_text()[-2000:]}")
+    url = f"http://127.0.0.1:{port}"
+    try:  # it has no /ready: its model list answers once the model is loaded
+        wait_ready(url, 300, alive=lambda: process.poll() is None, what="llamafactory-cli api", path="/v1/models")
+    except SmokeTestFailed as error:
+        raise RuntimeError(f"{error}; its log ends:\n{log.read_text()[-2000:]}") from None
+    return process, url
 
 
 async def _load(url: str, sessions: list[dict], concurrency: int, requests_: int, max_tokens: int) -> dict:
@@ -126,17 +120,6 @@ def _ttft(url: str, max_tokens: int, repeats: int) -> float:
                     firsts.append(time.perf_counter() - started)  # the first chunk that carries text
                     break
     return round(1000 * statistics.median(firsts), 1)
-
-
-def peer_available() -> str | None:
-    """None when `llamafactory-cli` is here (make llamafactory), else why the peer is left out."""
-    from rcatune.training.llama_factory import find_cli
-
-    try:
-        find_cli()
-        return None
-    except Exception as error:  # noqa: BLE001 - reported in the results as the reason it was skipped
-        return str(error)
 
 
 def serving_figures(model_dir: str, levels: list[int], per_level: int, max_tokens: int, rounds: int,
@@ -272,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_environment()
     model_dir = args.model_dir or model_path(TinyModelConfig())
     levels, per_level, max_tokens, rounds = ([1, 4], 4, 8, 1) if args.smoke else ([1, 4, 16], 32, 64, 2)
-    skipped = peer_available()
+    skipped = llamafactory_missing()
     if skipped:
         print(f"  {PEER} left out: {skipped}", flush=True)
     rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds, with_peer=skipped is None)
@@ -303,13 +286,13 @@ def main(argv: list[str] | None = None) -> None:
     if skipped:
         table += ["", f"{PEER}: left out ({skipped})"]
     else:
-        over_peer = {f"c={level}": {
-            "tokens_per_second": round(summary[f"{batched} c={level}"]["tokens_per_second"]
-                                       / summary[f"{PEER} c={level}"]["tokens_per_second"], 2),
-            "p50": round(summary[f"{PEER} c={level}"]["latency_p50_ms"]
-                         / summary[f"{batched} c={level}"]["latency_p50_ms"], 2),
-            "p95": round(summary[f"{PEER} c={level}"]["latency_p95_ms"]
-                         / summary[f"{batched} c={level}"]["latency_p95_ms"], 2)} for level in levels}
+        def over(level: int, key: str) -> float:  # throughput ours / theirs; latency theirs / ours
+            mine, theirs = summary[f"{batched} c={level}"][key], summary[f"{PEER} c={level}"][key]
+            return round(mine / theirs if key == "tokens_per_second" else theirs / mine, 2)
+
+        over_peer = {f"c={level}": {"tokens_per_second": over(level, "tokens_per_second"),
+                                    "p50": over(level, "latency_p50_ms"), "p95": over(level, "latency_p95_ms")}
+                     for level in levels}
         table += ["", f"rcatune batched against {PEER} (its HuggingFace engine, as shipped: one generation at a "
                       "time), same model folder, same requests and threads, greedy: throughput "
                   + ", ".join(f"{k} {v['tokens_per_second']}x" for k, v in over_peer.items())

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     RESULTS,
     interleave,
+    llamafactory_missing,
     markdown_table,
     matmul_peak_gflops,
     medians,
@@ -226,15 +227,8 @@ def row_lengths(spec_file: Path) -> list[int]:
 
 
 def available(contenders: list[str]) -> tuple[list[str], dict[str, str]]:
-    from rcatune.errors import RcatuneError
-    from rcatune.training.llama_factory import find_cli
-
-    skipped = {}
-    if {"llamafactory", "llamafactory_no_gc"} & set(contenders):
-        try:
-            find_cli()
-        except RcatuneError as error:
-            skipped.update({c: str(error) for c in contenders if c.startswith("llamafactory")})
+    missing = llamafactory_missing()
+    skipped = {c: missing for c in contenders if missing and c.startswith("llamafactory")}
     return [c for c in contenders if c not in skipped], skipped
 
 

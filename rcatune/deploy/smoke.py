@@ -13,8 +13,8 @@ class SmokeTestFailed(RcatuneError):
 
 
 def wait_ready(url: str, timeout_s: float, token: Optional[str] = None,
-               alive: Callable[[], bool] = lambda: True, what: str = "the new instance") -> float:
-    """Seconds until `url`/ready answers 200; raises SmokeTestFailed on timeout or when `alive()` turns False."""
+               alive: Callable[[], bool] = lambda: True, what: str = "the new instance", path: str = "/ready") -> float:
+    """Seconds until `url` + `path` answers 200; raises SmokeTestFailed on timeout or when `alive()` turns False."""
     import requests
 
     started = time.monotonic()
@@ -22,7 +22,7 @@ def wait_ready(url: str, timeout_s: float, token: Optional[str] = None,
         if not alive():
             raise SmokeTestFailed(f"{what} exited before it was ready")
         try:
-            if requests.get(f"{url}/ready", timeout=5).status_code == 200:
+            if requests.get(f"{url}{path}", timeout=5).status_code == 200:
                 return time.monotonic() - started
         except requests.RequestException:
             pass

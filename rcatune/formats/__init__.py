@@ -5,6 +5,7 @@ them) in memory; the HuggingFace dataset goes to Arrow in chunks and is memory-m
 from __future__ import annotations
 
 import enum
+from functools import partial
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -74,8 +75,9 @@ def export_formats(splits: DatasetSplits, out_dir: Path, formats: list[Format], 
     into place together: a killed run leaves no partial format to be taken for a whole one (`<out_dir>.partial`,
     which the next run removes)."""
     wanted = list(dict.fromkeys(Format(f) for f in formats))
+    makers = {**WRITERS, Format.openai: partial(OpenAIChatWriter, max_tokens=openai_max_tokens)}
     with atomic.folder(out_dir) as staged:
-        writers = {fmt: _writer(fmt, staged / PLACES[fmt], openai_max_tokens) for fmt in wanted}
+        writers = {fmt: makers[fmt](staged / PLACES[fmt]) for fmt in wanted}
         try:
             for name, examples in splits.items():
                 for writer in writers.values():
@@ -95,12 +97,6 @@ def export_formats(splits: DatasetSplits, out_dir: Path, formats: list[Format], 
             raise
     paths = {fmt.value: str(out_dir / PLACES[fmt]) for fmt in wanted}
     return FormatBundle(root=str(out_dir), paths=paths, counts=splits.counts())
-
-
-def _writer(fmt: Format, place: Path, openai_max_tokens: int):
-    if fmt is Format.openai:
-        return OpenAIChatWriter(place, openai_max_tokens)
-    return WRITERS[fmt](place)
 
 
 __all__ = ["DataError", "Format", "FormatBundle", "export_formats"]
