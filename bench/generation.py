@@ -1,7 +1,9 @@
 """Generation: latency p50/p95, tokens/s and milliseconds per generated token of a model on the evaluation
 prompts, one prompt at a time (greedy, KV cache) and in left-padded batches of 8, each decoded by rcatune's own
-greedy loop over the model's forward and by transformers' generate() (`_generate`), interleaved; beside them the
-arithmetic floor of one token (2 x the linear layers' weights, over this machine's measured fp32 matmul peak).
+greedy loop over the model's forward, by transformers' generate() (`_generate`) and by the same loop over the
+model's ONNX export in onnxruntime (`_onnx`: `export.onnx=true`, the native CPU engine as the reference),
+interleaved; beside them the arithmetic floor of one token (2 x the linear layers' weights, over this machine's
+measured fp32 matmul peak), and the ONNX graph's size, export time and parity check against the safetensors.
 
     python bench/generation.py [--smoke] [--model-dir RUN_DIR/export/merged]
 
@@ -33,7 +35,7 @@ from bench.common import (  # noqa: E402
 )
 
 KEYS = ["latency_p50_ms", "latency_p95_ms", "tokens_per_second", "ms_per_token", "wall_seconds", "peak_rss_mb"]
-MODES = ["sequential", "sequential_generate", "batched", "batched_generate"]
+MODES = ["sequential", "sequential_generate", "sequential_onnx", "batched", "batched_generate", "batched_onnx"]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -56,8 +58,22 @@ def worker(name: str, spec: dict) -> dict:
     torch.manual_seed(0)
     runtime = Runtime(device="cpu", progress=False)
     model_cfg = TinyModelConfig(**spec["tiny"])
+    if name == "export":  # the ONNX graph the _onnx modes run, from the folder the others load
+        from rcatune.models import model_path
+        from rcatune.onnx_export import export_onnx
+
+        folder = spec.get("model_dir") or model_path(model_cfg)
+        return {**export_onnx(folder, spec["onnx_dir"]),
+                "safetensors_bytes": sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))}
     loaded = load_folder(spec["model_dir"], runtime, base=model_cfg) if spec.get("model_dir") \
         else load_base(model_cfg, runtime)
+    weights = linear_weights(loaded.model)
+    if name.endswith("_onnx"):
+        from rcatune.inference import LoadedModel
+        from rcatune.onnx_export import OnnxCausalLM
+
+        loaded.release()
+        loaded = LoadedModel(OnnxCausalLM(spec["onnx_dir"]), loaded.tokenizer, "onnx", loaded.signature, runtime)
     generator = Generator(loaded)
     generator.own_loop = generator.own_loop and not name.endswith("_generate")
     settings = GenerationSettings(max_new_tokens=spec["max_new_tokens"])
@@ -75,7 +91,7 @@ def worker(name: str, spec: dict) -> dict:
             "latency_p95_ms": round(_percentile(latencies, 0.95) * 1000, 1),
             "tokens_per_second": round(generated / wall, 1), "generated_tokens": generated,
             "ms_per_token": round(1000 * wall / generated, 3),
-            "linear_weights": linear_weights(loaded.model),
+            "linear_weights": weights,
             "wall_seconds": round(wall, 2), "peak_rss_mb": peak_rss_mb()}
 
 
@@ -110,15 +126,20 @@ def main(argv: list[str] | None = None) -> dict:
     tiny = {"hidden_size": 64, "intermediate_size": 128, "num_layers": 2} if args.smoke else {}
     spec = {"tiny": tiny, "model_dir": args.model_dir, "prompts": 4 if args.smoke else 24,
             "max_new_tokens": 16 if args.smoke else 96, "batch_size": 8}
+    spec["onnx_dir"] = str(work / "onnx")
     print(f"generation: {MODES} ({spec})", flush=True)
+    exported = run_worker(Path(__file__), ["--worker", "export", "--spec", json.dumps(spec)], state=work / "state")
     runs = interleave(MODES, repeats,
                       lambda name, _round: run_worker(Path(__file__), ["--worker", name, "--spec", json.dumps(spec)],
                                                       state=work / "state"))
     per = medians(runs, KEYS)
     floor = decode_floor_ms(runs[0]["linear_weights"])
-    result = {"inputs": {**spec, "repeats": repeats}, "runs": runs, "medians": per, "floor": floor,
+    onnx = {key: exported[key] for key in ("bytes", "safetensors_bytes", "kv_cache", "export_seconds", "parity")}
+    result = {"inputs": {**spec, "repeats": repeats}, "runs": runs, "medians": per, "floor": floor, "onnx": onnx,
               "ratios": {**ratios(per, "batched", "tokens_per_second"),
-                         **ratios(per, "sequential", "tokens_per_second")}}
+                         **ratios(per, "sequential", "tokens_per_second"),
+                         **ratios(per, "sequential_onnx", "tokens_per_second"),
+                         **ratios(per, "batched_onnx", "tokens_per_second")}}
     rows = [[name, f["latency_p50_ms"], f["latency_p95_ms"], f["tokens_per_second"], f["ms_per_token"],
              f["wall_seconds"], f["peak_rss_mb"]] for name, f in per.items()]
     table = [f"Generation ({spec['prompts']} evaluation prompts, {spec['max_new_tokens']} new tokens, "
@@ -128,7 +149,13 @@ def main(argv: list[str] | None = None) -> dict:
     table += ["", "Ratio of tokens/s: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()),
               "", f"Arithmetic floor of one token at batch 1: {floor['ms_per_token']:.3f} ms ({floor['flops']:,} "
                   f"FLOPs over {floor['gflops']:,.1f} GFLOP/s, {floor['threads']} thread(s)); one at a time is "
-                  f"{per['sequential']['ms_per_token'] / floor['ms_per_token']:,.0f}x it: framework overhead."]
+                  f"{per['sequential']['ms_per_token'] / floor['ms_per_token']:,.0f}x it: framework overhead "
+                  f"(onnxruntime's: {per['sequential_onnx']['ms_per_token'] / floor['ms_per_token']:,.0f}x).",
+              "", f"ONNX export ({'with' if onnx['kv_cache'] else 'WITHOUT'} its KV cache): "
+                  f"{onnx['bytes'] / 2**20:,.2f} MiB against {onnx['safetensors_bytes'] / 2**20:,.2f} MiB of "
+                  f"safetensors, exported in {onnx['export_seconds']} s; largest logit difference from PyTorch "
+                  f"{onnx['parity']['max_logit_difference']:.1e}, the same {onnx['parity']['greedy_tokens']} greedy "
+                  f"tokens on the probe session: {'yes' if onnx['parity']['greedy_tokens_equal'] else 'NO'}."]
     write("generation_smoke" if args.smoke else "generation", result, table, args.out)
     print("\n".join(table))
     return result

@@ -62,11 +62,12 @@ def goals(out: Path, suffix: str = "") -> list[str]:
         add(f"training ({method}): rcatune / LLaMA-Factory, gradient checkpointing off >= 1.5x",
             ratio.get("rcatune/llamafactory_no_gc"), 1.5)
     serving_result = _read(out, "serving" + suffix) or {}
-    over = serving_result.get("batched_over_llama_factory") or {}
-    add("serving: rcatune / LLaMA-Factory API throughput at c=1 >= 1.5x",
-        (over.get("c=1") or {}).get("tokens_per_second"), 1.5)
-    add("serving: rcatune / LLaMA-Factory API throughput at c=16 >= 3x",
-        (over.get("c=16") or {}).get("tokens_per_second"), 3.0)
+    for key, engine in (("batched_over_llama_factory", "transformers"), ("onnx_over_llama_factory", "onnx")):
+        over = serving_result.get(key) or {}
+        add(f"serving (engine={engine}): rcatune / LLaMA-Factory API throughput at c=1 >= 1.5x",
+            (over.get("c=1") or {}).get("tokens_per_second"), 1.5)
+        add(f"serving (engine={engine}): rcatune / LLaMA-Factory API throughput at c=16 >= 3x",
+            (over.get("c=16") or {}).get("tokens_per_second"), 3.0)
     start = (_read(out, "startup" + suffix) or {}).get("medians", {}).get("now", {})
     add("start-up: `pipeline=prepare` outside its steps < 5 s", start.get("outside_steps_seconds"), 5.0,
         above=False, unit=" s")

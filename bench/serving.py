@@ -1,6 +1,7 @@
 """Serving: latency p50/p95 and throughput of `/v1/chat/completions` at concurrency 1, 4 and 16, time to first
-token of a streamed chat, for rcatune's server with cross-request batching (max_batch 8) against the same server
-generating one request at a time (max_batch 1, the baseline) and LLaMA-Factory's own OpenAI-compatible server
+token of a streamed chat, for rcatune's server with cross-request batching (max_batch 8), the same with
+serving.engine=onnx (greedy completions decoded by the model's ONNX export in onnxruntime), against the same
+server generating one request at a time (max_batch 1, the baseline) and LLaMA-Factory's own OpenAI-compatible server
 (`llamafactory-cli api` from `make llamafactory`'s venv; left out, with the reason, where it is missing),
 interleaved, greedy, on the same model folder; serving.threads=auto against
 torch's default (every core) for a blue/green deployment's two servers beside other work; then deploy and
@@ -31,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, llamafactory_missing, markdown_table, write  # noqa: E402
 
-CONTENDERS = {"batched (max_batch 8)": 8, "one at a time (max_batch 1)": 1}
+# name: (max_batch, serving engine)
+CONTENDERS = {"batched (max_batch 8)": (8, "transformers"), "one at a time (max_batch 1)": (1, "transformers"),
+              "batched, engine=onnx (max_batch 8)": (8, "onnx")}
 PEER = "LLaMA-Factory API (llamafactory-cli api)"
 
 
@@ -41,13 +44,13 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _start_server(model_dir: str, max_batch: int, log: Path, threads: str = "auto",
-                  servers: int = 1) -> tuple[subprocess.Popen, str]:
+                  servers: int = 1, engine: str = "transformers") -> tuple[subprocess.Popen, str]:
     from rcatune.processes import free_port, spawn
 
     port = free_port()
     process = spawn([sys.executable, "-m", "rcatune.serving", "--model", f"tiny={model_dir}", "--port", str(port),
                      "--max-batch", str(max_batch), "--max-queue", "64", "--device", "cpu", "--threads", threads,
-                     "--servers", str(servers)], log, dict(os.environ, PYTHONUNBUFFERED="1"))
+                     "--servers", str(servers), "--engine", engine], log, dict(os.environ, PYTHONUNBUFFERED="1"))
     from rcatune.deploy.smoke import wait_ready
 
     url = f"http://127.0.0.1:{port}"
@@ -122,8 +125,21 @@ def _ttft(url: str, max_tokens: int, repeats: int) -> float:
     return round(1000 * statistics.median(firsts), 1)
 
 
+def onnx_layout(model_dir: str, folder: Path) -> str:
+    """`model_dir` laid out as an export with its ONNX graph (EXPORT/merged, EXPORT/onnx), as export.onnx=true
+    writes it, for the onnx engine: the merged folder's path."""
+    import shutil
+
+    from rcatune.onnx_export import FOLDER, export_onnx
+
+    merged = folder / "export" / "merged"
+    shutil.copytree(model_dir, merged)
+    export_onnx(merged, folder / "export" / FOLDER)
+    return str(merged)
+
+
 def serving_figures(model_dir: str, levels: list[int], per_level: int, max_tokens: int, rounds: int,
-                    with_peer: bool) -> list[dict]:
+                    with_peer: bool, onnx_dir: str) -> list[dict]:
     import requests
 
     from rcatune.demo.generator import generate_sessions
@@ -140,7 +156,9 @@ def serving_figures(model_dir: str, levels: list[int], per_level: int, max_token
                 if name == PEER:
                     process, url = _start_llama_factory(model_dir, Path(logs) / "peer.log", threads)
                 else:
-                    process, url = _start_server(model_dir, CONTENDERS[name], Path(logs) / f"{name[:3]}.log")
+                    max_batch, engine = CONTENDERS[name]
+                    process, url = _start_server(onnx_dir if engine == "onnx" else model_dir, max_batch,
+                                                 Path(logs) / f"{max_batch}-{engine}.log", engine=engine)
                     threads = requests.get(f"{url}/health", timeout=10).json()["threads"]
                 try:
                     ttft = _ttft(url, max_tokens, 3)
@@ -258,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     skipped = llamafactory_missing()
     if skipped:
         print(f"  {PEER} left out: {skipped}", flush=True)
-    rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds, with_peer=skipped is None)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = serving_figures(model_dir, levels, per_level, max_tokens, rounds, with_peer=skipped is None,
+                               onnx_dir=onnx_layout(model_dir, Path(folder)))
     concurrent = 4 if args.smoke else 16
     threads = thread_figures(model_dir, rounds, 3 if args.smoke else 20, concurrent, max_tokens)
     deploy = None
@@ -275,30 +295,39 @@ def main(argv: list[str] | None = None) -> None:
             summary[f"{name} c={level}"] = figures
             table_rows.append([name, level, figures["latency_p50_ms"], figures["latency_p95_ms"],
                                figures["requests_per_second"], figures["tokens_per_second"], figures["ttft_ms"]])
-    batched, alone = list(CONTENDERS)
+    batched, alone, onnx = list(CONTENDERS)
     speedups = {f"c={level}": round(summary[f"{batched} c={level}"]["tokens_per_second"]
                                     / summary[f"{alone} c={level}"]["tokens_per_second"], 2) for level in levels}
     table = [f"# Serving (`/v1/chat/completions`, {max_tokens} new tokens per request, tiny model shape, CPU)", "",
              *markdown_table(["server", "concurrency", "p50 ms", "p95 ms", "requests/s", "tokens/s", "TTFT ms"],
                              table_rows), "",
              "Throughput ratio batched / one at a time: " + ", ".join(f"{k} {v}x" for k, v in speedups.items())]
-    over_peer = None
+    engines = {level: summary[f"{onnx} c={level}"]["tokens_per_second"]
+               / summary[f"{batched} c={level}"]["tokens_per_second"] for level in levels}
+    table += ["", "Throughput ratio engine=onnx / transformers, both batched: "
+              + ", ".join(f"c={level} {ratio:.2f}x" for level, ratio in engines.items())]
+    over_peer = over_peer_onnx = None
     if skipped:
         table += ["", f"{PEER}: left out ({skipped})"]
     else:
-        def over(level: int, key: str) -> float:  # throughput ours / theirs; latency theirs / ours
-            mine, theirs = summary[f"{batched} c={level}"][key], summary[f"{PEER} c={level}"][key]
+        def over(ours: str, level: int, key: str) -> float:  # throughput ours / theirs; latency theirs / ours
+            mine, theirs = summary[f"{ours} c={level}"][key], summary[f"{PEER} c={level}"][key]
             return round(mine / theirs if key == "tokens_per_second" else theirs / mine, 2)
 
-        over_peer = {f"c={level}": {"tokens_per_second": over(level, "tokens_per_second"),
-                                    "p50": over(level, "latency_p50_ms"), "p95": over(level, "latency_p95_ms")}
-                     for level in levels}
-        table += ["", f"rcatune batched against {PEER} (its HuggingFace engine, as shipped: one generation at a "
-                      "time), same model folder, same requests and threads, greedy: throughput "
-                  + ", ".join(f"{k} {v['tokens_per_second']}x" for k, v in over_peer.items())
-                  + "; p50 " + ", ".join(f"{k} {v['p50']}x" for k, v in over_peer.items())
-                  + "; p95 " + ", ".join(f"{k} {v['p95']}x" for k, v in over_peer.items())
-                  + " (latency ratios: the peer's over rcatune's). Goal: >= 1.5x throughput at c=1, >= 3x at c=16."]
+        def against(ours: str) -> dict:
+            return {f"c={level}": {"tokens_per_second": over(ours, level, "tokens_per_second"),
+                                   "p50": over(ours, level, "latency_p50_ms"),
+                                   "p95": over(ours, level, "latency_p95_ms")} for level in levels}
+
+        over_peer, over_peer_onnx = against(batched), against(onnx)
+        for label, figures in (("rcatune batched", over_peer), ("rcatune batched with engine=onnx", over_peer_onnx)):
+            table += ["", f"{label} against {PEER} (its HuggingFace engine, as shipped: one generation at a "
+                          "time), same model, same requests and threads, greedy: throughput "
+                      + ", ".join(f"{k} {v['tokens_per_second']}x" for k, v in figures.items())
+                      + "; p50 " + ", ".join(f"{k} {v['p50']}x" for k, v in figures.items())
+                      + "; p95 " + ", ".join(f"{k} {v['p95']}x" for k, v in figures.items())
+                      + " (latency ratios: the peer's over rcatune's). Goal: >= 1.5x throughput at c=1, >= 3x at "
+                        "c=16."]
     thread_summary = {name: {key: statistics.median(r[key] for r in threads if r["contender"] == name)
                              for key in ("threads", "p50_ms", "p95_ms", f"concurrent_{concurrent}_s")}
                       for name in THREAD_CONTENDERS}
@@ -313,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
                   *markdown_table(["figure", "seconds"], [[k, v] for k, v in deploy.items() if k != "rollbacks"])]
     name = "serving_smoke" if args.smoke else "serving"
     print(write(name, {"rows": rows, "summary": summary, "batched_over_one_at_a_time": speedups,
-                       "batched_over_llama_factory": over_peer, "llama_factory_skipped": skipped,
+                       "batched_over_llama_factory": over_peer, "onnx_over_llama_factory": over_peer_onnx,
+                       "llama_factory_skipped": skipped,
                        "threads": threads, "threads_summary": thread_summary,
                        "deploy": deploy, "max_tokens": max_tokens}, table, args.out))
     print("\n".join(table))

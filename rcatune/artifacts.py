@@ -174,9 +174,18 @@ class ExportBundle(BaseModel):
     quantised_bytes: Optional[int]
     size_reduction: Optional[float]  # 1 - quantised / merged
     smoke: dict[str, Any] = Field(default_factory=dict)  # one diagnosis through the inference layer
+    onnx: Optional[str] = None  # the ONNX folder (export.onnx=true)
+    onnx_report: dict[str, Any] = Field(default_factory=dict)  # rcatune_onnx.json: cache, size, parity
 
     def summarise(self, summary: RunSummary) -> None:
         summary.artifacts["export"] = self.root
         summary.artifacts["export_merged"] = self.merged
         if self.smoke:
             summary.decisions["export_smoke_test"] = "passed" if self.smoke.get("passed") else "failed"
+        if self.onnx:
+            summary.artifacts["export_onnx"] = self.onnx
+            parity = self.onnx_report.get("parity", {})
+            summary.decisions["onnx_parity"] = (
+                f"logits within {parity.get('max_logit_difference', float('nan')):.1e}, the same "
+                f"{parity.get('greedy_tokens')} greedy tokens; "
+                + ("with its KV cache" if self.onnx_report.get("kv_cache") else "without a KV cache"))

@@ -138,8 +138,9 @@ tokenizer = AutoTokenizer.from_pretrained("{facts['merged_dir']}")
 
 
 def export_model(trained: TrainedModel, out: Path, quantisation: Quantisation, facts: dict[str, Any],
-                 runtime: Runtime, smoke_tokens: int = 128) -> ExportBundle:
-    """Write the serving bundle under `out`, then smoke-test it."""
+                 runtime: Runtime, smoke_tokens: int = 128, onnx: bool = False) -> ExportBundle:
+    """Write the serving bundle under `out`, then smoke-test it; with `onnx`, also the ONNX graph of the merged
+    model, checked against PyTorch (`rcatune.onnx_export`: it raises when they differ)."""
     model_cfg = load_spec(trained.model_spec)
     out.mkdir(parents=True, exist_ok=True)
     adapter = None
@@ -170,5 +171,10 @@ def export_model(trained: TrainedModel, out: Path, quantisation: Quantisation, f
                           quantised_bytes=quantised_bytes,
                           size_reduction=1 - quantised_bytes / merged_bytes if quantised_bytes else None)
     bundle.smoke = smoke_test(merged, runtime, smoke_tokens)
+    if onnx:
+        from rcatune.onnx_export import FOLDER, export_onnx
+
+        bundle.onnx_report = export_onnx(merged, out / FOLDER, probe_tokens=smoke_tokens)
+        bundle.onnx = str(out / FOLDER)
     (out / "export.json").write_text(json.dumps(bundle.model_dump(), indent=1), encoding="utf-8")
     return bundle

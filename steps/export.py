@@ -27,11 +27,14 @@ def export_trained(trained: TrainedModel, evaluation: Evaluation, promotion: Pro
                   "method": trained.method, "metrics": evaluation.tuned.metrics,
                   "gate": "passed" if evaluation.decision.passed else "failed", "stage": promotion.stage or "none"}
     result = export_model(trained, Path(output_dir) / constants.EXPORT_DIR, export.quantisation, card_facts,
-                          runtime, smoke_tokens)
+                          runtime, smoke_tokens, onnx=export.onnx)
     metrics = {"export_merged_mb": result.merged_bytes / 2**20,
                "export_smoke_passed": float(bool(result.smoke.get("passed")))}
     if result.quantised_bytes:
         metrics.update(export_quantised_mb=result.quantised_bytes / 2**20, export_size_reduction=result.size_reduction)
+    if result.onnx:
+        metrics.update(export_onnx_mb=result.onnx_report["bytes"] / 2**20,
+                       export_onnx_max_logit_difference=result.onnx_report["parity"]["max_logit_difference"])
     mlflow.log_metrics(metrics)
     for name in ("README.md", "rcatune_signature.json"):
         if (Path(result.merged) / name).exists():

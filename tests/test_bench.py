@@ -61,7 +61,9 @@ def test_smoke_benchmarks_write_json_and_tables(tmp_path):
         assert figures["tokens_per_second"] > 0 and 0 < figures["eval_loss"] < 20 and 0 < figures["mfu"] < 1
     assert all(peak > 0 for peak in train["matmul_peak_gflops_by_threads"].values())
     generation = json.loads((tmp_path / "generation_smoke.json").read_text())
-    assert set(generation["medians"]) == {"sequential", "sequential_generate", "batched", "batched_generate"}
+    assert set(generation["medians"]) == {"sequential", "sequential_generate", "sequential_onnx", "batched",
+                                          "batched_generate", "batched_onnx"}
+    assert generation["onnx"]["parity"]["passed"] and generation["onnx"]["bytes"] > 0
     assert 0 < generation["floor"]["ms_per_token"] < generation["medians"]["sequential"]["ms_per_token"]
     assert "## Goals (issue 32)" in text and "| training (lora): rcatune / LLaMA-Factory as shipped" in text
     assert "rcatune/baseline" in train["ratios"]

@@ -48,6 +48,7 @@ class FormatsConfig:
 @dataclass
 class ExportConfig:
     quantisation: Quantisation = Quantisation.none  # int8 | nf4 | fp4: also write a quantised copy
+    onnx: bool = False  # also write an ONNX graph of the merged model (export/onnx), checked against PyTorch
 
 
 @dataclass

@@ -67,8 +67,10 @@ class Generator:
         self._tokenizing = threading.Lock()
         self.longest_token_bytes = max(len(t.encode("utf-8", "replace")) for t in self.tokenizer.get_vocab())
         # greedy completions without stop sequences decode in a loop of our own over the model's forward: the
-        # same tokens as generate(), without its per-token bookkeeping (see `_greedy`)
-        self.own_loop = _plain_greedy(self.model)
+        # same tokens as generate(), without its per-token bookkeeping (see `_greedy`); over the loaded model's
+        # decoder where it has one (its ONNX graph in onnxruntime), the model's own forward otherwise
+        self.decoder = loaded.decoder if loaded.decoder is not None else self.model
+        self.own_loop = _plain_greedy(self.decoder)
 
     def _greedy(self, inputs, max_new_tokens: int, max_seconds: Optional[float],
                 abandoned: Optional[Callable[[], Sequence[bool]]]):
@@ -81,7 +83,8 @@ class Generator:
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         pad = eos if pad is None else pad
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                           logits_to_keep=1)
         cache, step = out["cache"], positions[:, -1:]
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         new: list = []
@@ -101,8 +104,8 @@ class Generator:
                 break
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
             step = step + 1
-            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=step, cache=cache,
-                             use_cache=True, logits_to_keep=1)
+            out = self.decoder(input_ids=token[:, None], attention_mask=mask, position_ids=step, cache=cache,
+                               use_cache=True, logits_to_keep=1)
             cache = out["cache"]
         return torch.cat([ids, torch.stack(new, dim=1)], dim=1)
 

@@ -35,7 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8400)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--engine", choices=[e.value for e in Engine], default=defaults.engine.value,
-                   help="transformers: this server; vllm: launch vLLM's OpenAI server (GPU only)")
+                   help="transformers: this server; onnx: this server, plain greedy completions decoded by the "
+                        "export's ONNX graph in onnxruntime (export.onnx=true; CPU); vllm: launch vLLM's OpenAI "
+                        "server (GPU only)")
     for key in LIMITS:
         p.add_argument(f"--{key.replace('_', '-')}", type=limit_type(key), default=getattr(defaults, key),
                        metavar=limit_type(key).__name__.upper(), help="(default: %(default)s)")
@@ -95,7 +97,8 @@ def serve(args: argparse.Namespace) -> int:
     apply_threads(threads)
     from rcatune.serving.pool import check_signatures, load_pool
 
-    pool = load_pool(sources, Runtime.detect(args.device, progress=False), serve_base=not args.no_base)
+    pool = load_pool(sources, Runtime.detect(args.device, progress=False), serve_base=not args.no_base,
+                     onnx=config.engine is Engine.onnx)
     check_signatures(pool)  # refuse before listening, naming what differs
     names = ", ".join(m.name + (f" (over {m.parent})" if m.loaded.is_adapter else "") for m in pool)
     print(f"rcatune serve: {names} on http://{args.host}:{args.port}/v1 ({threads} threads)", flush=True)

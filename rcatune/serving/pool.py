@@ -60,11 +60,16 @@ def base_name(spec: ModelConfig) -> str:
     return spec.name_or_path
 
 
-def load_pool(sources: list[ModelSource], runtime: Runtime, serve_base: bool = True) -> list[ServedModel]:
-    """Every source loaded once, adapters over a shared base; in the order given (the first is the default)."""
+def load_pool(sources: list[ModelSource], runtime: Runtime, serve_base: bool = True,
+              onnx: bool = False) -> list[ServedModel]:
+    """Every source loaded once, adapters over a shared base; in the order given (the first is the default).
+    With `onnx` (serving.engine=onnx) each source is its run's export instead: the merged model, whose plain greedy
+    completions decode through its ONNX graph in onnxruntime (the rest through PyTorch)."""
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"two models share a name: {names}")
+    if onnx:
+        return [_with_onnx(source, runtime) for source in sources]
     adapters: dict[str, list[ModelSource]] = {}
     served: dict[str, ServedModel] = {}
     bases: dict[str, ServedModel] = {}
@@ -85,6 +90,19 @@ def load_pool(sources: list[ModelSource], runtime: Runtime, serve_base: bool = T
             (bases if model.name == base_name(spec) else served)[model.name] = model
     ordered = [served[s.name] for s in sources]
     return ordered + (list(bases.values()) if serve_base else [])
+
+
+def _with_onnx(source: ModelSource, runtime: Runtime) -> ServedModel:
+    import torch
+
+    from rcatune.onnx_export import OnnxCausalLM, find_export
+
+    merged, graph = find_export(source.folder)
+    loaded = load_folder(merged, runtime)
+    loaded.decoder = OnnxCausalLM(graph, threads=torch.get_num_threads())
+    description = read_description(merged)
+    parent = base_name(load_spec(description["base_model"])) if description else None
+    return ServedModel(source.name, loaded, parent=parent, version=source.version)
 
 
 def _shared_base(spec: ModelConfig, group: list[ModelSource], runtime: Runtime) -> list[ServedModel]:
