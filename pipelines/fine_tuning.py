@@ -45,8 +45,11 @@ def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec
 
 
 def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
-    return {**data_inputs(cfg, context), "model": to_spec("model", cfg.model), "method": to_spec("method", cfg.method),
-            "trainer": to_spec("trainer", cfg.trainer), "objective": to_spec("objective", cfg.objective),
+    from rcatune.training.objectives import preference_start
+
+    model, objective = preference_start(cfg)  # objective=dpo: the registered SFT version is the base
+    return {**data_inputs(cfg, context), "model": to_spec("model", model), "method": to_spec("method", cfg.method),
+            "trainer": to_spec("trainer", cfg.trainer), "objective": to_spec("objective", objective),
             "max_length": cfg.trainer.max_length, "register_version": cfg.register,
             "trial": {"study": cfg.sweep.study, "number": cfg.sweep.trial} if cfg.sweep.active else None,
             "evaluation": cfg.evaluation, "export": cfg.export,

@@ -114,6 +114,20 @@ def engine():
     podman.stop()
 
 
+@pytest.fixture(scope="module")
+def cli() -> str:
+    """llamafactory-cli from the venv `make llamafactory` builds (a skip saying why where it is missing; a failure
+    with RCATUNE_REQUIRE_LLAMAFACTORY set)."""
+    from rcatune.training import llama_factory as lf
+
+    try:
+        return lf.find_cli()
+    except lf.LlamaFactoryError as error:
+        if os.environ.get("RCATUNE_REQUIRE_LLAMAFACTORY"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+
+
 @pytest.fixture(scope="session")
 def sample_records() -> list[dict]:
     from rcatune.demo.generator import generate_sessions

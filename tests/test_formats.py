@@ -158,4 +158,4 @@ def test_labels_never_reach_a_prompt_or_a_training_file(tmp_path):
     for path in written:
         text = path.read_bytes().decode("utf-8", errors="ignore")
         assert not any(s in text for s in sentinels.values()), path
-    assert set(bundle.paths) == {"openai", "hf", "llama_factory", "csv"}
+    assert set(bundle.paths) == {"openai", "hf", "llama_factory", "csv", "preferences"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -69,16 +68,6 @@ def test_missing_installation_names_the_make_target(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(lf.LlamaFactoryError, match="make llamafactory"):
         lf.find_cli()
-
-
-@pytest.fixture(scope="module")
-def cli() -> str:
-    try:
-        return lf.find_cli()
-    except lf.LlamaFactoryError as error:
-        if os.environ.get("RCATUNE_REQUIRE_LLAMAFACTORY"):
-            pytest.fail(str(error))
-        pytest.skip(str(error))
 
 
 @pytest.mark.integration

@@ -122,7 +122,7 @@ def test_reproduction_from_the_summary_gives_the_same_data(tmp_path):
 
 def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_again(tmp_path):
     first = tmp_path / "first"
-    run_py("data.size=50", "trainer.epochs=1", *TINY_OVERRIDES, f"hydra.run.dir={first}")
+    run_py("data.size=50", "trainer.epochs=1", "export.onnx=true", *TINY_OVERRIDES, f"hydra.run.dir={first}")
     summary = json.loads((first / "run_summary.json").read_text())
     assert summary["pipeline"] == "fine_tuning" and summary["choices"]["data"] == "sample"
     assert summary["choices"]["method"] == "full" and summary["choices"]["evaluation"] == "tiny"
@@ -144,6 +144,8 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
     assert Path(summary["artifacts"]["evaluation_report"]).read_text().startswith("# rcatune evaluation")
     assert (Path(summary["artifacts"]["evaluation_report"]).parent / "metrics.png").exists()
     assert (Path(summary["artifacts"]["export_merged"]) / "config.json").exists()
+    onnx_report = json.loads((Path(summary["artifacts"]["export_onnx"]) / "rcatune_onnx.json").read_text())
+    assert onnx_report["parity"]["passed"] and summary["decisions"]["onnx_parity"].endswith("with its KV cache")
 
     from mlflow.tracking import MlflowClient
     from zenml.client import Client
@@ -160,6 +162,8 @@ def test_default_pipeline_trains_evaluates_registers_exports_then_evaluates_agai
     mlflow_name, mlflow_number = summary["decisions"]["mlflow_model_version"].split(" v")
     registered = MlflowClient(tracking_uri=mlflow_tracking_uri()).get_model_version(mlflow_name, mlflow_number)
     assert registered.run_id == summary["mlflow"]["run_id"] and registered.tags["zenml_version"] == number
+    logged = MlflowClient(tracking_uri=mlflow_tracking_uri()).get_run(registered.run_id).data.metrics
+    assert logged["export_onnx_max_logit_difference"] == onnx_report["parity"]["max_logit_difference"]
 
     # score that registered version, and then its export folder, on new incidents from a file
     incidents = Path(summary["artifacts"]["format_dataset"]) / "test.jsonl"
@@ -261,6 +265,25 @@ def test_killed_training_resumes_to_the_losses_of_a_run_never_killed(never_kille
     assert len(evals) == (3 if where == "mid_epoch" else 2)
     assert evals == pytest.approx(_eval_losses(never_killed)[-len(evals):], rel=1e-6)
     assert summary["metrics"]["eval_loss"] == pytest.approx(straight["metrics"]["eval_loss"], rel=1e-6)
+
+
+def test_dpo_starts_from_a_registered_version_which_the_evaluation_compares_it_with(never_killed, tmp_path):
+    """objective=dpo on the same data from a registered SFT version: that version's merged export is the run's
+    base model, so 'base vs tuned' is SFT alone vs SFT + DPO on the same incidents; the result registers and
+    exports like any run."""
+    sft = json.loads((never_killed / "run_summary.json").read_text())
+    number = sft["decisions"]["zenml_model_version"].split(" v")[1]
+    run_dir = tmp_path / "dpo"
+    run_py("objective=dpo", f"objective.start_from={number}", "data.size=40", "trainer.epochs=1",
+           "trainer.learning_rate=5e-4", "trainer.batch_size=8", *TINY_OVERRIDES, f"hydra.run.dir={run_dir}")
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    assert summary["status"] == "succeeded" and summary["choices"]["objective"] == "dpo"
+    trained = json.loads((Path(summary["artifacts"]["model"]) / "rcatune_model.json").read_text())
+    assert trained["base_model"]["values"]["name_or_path"] == sft["artifacts"]["export_merged"]
+    assert summary["evaluation"]["base"]["perplexity"] == pytest.approx(
+        sft["evaluation"]["tuned"]["perplexity"], rel=1e-3), "the base scored here is the SFT version"
+    assert summary["decisions"]["zenml_model_version"] != sft["decisions"]["zenml_model_version"]
+    assert Path(summary["artifacts"]["export_merged"]).is_dir()
 
 
 def test_the_handwritten_loop_trains_then_scores_the_new_version_on_sessions_people_wrote(tmp_path):

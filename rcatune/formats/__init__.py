@@ -16,6 +16,7 @@ from rcatune.formats.llama_factory import LlamaFactoryWriter
 from rcatune.formats.openai_chat import OpenAIChatWriter
 from rcatune.formats.tabular import CsvWriter, HfDatasetWriter
 from rcatune.pause import pause_point
+from rcatune.preferences import PreferenceWriter
 from rcatune.prompts import Prompt, render
 from rcatune.schema import TrainingExample
 from rcatune.split import DatasetSplits
@@ -27,10 +28,11 @@ class Format(str, enum.Enum):
     hf = "hf"
     llama_factory = "llama_factory"
     csv = "csv"
+    preferences = "preferences"  # DPO pairs and KTO rows (TRL's and LLaMA-Factory's shapes): rcatune.preferences
 
 
 PLACES = {Format.dataset: "dataset", Format.openai: "openai", Format.hf: "hf",
-          Format.llama_factory: "llama_factory", Format.csv: "prompts.csv"}
+          Format.llama_factory: "llama_factory", Format.csv: "prompts.csv", Format.preferences: "preferences"}
 
 
 class FormatBundle(BaseModel):
@@ -66,7 +68,7 @@ class DatasetWriter:
 
 
 WRITERS = {Format.dataset: DatasetWriter, Format.openai: OpenAIChatWriter, Format.hf: HfDatasetWriter,
-           Format.llama_factory: LlamaFactoryWriter, Format.csv: CsvWriter}
+           Format.llama_factory: LlamaFactoryWriter, Format.csv: CsvWriter, Format.preferences: PreferenceWriter}
 
 
 def export_formats(splits: DatasetSplits, out_dir: Path, formats: list[Format], system_prompt: str,

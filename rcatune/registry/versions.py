@@ -20,6 +20,7 @@ class VersionRef:
     served_name: str = ""
     gate_passed: Optional[bool] = None  # None: not recorded (registered before the gate was kept)
     gate_failed: tuple[str, ...] = ()  # the checks it failed, as text
+    merged_dir: Optional[str] = None  # its export's merged weights (adapter folded in), if exported
 
     @property
     def label(self) -> str:
@@ -45,16 +46,16 @@ def find_version(model_name: str, version: str) -> VersionRef:
         raise ConfigError(f"{model_name} v{found.number} was not registered by a rcatune fine_tuning run that "
                           "recorded its model; point at its folder instead")
     export = found.get_artifact(constants.EXPORT)
-    export_dir = None
+    export_dir = merged_dir = None
     if export is not None:
         bundle = export.load()
-        export_dir = bundle.adapter or bundle.merged
+        export_dir, merged_dir = bundle.adapter or bundle.merged, bundle.merged
     stage = found.stage.value if hasattr(found.stage, "value") else found.stage
     meta = found.run_metadata or {}
     failed = tuple(GateCheck.model_validate(c).text() for c in meta.get("gate_checks") or []
                    if not c.get("passed", True))
     return VersionRef(model_name, str(found.number), stage, trained.load().model_dir, export_dir,
-                      f"{model_name}-v{found.number}", meta.get("gate_passed"), failed)
+                      f"{model_name}-v{found.number}", meta.get("gate_passed"), failed, merged_dir)
 
 
 def production_version(model_name: str) -> Optional[tuple[str, str]]:

@@ -32,7 +32,7 @@ from rcatune.training.base import (
     peak_memory_mb,
     write_metrics,
 )
-from rcatune.training.data import PadCollator, answer_losses, answer_positions, erase_prompt_tokens, weighted_loss
+from rcatune.training.data import answer_losses, answer_positions, erase_prompt_tokens, weighted_loss
 from rcatune.training.methods import parameter_counts
 from rcatune.training.objectives import TrainingData
 
@@ -254,7 +254,8 @@ class HfTrainer:
         objective = instantiate(job.objective)
         data = objective.data(job, tokenizer, cfg)
         # the settings before the model: while they live, ZeRO-3 partitions the weights as they load
-        args = self.arguments(job, len(data.train))
+        args_class, extra = objective.arguments(cfg)
+        args = self.arguments(job, len(data.train), args_class, **extra)
         model = load_model(job.model, job.method, path, runtime)
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -266,10 +267,7 @@ class HfTrainer:
         callbacks = [_mlflow_callback()] if runtime.is_main else []
         if job.trial is not None and not runtime.distributed:  # ranks would have to agree to stop: not pruned
             callbacks.append(_trial_callback(job.trial))
-        trainer = objective.trainer_class(data, cfg, tokenizer)(
-            model=model, args=args, train_dataset=data.train,
-            eval_dataset=data.val, data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing),
-            callbacks=callbacks + [_pause_callback()])
+        trainer = objective.build_trainer(data, cfg, tokenizer, model, args, callbacks + [_pause_callback()])
         return Prepared(trainer, tokenizer, path, data, resume, epoch_of(resume), trainable, total)
 
     def fit(self, prepared: Prepared) -> dict[str, float]:
@@ -321,10 +319,12 @@ class HfTrainer:
                             backend=self.config.name, output_dir=str(output_dir), model_dir=str(model_dir),
                             is_adapter=is_adapter, metrics=metrics, history=history, resumed_from=prepared.resume)
 
-    def arguments(self, job: TrainingJob, rows: int):
-        """The Trainer's settings from the typed config."""
+    def arguments(self, job: TrainingJob, rows: int, cls=None, **extra: Any):
+        """The Trainer's settings from the typed config (`cls`: the objective's settings class, TrainingArguments
+        or a subclass; `extra`: what the objective adds or changes)."""
         from transformers import TrainingArguments
 
+        cls = cls or TrainingArguments
         cfg, runtime = self.config, job.runtime
         world = max(1, runtime.world_size)
         steps_per_epoch = math.ceil(rows / (cfg.batch_size * cfg.gradient_accumulation_steps * world))
@@ -335,7 +335,7 @@ class HfTrainer:
             if cfg.distributed.deepspeed:  # the process group made by deepspeed_process_group, taken as it is
                 distributed = {"deepspeed": deepspeed_config(cfg.distributed, runtime),
                                "accelerator_config": {"use_configured_state": True}}
-        return TrainingArguments(
+        values = dict(
             output_dir=str(job.output_dir / CHECKPOINTS),
             num_train_epochs=cfg.epochs,
             per_device_train_batch_size=cfg.batch_size,
@@ -363,6 +363,7 @@ class HfTrainer:
             train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
             **distributed,
         )
+        return cls(**{**values, **extra})
 
 
 __all__ = ["CHECKPOINTS", "EpochSeededLengthSampler", "HfTrainer", "Prepared", "trainer_class"]

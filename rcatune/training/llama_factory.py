@@ -27,7 +27,7 @@ from rcatune.artifacts import TrainedModel
 from rcatune.config.method import Quantisation
 from rcatune.config.model import ModelConfig
 from rcatune.config.trainer import LlamaFactoryTrainerConfig
-from rcatune.errors import RcatuneError
+from rcatune.errors import ConfigError, RcatuneError
 from rcatune.formats.llama_factory import write_llama_factory
 from rcatune.models import model_path
 from rcatune.prompts import render
@@ -196,17 +196,53 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def _pair_tokens(job: TrainingJob, tokenizer) -> int:
+    """The answers' tokens of the train split's preference rows, as trainer=hf counts them."""
+    from rcatune.config import instantiate
+
+    objective = instantiate(job.objective)
+    return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"])
+               for row in objective.rows(job.train_set, job.system_prompt) for text in objective.answers(row))
+
+
 class LlamaFactoryTrainer:
     """Train with LLaMA-Factory; same inputs and result as `rcatune.training.hf.HfTrainer`."""
 
     def __init__(self, config: LlamaFactoryTrainerConfig) -> None:
         self.config = config
 
+    @staticmethod
+    def _write_data(job: TrainingJob, data_dir: Path) -> tuple[int, dict[str, str]]:
+        """The train and validation files for the objective: (rows it must train on, the dataset names)."""
+        if job.objective.name == "sft":
+            write_llama_factory(data_dir, {"train": [render(e, job.system_prompt) for e in job.train_set],
+                                           "val": [render(e, job.system_prompt) for e in job.val_set]})
+            return len(job.train_set), {"dataset": TRAIN_SET, "eval_dataset": VAL_SET}
+        from rcatune.preferences import PreferenceWriter, lf_dataset_name
+
+        writer = PreferenceWriter(data_dir, tuple(job.objective.sources))
+        for split, examples in (("train", job.train_set), ("val", job.val_set)):
+            writer.begin(split)
+            for example in examples:
+                writer.add(split, example, render(example, job.system_prompt))
+            writer.end(split)
+        writer.finish()
+        kind = job.objective.name
+        if not writer.counts["train"]["pairs"] or not writer.counts["val"]["pairs"]:
+            from rcatune.errors import DataError
+
+            raise DataError(f"objective={kind}: a split gives no preference pairs: it needs reviewed sessions whose "
+                            "root cause an expert corrected, or sessions that record false_hypotheses")
+        rows = writer.counts["train"]["pairs" if kind == "dpo" else "kto_rows"]
+        return rows, {"dataset": lf_dataset_name("train", kind), "eval_dataset": lf_dataset_name("val", kind)}
+
     def train(self, job: TrainingJob) -> TrainedModel:
         from rcatune.models.loading import load_tokenizer
         from rcatune.training.data import tokenize
 
         cfg, output_dir = self.config, job.output_dir
+        if job.objective.name not in ("sft", "dpo", "kto"):
+            raise ConfigError(f"objective={job.objective.name} is not wired to trainer=llama_factory: use trainer=hf")
         cli = find_cli()
         if cfg.root_cause_weight != 1.0 or cfg.lead_weight not in (None, 1.0):
             log.warning("trainer.root_cause_weight=%g and trainer.lead_weight=%s are not available with "
@@ -218,14 +254,19 @@ class LlamaFactoryTrainer:
         output_dir.mkdir(parents=True, exist_ok=True)
         base_path = model_path(job.model)
         data_dir = output_dir / "llamafactory_data"
-        write_llama_factory(data_dir, {"train": [render(e, job.system_prompt) for e in job.train_set],
-                                       "val": [render(e, job.system_prompt) for e in job.val_set]})
+        rows, datasets = self._write_data(job, data_dir)
         # Its checkpoints live in its output folder; resolve 'latest' and read the epoch before it trains,
         # since save_total_limit may rotate that checkpoint away.
         resume = find_checkpoint(cfg.resume_from, output_dir / ADAPTER_OR_MODEL) if cfg.resume_from else None
         start_epoch = epoch_of(resume)
         config = training_yaml(base_path, job.model, job.method, cfg, data_dir, output_dir, job.runtime, resume,
                                job.objective.stage)
+        config.update(datasets)
+        if job.objective.name == "dpo":  # its preference settings, from the same objective config trainer=hf reads
+            config.update(pref_beta=job.objective.beta, pref_loss=job.objective.loss_type)
+        elif job.objective.name == "kto":
+            config.update(pref_beta=job.objective.beta, kto_chosen_weight=job.objective.desirable_weight,
+                          kto_rejected_weight=job.objective.undesirable_weight)
         config_file = output_dir / "llamafactory_train.yaml"
         _write_yaml(config_file, config)
         log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
@@ -236,7 +277,7 @@ class LlamaFactoryTrainer:
             last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
             raise LlamaFactoryError(f"llamafactory-cli train exited with {code} ({last[:300]}); its whole log: "
                                     f"{output_dir / 'llamafactory.log'}")
-        check_log(lines, len(job.train_set))
+        check_log(lines, rows)
         model_dir = output_dir / ADAPTER_OR_MODEL
         results = _read_json(model_dir / "all_results.json")
         state = _read_json(model_dir / "trainer_state.json")
@@ -244,7 +285,8 @@ class LlamaFactoryTrainer:
         # Real tokens counted the way trainer=hf counts them (the same chat template and cut), so the two
         # backends' throughput compares like for like.
         tokenizer = load_tokenizer(job.model, base_path)
-        real = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length).tokens
+        real = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length).tokens \
+            if job.objective.name == "sft" else _pair_tokens(job, tokenizer)
         epochs = float(results.get("epoch", cfg.epochs))
         trained_epochs = epochs - start_epoch
         train_seconds = float(results.get("train_runtime", wall))

@@ -1,6 +1,6 @@
 """What training optimises (`objective=`): each objective turns a `TrainingJob` into the rows a backend trains
-on and the Trainer that computes its loss. `sft` is the one today; a preference objective (DPO, KTO) is one
-more class here, built by the same `setup`, trained by the same `fit`, saved by the same `save`."""
+on and the Trainer that computes its loss. `sft` and `dpo` (TRL's DPOTrainer on preference pairs) are built by
+the same `setup`, trained by the same `fit`, saved by the same `save`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,137 @@ class Sft:
         return TrainingData(rows, val.features, len(job.train_set), train.tokens, train.truncated,
                             train.without_answer, weighted="loss_weights" in train.features[0])
 
-    def trainer_class(self, data: TrainingData, cfg, tokenizer):
+    def arguments(self, cfg) -> tuple[Any, dict[str, Any]]:
+        """The Trainer's settings class, and what this objective adds to them."""
+        from transformers import TrainingArguments
+
+        return TrainingArguments, {}
+
+    def build_trainer(self, data: TrainingData, cfg, tokenizer, model, args, callbacks: list):
+        from rcatune.training.data import PadCollator
         from rcatune.training.hf import trainer_class
 
-        return trainer_class(data.weighted, cfg.prompt_dropout, tokenizer.pad_token_id, tokenizer.all_special_ids)
+        cls = trainer_class(data.weighted, cfg.prompt_dropout, tokenizer.pad_token_id, tokenizer.all_special_ids)
+        return cls(model=model, args=args, train_dataset=data.train, eval_dataset=data.val,
+                   data_collator=PadCollator(tokenizer.pad_token_id, packed=cfg.packing), callbacks=callbacks)
+
+
+class Dpo:
+    """Direct preference optimisation (TRL's DPOTrainer) on the pairs of the train split; the validation loss is
+    the DPO loss on the validation split's pairs. The reference model is the model training starts from (the SFT
+    version: a frozen copy for full training, the same weights with the adapter off for LoRA)."""
+
+    sequential = False  # whether the trainer must read the rows in order
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @property
+    def stage(self) -> str:
+        return self.config.stage
+
+    def pairs(self, examples, system_prompt: str):
+        from rcatune.preferences import preference_pairs
+
+        return preference_pairs(examples, system_prompt, tuple(self.config.sources))
+
+    def rows(self, examples, system_prompt: str) -> list[dict[str, Any]]:
+        return [{"prompt": pair.prompt_messages(), "chosen": [{"role": "assistant", "content": pair.chosen}],
+                 "rejected": [{"role": "assistant", "content": pair.rejected}]}
+                for pair in self.pairs(examples, system_prompt)]
+
+    def answers(self, row: dict[str, Any]) -> list[str]:
+        return [row["chosen"][0]["content"], row["rejected"][0]["content"]]
+
+    def data(self, job, tokenizer, cfg) -> TrainingData:
+        from rcatune.errors import DataError
+
+        train, val = self.rows(job.train_set, job.system_prompt), self.rows(job.val_set, job.system_prompt)
+        if not train or not val:
+            raise DataError(f"objective={self.config.name}: the {'train' if not train else 'validation'} split gives "
+                            f"no preference pairs from {list(self.config.sources)}: it needs reviewed sessions whose "
+                            "root cause an expert corrected (annotation sync) or sessions that record false_hypotheses")
+        tokens = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                     for row in train for text in self.answers(row))
+        if self.sequential:  # read in order: shuffled here, once, by the run's seed
+            import random
+
+            random.Random(cfg.seed).shuffle(train)
+        return TrainingData(train, val, len(job.train_set), tokens, truncated=0, without_answer=0)
+
+    def arguments(self, cfg) -> tuple[Any, dict[str, Any]]:
+        from trl import DPOConfig
+
+        return DPOConfig, {**self._shared(cfg), "loss_type": [self.config.loss_type]}
+
+    def _shared(self, cfg) -> dict[str, Any]:
+        # rcatune switches checkpointing on the model itself (trainer.gradient_checkpointing); TRL's default is on
+        return {"beta": self.config.beta, "max_length": cfg.max_length,
+                "train_sampling_strategy": "sequential" if self.sequential else "random",
+                "gradient_checkpointing": cfg.gradient_checkpointing}
+
+    def _trainer_class(self):
+        from trl import DPOTrainer
+
+        return DPOTrainer
+
+    def build_trainer(self, data: TrainingData, cfg, tokenizer, model, args, callbacks: list):
+        from datasets import Dataset
+
+        return self._trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(data.train),
+                                     eval_dataset=Dataset.from_list(data.val), processing_class=tokenizer,
+                                     callbacks=callbacks)
+
+
+class Kto(Dpo):
+    """KTO (TRL's KTOTrainer): each chosen answer once as desirable and each rejected one as undesirable, no pairs
+    needed (a reviewer's correct / incorrect is enough). Its KL term pairs each completion with its neighbours in
+    a fixed-order batch, so the rows are shuffled once (by trainer.seed) and read in order."""
+
+    sequential = True
+
+    def rows(self, examples, system_prompt: str) -> list[dict[str, Any]]:
+        from rcatune.preferences import kto_rows
+
+        return [{"prompt": pair.prompt_messages(), "completion": [{"role": "assistant", "content": text}],
+                 "label": good} for pair, text, good in kto_rows(self.pairs(examples, system_prompt))]
+
+    def answers(self, row: dict[str, Any]) -> list[str]:
+        return [row["completion"][0]["content"]]
+
+    def arguments(self, cfg) -> tuple[Any, dict[str, Any]]:
+        from trl import KTOConfig
+
+        return KTOConfig, {**self._shared(cfg), "desirable_weight": self.config.desirable_weight,
+                           "undesirable_weight": self.config.undesirable_weight}
+
+    def _trainer_class(self):
+        from trl import KTOTrainer
+
+        return KTOTrainer
+
+
+def preference_start(cfg) -> tuple[Any, Any]:
+    """(model, objective) configs for a run: a preference objective starts from its registered SFT version's merged
+    export, which becomes the run's base model (so the evaluation's base is the SFT version); others as given."""
+    import dataclasses
+    from pathlib import Path
+
+    from rcatune.config.model import ModelConfig
+    from rcatune.errors import ConfigError
+
+    objective = cfg.objective
+    if not hasattr(objective, "start_from"):
+        return cfg.model, objective
+    start = objective.start_dir
+    if start is None:
+        from rcatune.registry import find_version
+
+        found = find_version(cfg.model_registry_name, objective.start_from)
+        if not found.merged_dir or not (Path(found.merged_dir) / "config.json").exists():
+            raise ConfigError(f"objective={objective.name} starts from {found.label}, which has no merged export "
+                              f"({found.merged_dir}): start from a version a fine_tuning run registered and exported")
+        start = found.merged_dir
+    model = ModelConfig(name_or_path=str(start), family=cfg.model.family, context_length=cfg.model.context_length,
+                        dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+    return model, dataclasses.replace(objective, start_dir=str(start))
