@@ -167,7 +167,7 @@ postgres-stop: setup  ## stop it
 kube: ## build the Kubernetes control plane the deployer tests use (Debian's source; root, ~9 min cold, cached)
 	scripts/kube-build.sh
 
-bench: setup llamafactory  ## benchmarks side by side (CPU, about 35 minutes): bench/results/*.json and *.md
+bench: setup llamafactory  ## benchmarks side by side (CPU, about 40 minutes): bench/results/*.json and *.md
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-$(RUN_THREADS)} $(PY) bench/run_all.py
 
 bench-smoke: setup  ## every benchmark at smoke size (what CI runs)

@@ -1,9 +1,11 @@
 """ONNX export of a merged model (`export.onnx=true`), checked against PyTorch before it is called done.
 
 The graph comes from `torch.onnx.export(dynamo=True)` (optimum's exporter does not resolve with our
-transformers). It takes `input_ids`, `attention_mask` and `position_ids` and, where the model's cache
-exports, one `past.N.key` / `past.N.value` pair per layer, and returns `logits` for every position and the
-grown cache as `present.N.key` / `present.N.value`; batch, length and cache length are dynamic. Where the
+transformers). It takes `input_ids`, `attention_mask`, `position_ids`, `logits_positions` (which positions'
+logits to compute: all of them to score a text, the last one to decode, as transformers' `logits_to_keep`)
+and, where the model's cache exports, one `past.N.key` / `past.N.value` pair per layer, and returns those
+`logits` and the grown cache as `present.N.key` / `present.N.value`; batch, length, cache length and the
+number of positions kept are dynamic. Where the
 cache does not export, the graph takes the ids alone and says why in `rcatune_onnx.json`; generation then
 runs the whole sequence each step.
 
@@ -57,12 +59,12 @@ def _with_cache(model):
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, position_ids, past):
+        def forward(self, input_ids, attention_mask, position_ids, logits_positions, past):
             cache = DynamicCache(config=self.model.config)
             for layer in range(len(past) // 2):
                 cache.update(past[2 * layer], past[2 * layer + 1], layer)
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             cache=cache, use_cache=True)
+                             cache=cache, use_cache=True, logits_to_keep=logits_positions)
             grown = [tensor for layer in out["cache"].layers for tensor in (layer.keys, layer.values)]
             return (out.logits, *grown)
 
@@ -77,9 +79,9 @@ def _without_cache(model):
             super().__init__()
             self.model = model
 
-        def forward(self, input_ids, attention_mask, position_ids):
+        def forward(self, input_ids, attention_mask, position_ids, logits_positions):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                              use_cache=False).logits
+                              use_cache=False, logits_to_keep=logits_positions).logits
 
     return Plain()
 
@@ -96,21 +98,24 @@ def _export(model, path: Path, with_cache: bool) -> None:
     from torch.export import Dim
 
     batch, length, past_length, total = Dim("batch"), Dim("sequence"), Dim("past_sequence"), Dim("total_sequence")
-    # a sample with a cache of 3 and 5 new tokens per row: no dimension is 0 or 1, so none is specialised
+    kept = Dim("kept_positions")
+    # a sample with a cache of 3, 5 new tokens per row and the logits of the last 4: no dimension is 0 or 1 and
+    # no two are equal, so none is specialised or tied to another
     ids = torch.randint(3, min(100, model.config.vocab_size), (2, 5))
     positions = torch.arange(3, 8)[None].expand(2, 5)
-    names = ["input_ids", "attention_mask", "position_ids"]
+    keep = torch.arange(1, 5)
+    names = ["input_ids", "attention_mask", "position_ids", "logits_positions"]
     if with_cache:
         layers, (heads, head_dim) = _cache_layers(model), _kv_shape(model)
         past = tuple(torch.zeros(2, heads, 3, head_dim) for _ in range(2 * layers))
         past_names, present_names = _cache_names(layers)
-        args = (ids, torch.ones(2, 8, dtype=torch.long), positions, past)
-        shapes = ({0: batch, 1: length}, {0: batch, 1: total}, {0: batch, 1: length},
+        args = (ids, torch.ones(2, 8, dtype=torch.long), positions, keep, past)
+        shapes = ({0: batch, 1: length}, {0: batch, 1: total}, {0: batch, 1: length}, {0: kept},
                   tuple({0: batch, 2: past_length} for _ in past))
         module, inputs, outputs = _with_cache(model), names + past_names, ["logits", *present_names]
     else:
-        args = (ids, torch.ones(2, 5, dtype=torch.long), positions - 3)
-        shapes = ({0: batch, 1: length}, {0: batch, 1: length}, {0: batch, 1: length})
+        args = (ids, torch.ones(2, 5, dtype=torch.long), positions - 3, keep)
+        shapes = ({0: batch, 1: length}, {0: batch, 1: length}, {0: batch, 1: length}, {0: kept})
         module, inputs, outputs = _without_cache(model), names, ["logits"]
     with torch.no_grad():
         torch.onnx.export(module, args, str(path), dynamo=True, input_names=inputs, output_names=outputs,
@@ -166,17 +171,17 @@ class OnnxCausalLM:
         import numpy as np
         import torch
 
+        if not self.with_cache and cache is not None and cache.ids is not None:
+            input_ids = torch.cat([cache.ids, input_ids], dim=1)
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        length = input_ids.shape[1]
+        keep = np.arange(length - logits_to_keep if 0 < logits_to_keep <= length else 0, length, dtype=np.int64)
+        feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
+                 "position_ids": position_ids.numpy(), "logits_positions": keep}
         if not self.with_cache:
-            if cache is not None and cache.ids is not None:
-                input_ids = torch.cat([cache.ids, input_ids], dim=1)
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-            (logits,) = self.session.run(["logits"], {
-                "input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
-                "position_ids": position_ids.numpy()})
+            (logits,) = self.session.run(["logits"], feeds)
             kept = Cache(ids=input_ids)
         else:
-            feeds = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
-                     "position_ids": position_ids.numpy()}
             if cache is None:
                 empty = np.zeros((input_ids.shape[0], self._heads, 0, self._head_dim), dtype=np.float32)
                 feeds.update((name, empty) for name in self._past)
@@ -184,8 +189,6 @@ class OnnxCausalLM:
                 feeds.update(zip(self._past, cache.tensors, strict=True))
             logits, *grown = self.session.run(None, feeds)
             kept = Cache(tensors=grown)
-        if logits_to_keep:
-            logits = logits[:, -logits_to_keep:]
         return _Output(logits=torch.from_numpy(np.ascontiguousarray(logits)), cache=kept)
 
 

@@ -52,7 +52,8 @@ def test_the_export_decodes_from_its_cache_and_matches_pytorch_on_sessions_it_ne
     assert json.loads((Path(bundle.onnx) / "rcatune_onnx.json").read_text()) == report
     graph = onnx.load(str(Path(bundle.onnx) / "model.onnx"), load_external_data=False)
     names = [i.name for i in graph.graph.input]
-    assert names[:3] == ["input_ids", "attention_mask", "position_ids"] and names[3:5] == ["past.0.key", "past.0.value"]
+    assert names[:4] == ["input_ids", "attention_mask", "position_ids", "logits_positions"]
+    assert names[4:6] == ["past.0.key", "past.0.value"]
     batch, length = graph.graph.input[0].type.tensor_type.shape.dim
     assert batch.dim_param and length.dim_param, "batch and length are dynamic"
 
@@ -69,6 +70,9 @@ def test_the_export_decodes_from_its_cache_and_matches_pytorch_on_sessions_it_ne
                     position_ids=positions).logits
     real = inputs["attention_mask"].bool()
     assert torch.allclose(got[real], expected[real], atol=1e-4)
+    last = ort.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], position_ids=positions,
+                     logits_to_keep=1).logits  # what decoding asks for: the graph computes that position alone
+    assert last.shape[1] == 1 and torch.allclose(last[:, 0], expected[:, -1], atol=1e-4)
 
     settings = GenerationSettings(max_new_tokens=40)
     assert [c.token_ids for c in Generator(ort).complete(conversations, settings)] == \
@@ -100,7 +104,7 @@ def test_a_model_whose_cache_does_not_export_gets_a_graph_without_it_that_still_
     import onnx
 
     graph = onnx.load(str(tmp_path / "onnx" / "model.onnx"), load_external_data=False)
-    assert [i.name for i in graph.graph.input] == ["input_ids", "attention_mask", "position_ids"]
+    assert [i.name for i in graph.graph.input] == ["input_ids", "attention_mask", "position_ids", "logits_positions"]
 
 
 def test_an_export_outside_the_tolerance_is_refused_not_shipped(bundle, monkeypatch, tmp_path):
@@ -122,7 +126,7 @@ def test_the_onnx_engine_serves_the_same_greedy_answers_and_sends_the_rest_to_py
 
     pool = load_pool([ModelSource("tuned", Path(bundle.merged))], CPU, onnx=True)
     [served] = pool
-    assert served.loaded.decoder is not None and Generator(served.loaded).own_loop
+    assert Generator(served.loaded).decoder is not None  # one request at a time: each decodes through the graph
     pytorch = Generator(load_folder(bundle.merged, CPU))
     url, stop = _serve(pool, ServingConfig(max_tokens=64))
     try:

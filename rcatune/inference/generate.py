@@ -67,13 +67,16 @@ class Generator:
         self._tokenizing = threading.Lock()
         self.longest_token_bytes = max(len(t.encode("utf-8", "replace")) for t in self.tokenizer.get_vocab())
         # greedy completions without stop sequences decode in a loop of our own over the model's forward: the
-        # same tokens as generate(), without its per-token bookkeeping (see `_greedy`); over the loaded model's
-        # decoder where it has one (its ONNX graph in onnxruntime), the model's own forward otherwise
-        self.decoder = loaded.decoder if loaded.decoder is not None else self.model
-        self.own_loop = _plain_greedy(self.decoder)
+        # same tokens as generate(), without its per-token bookkeeping (see `_greedy`)
+        self.own_loop = _plain_greedy(self.model)
+        # ... and, where the loaded model has a decoder (its ONNX graph in onnxruntime), over that for batches of
+        # up to `decoder_max_rows`: measured 2.5x faster than the model's forward one prompt at a time, but 0.7x in
+        # batches of 8 (bench/results/generation.md)
+        self.decoder = loaded.decoder if loaded.decoder is not None and _plain_greedy(loaded.decoder) else None
+        self.decoder_max_rows = 1
 
     def _greedy(self, inputs, max_new_tokens: int, max_seconds: Optional[float],
-                abandoned: Optional[Callable[[], Sequence[bool]]]):
+                abandoned: Optional[Callable[[], Sequence[bool]]], forward):
         """What `generate(do_sample=False)` returns for these left-padded rows (prompt, then new tokens, finished
         rows filled with padding), computed as it computes them: a forward over the prompts with positions
         counted from each row's first real token, then one token per step from the model's own cache."""
@@ -83,8 +86,7 @@ class Generator:
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         pad = eos if pad is None else pad
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        out = self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                           logits_to_keep=1)
+        out = forward(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
         cache, step = out["cache"], positions[:, -1:]
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         new: list = []
@@ -104,10 +106,16 @@ class Generator:
                 break
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
             step = step + 1
-            out = self.decoder(input_ids=token[:, None], attention_mask=mask, position_ids=step, cache=cache,
-                               use_cache=True, logits_to_keep=1)
+            out = forward(input_ids=token[:, None], attention_mask=mask, position_ids=step, cache=cache,
+                          use_cache=True, logits_to_keep=1)
             cache = out["cache"]
         return torch.cat([ids, torch.stack(new, dim=1)], dim=1)
+
+    def _greedy_forward(self, rows: int):
+        """What decodes `rows` greedy rows in the loop of our own: the decoder, the model, or None (generate())."""
+        if self.decoder is not None and rows <= self.decoder_max_rows:
+            return self.decoder
+        return self.model if self.own_loop else None
 
     def fewest_tokens(self, text: str) -> int:
         """A lower bound on the tokens `text` encodes to (no token covers more bytes than its longest entry)."""
@@ -170,8 +178,10 @@ class Generator:
             torch.manual_seed(settings.seed)
         started = time.perf_counter()
         with torch.no_grad():
-            if self.own_loop and settings.greedy and not settings.stop:
-                output = self._greedy(inputs, kwargs["max_new_tokens"], settings.max_seconds, abandoned)
+            forward = self._greedy_forward(inputs["input_ids"].shape[0]) if settings.greedy and not settings.stop \
+                else None
+            if forward is not None:
+                output = self._greedy(inputs, kwargs["max_new_tokens"], settings.max_seconds, abandoned, forward)
             else:
                 output = self.model.generate(**inputs, **kwargs)
         seconds = time.perf_counter() - started
