@@ -51,6 +51,16 @@ def test_each_method_maps_to_llama_factory_keys():
         "/out/model/checkpoint-40", "steps", 20)
 
 
+def test_preference_objectives_map_to_llama_factory_keys():
+    from rcatune.config.objective import DpoObjectiveConfig, KtoObjectiveConfig, SftObjectiveConfig
+
+    assert lf.objective_settings(SftObjectiveConfig()) == {}
+    dpo = DpoObjectiveConfig(beta=0.2, loss_type="ipo")
+    assert lf.objective_settings(dpo) == {"pref_beta": 0.2, "pref_loss": "ipo"}
+    assert lf.objective_settings(KtoObjectiveConfig(beta=0.3, desirable_weight=1.5, undesirable_weight=0.5)) == {
+        "pref_beta": 0.3, "kto_chosen_weight": 1.5, "kto_rejected_weight": 0.5}
+
+
 def test_a_lenient_log_becomes_an_error():
     ok = ["[INFO|trainer.py] >>   Num examples = 12", "[INFO|trainer.py] >>   Num examples = 3"]
     lf.check_log(ok, train_rows=12)

@@ -196,6 +196,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
+def objective_settings(objective) -> dict[str, Any]:
+    """LLaMA-Factory's keys for a preference objective, from the same config trainer=hf reads (none for sft)."""
+    if objective.name == "dpo":
+        return {"pref_beta": objective.beta, "pref_loss": objective.loss_type}
+    if objective.name == "kto":
+        return {"pref_beta": objective.beta, "kto_chosen_weight": objective.desirable_weight,
+                "kto_rejected_weight": objective.undesirable_weight}
+    return {}
+
+
 def _pair_tokens(job: TrainingJob, tokenizer) -> int:
     """The answers' tokens of the train split's preference rows, as trainer=hf counts them."""
     from rcatune.config import instantiate
@@ -261,12 +271,7 @@ class LlamaFactoryTrainer:
         start_epoch = epoch_of(resume)
         config = training_yaml(base_path, job.model, job.method, cfg, data_dir, output_dir, job.runtime, resume,
                                job.objective.stage)
-        config.update(datasets)
-        if job.objective.name == "dpo":  # its preference settings, from the same objective config trainer=hf reads
-            config.update(pref_beta=job.objective.beta, pref_loss=job.objective.loss_type)
-        elif job.objective.name == "kto":
-            config.update(pref_beta=job.objective.beta, kto_chosen_weight=job.objective.desirable_weight,
-                          kto_rejected_weight=job.objective.undesirable_weight)
+        config.update(datasets, **objective_settings(job.objective))
         config_file = output_dir / "llamafactory_train.yaml"
         _write_yaml(config_file, config)
         log.info("training with LLaMA-Factory: %s train %s", cli, config_file)
