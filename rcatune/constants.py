@@ -26,3 +26,6 @@ ANNOTATION_DIR = "annotation"
 RELEASE = "release"  # the registered version a deployment serves
 DEPLOYMENT = "deployment"  # the record of a deploy, rollback or stop
 DEPLOYMENT_STATUS = "deployment_status"
+DRIFT_REPORT = "drift_report"  # pipeline=drift: the score, the reasons, every session's verdict
+DRIFTED_SESSIONS = "drifted_sessions"  # the sessions that drifted, when the score passed the threshold
+DRIFT_DIR = "drift"

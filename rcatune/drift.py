@@ -9,8 +9,9 @@ lie from it. New sessions are compared with it (`compare`). A session has drifte
 
 The score is the share of new sessions that drifted; past `threshold` the report says so (`triggered`).
 `write_report` writes `drift.md` and `drift.png`: the distance distributions side by side, and the unseen
-services. Not yet here: the model's own confidence, and the trigger that pushes the drifted sessions for review
-and then starts a retraining job (issue 30).
+services. `pipeline=drift` runs it against a registered version's training split and, with
+`pipeline.push_for_review=true`, pushes the drifted sessions to the review projects when the score passes the
+threshold. Not yet here: the model's own confidence, and a retraining job started after the review's sync.
 """
 
 from __future__ import annotations
@@ -79,6 +80,29 @@ class DriftProfile(BaseModel):
                    centroid=centroid.tolist(), distances={k: _quantile(distances, q) for k, q in QUANTILES.items()})
 
 
+PROFILE_FILE = "drift_profile.json"
+
+
+def reference_profile(model_dir: Path | str) -> tuple[DriftProfile, Path]:
+    """The profile of the training split of the run that trained `model_dir` (RUN_DIR/training/model or
+    RUN_DIR/export/merged): read from RUN_DIR/formats/dataset/train.jsonl once, then kept beside it."""
+    from rcatune import constants
+    from rcatune.errors import ConfigError
+
+    run_dir = Path(model_dir).resolve().parents[1]
+    split = run_dir / constants.FORMATS_DIR / "dataset" / "train.jsonl"
+    cached = split.parent / PROFILE_FILE
+    if cached.exists() and cached.stat().st_mtime >= split.stat().st_mtime:
+        return DriftProfile.model_validate_json(cached.read_text(encoding="utf-8")), split
+    if not split.exists():
+        raise ConfigError(f"no training split at {split}: drift compares with the sessions {model_dir} trained on, "
+                          "which a fine_tuning run writes there (formats.formats must include dataset)")
+    with open(split, encoding="utf-8") as handle:
+        profile = DriftProfile.of([TrainingExample.model_validate_json(line) for line in handle if line.strip()])
+    cached.write_text(profile.model_dump_json(), encoding="utf-8")
+    return profile, split
+
+
 class SessionDrift(BaseModel):
     id: str
     distance: float
@@ -106,6 +130,14 @@ class DriftReport(BaseModel):
 
     def drifted_ids(self) -> list[str]:
         return [s.id for s in self.per_session if s.drifted]
+
+    def summarise(self, summary) -> None:
+        from rcatune import constants
+
+        summary.artifacts["drift_report"] = str(Path(summary.run_dir) / constants.DRIFT_DIR / "drift.md")
+        summary.decisions["drift"] = {"score": self.score, "threshold": self.threshold, "triggered": self.triggered,
+                                      "drifted": self.drifted, "sessions": self.sessions,
+                                      "centroid_shift": self.centroid_shift, "shares": self.shares}
 
     def lines(self) -> list[str]:
         verdict = "DRIFT: past the threshold" if self.triggered else "within the threshold"
@@ -199,4 +231,5 @@ def write_report(report: DriftReport, profile: DriftProfile, folder: Path | str)
     return {name: str(folder / name) for name in ("drift.md", "drift.png", "drift.json")}
 
 
-__all__ = ["DriftProfile", "DriftReport", "SessionDrift", "compare", "session_text", "signature_key", "write_report"]
+__all__ = ["DriftProfile", "DriftReport", "SessionDrift", "compare", "reference_profile", "session_text",
+           "signature_key", "write_report"]

@@ -286,6 +286,35 @@ def test_dpo_starts_from_a_registered_version_which_the_evaluation_compares_it_w
     assert Path(summary["artifacts"]["export_merged"]).is_dir()
 
 
+def test_drift_against_a_runs_training_split_flags_fault_families_it_never_had(tmp_path):
+    """pipeline=drift compares new sessions with the training split a run wrote (RUN_DIR/formats/dataset): sessions
+    of fault families that split never had pass the threshold, new sessions of its own families do not."""
+    from rcatune.demo.generator import generate_sessions
+
+    held_out = {"emailMemoryLeak", "kafkaQueueProblems", "imageSlowLoad"}
+    run = tmp_path / "run"  # the layout a fine_tuning run leaves (drift reads its training split, not its weights)
+    (run / "training" / "model").mkdir(parents=True)
+    (run / "formats" / "dataset").mkdir(parents=True)
+    trained = [r for r in generate_sessions(240, seed=3) if r["scenario"] not in held_out]
+    (run / "formats" / "dataset" / "train.jsonl").write_text("".join(json.dumps(r, default=str) + "\n"
+                                                                      for r in trained))
+    new = list(generate_sessions(160, seed=99))
+    for name, rows in (("shifted", [r for r in new if r["scenario"] in held_out]),
+                       ("familiar", [r for r in new if r["scenario"] not in held_out])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+    scores = {}
+    for name in ("shifted", "familiar"):
+        run_py("pipeline=drift", f"pipeline.model_dir={run / 'training' / 'model'}", "data=jsonl",
+               f"data.path={tmp_path / (name + '.jsonl')}", "pipeline.threshold=0.3", "progress=false",
+               f"hydra.run.dir={tmp_path / name}")
+        summary = json.loads((tmp_path / name / "run_summary.json").read_text())
+        assert summary["status"] == "succeeded" and Path(summary["artifacts"]["drift_report"]).exists()
+        scores[name] = summary["decisions"]["drift"]
+    assert scores["shifted"]["triggered"] and not scores["familiar"]["triggered"], scores
+    assert scores["shifted"]["score"] > 0.6 > 0.2 > scores["familiar"]["score"], scores
+    assert (run / "formats" / "dataset" / "drift_profile.json").exists()  # profiled once, then read
+
+
 def test_the_handwritten_loop_trains_then_scores_the_new_version_on_sessions_people_wrote(tmp_path):
     """scripts/handwritten_loop.py (make gemma-run): one command, one table of base, tuned and bag-of-words."""
     import subprocess

@@ -37,4 +37,23 @@ class EvaluatePipelineConfig(PipelineConfig):
                     "pipeline.model_dir", f"{self.model_dir!r} holds no model (no config.json)")
 
 
-SCHEMAS = {"base": PipelineConfig, "evaluate": EvaluatePipelineConfig}
+@dataclass
+class DriftPipelineConfig(PipelineConfig):
+    """Compare new sessions with what a registered version (or a model folder's run) trained on."""
+
+    name: str = "drift"
+    model_version: str = "production"  # a stage or a version number: the reference is its training split
+    model_dir: Optional[str] = None  # or a trained model folder (RUN_DIR/training/model): its run's training split
+    threshold: float = 0.2  # the share of drifted sessions past which the report says DRIFT
+    outlier_quantile: str = "p99"  # farther from the training centroid than this share of training sessions
+    push_for_review: bool = False  # with annotation=label_studio: push the drifted sessions for review when past it
+
+    def __post_init__(self) -> None:
+        require(self.model_version.isdigit() or self.model_version in STAGES, "pipeline.model_version",
+                f"{self.model_version!r} is neither a version number nor one of {list(STAGES)}")
+        require(0 <= self.threshold < 1, "pipeline.threshold", "must be a share in [0, 1)")
+        require(self.outlier_quantile in ("p50", "p90", "p95", "p99", "max"), "pipeline.outlier_quantile",
+                "must be one of p50, p90, p95, p99, max")
+
+
+SCHEMAS = {"base": PipelineConfig, "evaluate": EvaluatePipelineConfig, "drift": DriftPipelineConfig}

@@ -1,0 +1,47 @@
+"""`pipeline=drift`: load + validate new sessions, compare them with a version's training split, and with
+`pipeline.push_for_review=true` (annotation=label_studio) push the drifted ones for review. Wiring only."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from zenml import pipeline
+
+from rcatune import constants
+from rcatune.config import RunConfig, Spec, to_spec
+from rcatune.config.scrub import ScrubConfig
+from rcatune.errors import ConfigError
+from rcatune.runner import Output, PipelineDefinition, RunContext, register
+from rcatune.runtime import Runtime
+from steps.annotation import push_for_review
+from steps.data import load_data, summarise_dataset
+from steps.drift import check_drift
+from steps.tracking import track_run_config
+
+
+@pipeline(enable_cache=False)
+def drift_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, scrub: ScrubConfig, output_dir: str,
+                   runtime: Runtime, settings: Spec, model_registry_name: str,
+                   annotation: Optional[Spec] = None) -> None:
+    track_run_config(config, git)
+    dataset, _report = load_data(data, scrub, output_dir, runtime)
+    _drift, drifted = check_drift(dataset, settings, model_registry_name, output_dir)
+    if annotation is not None:
+        push_for_review(drifted, annotation, runtime)
+
+
+def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
+    push = cfg.pipeline.push_for_review
+    if push and not cfg.annotation.enabled:
+        raise ConfigError("pipeline.push_for_review=true pushes to Label Studio: add annotation=label_studio")
+    return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data), "scrub": cfg.scrub,
+            "output_dir": str(context.run_dir), "runtime": context.runtime,
+            "settings": to_spec("pipeline", cfg.pipeline), "model_registry_name": cfg.model_registry_name,
+            "annotation": to_spec("annotation", cfg.annotation) if push else None}
+
+
+register(PipelineDefinition(
+    name="drift", pipeline=drift_pipeline, inputs=_inputs,
+    outputs=(Output("track_run_config", constants.RUN_TRACKING),
+             Output("load_data", constants.VALIDATED_DATASET, summarise_dataset, load=False),
+             Output("check_drift", constants.DRIFT_REPORT))))
