@@ -45,7 +45,7 @@ def fine_tuning_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec
 
 
 def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
-    from rcatune.training.objectives import preference_start
+    from rcatune.registry.versions import preference_start
 
     model, objective = preference_start(cfg)  # objective=dpo: the registered SFT version is the base
     return {**data_inputs(cfg, context), "model": to_spec("model", model), "method": to_spec("method", cfg.method),

@@ -224,3 +224,27 @@ def load_version(model_name: str, version: str, runtime):
     loaded = load_folder(folder, runtime)
     loaded.label = label
     return loaded
+
+
+def preference_start(cfg) -> tuple[Any, Any]:
+    """(model, objective) configs for a run: a preference objective starts from its registered SFT version's merged
+    export, which becomes the run's base model (so the evaluation's base is the SFT version); others as given."""
+    import dataclasses
+    from pathlib import Path
+
+    from rcatune.config.model import ModelConfig
+    from rcatune.errors import ConfigError
+
+    objective = cfg.objective
+    if not hasattr(objective, "start_from"):
+        return cfg.model, objective
+    start = objective.start_dir
+    if start is None:
+        found = find_version(cfg.model_registry_name, objective.start_from)
+        if not found.merged_dir or not (Path(found.merged_dir) / "config.json").exists():
+            raise ConfigError(f"objective={objective.name} starts from {found.label}, which has no merged export "
+                              f"({found.merged_dir}): start from a version a fine_tuning run registered and exported")
+        start = found.merged_dir
+    model = ModelConfig(name_or_path=str(start), family=cfg.model.family, context_length=cfg.model.context_length,
+                        dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+    return model, dataclasses.replace(objective, start_dir=str(start))
