@@ -70,7 +70,7 @@ class Generator:
         # same tokens as generate(), without its per-token bookkeeping (see `_greedy`)
         self.own_loop = _plain_greedy(self.model)
         # ... and, where the loaded model has a decoder (its ONNX graph in onnxruntime), over that for batches of
-        # up to `decoder_max_rows`: measured 2.5x faster than the model's forward one prompt at a time, but 0.7x in
+        # up to `decoder_max_rows`: measured 2.73x faster than the model's forward one prompt at a time, 0.75x in
         # batches of 8 (bench/results/generation.md)
         self.decoder = loaded.decoder if loaded.decoder is not None and _plain_greedy(loaded.decoder) else None
         self.decoder_max_rows = 1
