@@ -206,14 +206,18 @@ def write_report(report: DriftReport, profile: DriftProfile, folder: Path | str)
     folder.mkdir(parents=True, exist_ok=True)
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.hist([s.distance for s in report.per_session], bins=30, color="tab:orange", alpha=0.8, label="new sessions")
-    for name, value in profile.distances.items():
-        if name in ("p95", "p99"):
-            left.axvline(value, linestyle="--", color="tab:blue", label=f"training {name}")
+    for name, style in (("p95", ":"), ("p99", "--")):
+        left.axvline(profile.distances[name], linestyle=style, color="tab:blue", label=f"training {name}")
     left.set_xlabel("cosine distance to the training centroid")
     left.set_ylabel("sessions")
     left.legend()
-    names = list(report.unseen_services)[:12] or ["(none)"]
-    right.barh(names, [report.unseen_services.get(n, 0) for n in names], color="tab:red")
+    names = list(report.unseen_services)[:12]
+    if names:
+        right.barh(names, [report.unseen_services[n] for n in names], color="tab:red")
+        right.set_xlabel("sessions")
+    else:
+        right.axis("off")
+        right.text(0.5, 0.5, "none", ha="center", va="center", fontsize=14)
     right.set_title("services never seen in training")
     figure.suptitle(f"drift score {report.score:.1%} (threshold {report.threshold:.0%})")
     figure.tight_layout()

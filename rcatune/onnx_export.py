@@ -5,9 +5,8 @@ transformers). It takes `input_ids`, `attention_mask`, `position_ids`, `logits_p
 logits to compute: all of them to score a text, the last one to decode, as transformers' `logits_to_keep`)
 and, where the model's cache exports, one `past.N.key` / `past.N.value` pair per layer, and returns those
 `logits` and the grown cache as `present.N.key` / `present.N.value`; batch, length, cache length and the
-number of positions kept are dynamic. Where the
-cache does not export, the graph takes the ids alone and says why in `rcatune_onnx.json`; generation then
-runs the whole sequence each step.
+number of positions kept are dynamic. Where the cache does not export, the graph takes the ids alone and says
+why in `rcatune_onnx.json`; generation then runs the whole sequence each step.
 
 `OnnxCausalLM` runs that graph in onnxruntime behind the call the inference layer's greedy loop makes
 (`Generator._greedy`), so the parity check decodes the probe session through the same loop with each
@@ -38,10 +37,6 @@ _CARRIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenize
 
 class OnnxExportError(RcatuneError):
     """The merged model did not export, or the export does not match PyTorch."""
-
-
-def _cache_layers(model) -> int:
-    return int(model.config.num_hidden_layers)
 
 
 def _cache_names(layers: int) -> tuple[list[str], list[str]]:
@@ -106,7 +101,7 @@ def _export(model, path: Path, with_cache: bool) -> None:
     keep = torch.arange(1, 5)
     names = ["input_ids", "attention_mask", "position_ids", "logits_positions"]
     if with_cache:
-        layers, (heads, head_dim) = _cache_layers(model), _kv_shape(model)
+        layers, (heads, head_dim) = int(model.config.num_hidden_layers), _kv_shape(model)
         past = tuple(torch.zeros(2, heads, 3, head_dim) for _ in range(2 * layers))
         past_names, present_names = _cache_names(layers)
         args = (ids, torch.ones(2, 8, dtype=torch.long), positions, keep, past)

@@ -15,7 +15,7 @@ TOKEN_ENV = "RCATUNE_SERVE_TOKEN"
 class Engine(str, enum.Enum):
     transformers = "transformers"  # rcatune's own server over the inference layer (CPU or GPU)
     vllm = "vllm"  # vLLM's OpenAI server with the versions as LoRA modules (GPU only)
-    onnx = "onnx"  # rcatune's server; plain greedy completions decode through the export's ONNX graph (CPU)
+    onnx = "onnx"  # rcatune's server; greedy completions generated alone decode through the export's ONNX graph
 
 
 @dataclass

@@ -35,9 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8400)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--engine", choices=[e.value for e in Engine], default=defaults.engine.value,
-                   help="transformers: this server; onnx: this server, plain greedy completions decoded by the "
-                        "export's ONNX graph in onnxruntime (export.onnx=true; CPU); vllm: launch vLLM's OpenAI "
-                        "server (GPU only)")
+                   help="transformers: this server; onnx: this server, greedy completions generated alone decoded "
+                        "by the export's ONNX graph in onnxruntime (export.onnx=true; CPU); vllm: launch vLLM's "
+                        "OpenAI server (GPU only)")
     for key in LIMITS:
         p.add_argument(f"--{key.replace('_', '-')}", type=limit_type(key), default=getattr(defaults, key),
                        metavar=limit_type(key).__name__.upper(), help="(default: %(default)s)")

@@ -63,8 +63,8 @@ def base_name(spec: ModelConfig) -> str:
 def load_pool(sources: list[ModelSource], runtime: Runtime, serve_base: bool = True,
               onnx: bool = False) -> list[ServedModel]:
     """Every source loaded once, adapters over a shared base; in the order given (the first is the default).
-    With `onnx` (serving.engine=onnx) each source is its run's export instead: the merged model, whose plain greedy
-    completions decode through its ONNX graph in onnxruntime (the rest through PyTorch)."""
+    With `onnx` (serving.engine=onnx) each source is its run's export instead: the merged model, whose greedy
+    completions generated alone decode through its ONNX graph in onnxruntime (the rest through PyTorch)."""
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"two models share a name: {names}")
@@ -93,13 +93,11 @@ def load_pool(sources: list[ModelSource], runtime: Runtime, serve_base: bool = T
 
 
 def _with_onnx(source: ModelSource, runtime: Runtime) -> ServedModel:
-    import torch
-
     from rcatune.onnx_export import OnnxCausalLM, find_export
 
     merged, graph = find_export(source.folder)
     loaded = load_folder(merged, runtime)
-    loaded.decoder = OnnxCausalLM(graph, threads=torch.get_num_threads())
+    loaded.decoder = OnnxCausalLM(graph)  # with torch's threads, which the server has set
     description = read_description(merged)
     parent = base_name(load_spec(description["base_model"])) if description else None
     return ServedModel(source.name, loaded, parent=parent, version=source.version)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rcatune.artifacts import TrainedModel
+from rcatune.config import instantiate
 from rcatune.config.method import Quantisation
 from rcatune.config.model import ModelConfig
 from rcatune.config.trainer import LlamaFactoryTrainerConfig
@@ -206,15 +207,6 @@ def objective_settings(objective) -> dict[str, Any]:
     return {}
 
 
-def _pair_tokens(job: TrainingJob, tokenizer) -> int:
-    """The answers' tokens of the train split's preference rows, as trainer=hf counts them."""
-    from rcatune.config import instantiate
-
-    objective = instantiate(job.objective)
-    return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"])
-               for row in objective.rows(job.train_set, job.system_prompt) for text in objective.answers(row))
-
-
 class LlamaFactoryTrainer:
     """Train with LLaMA-Factory; same inputs and result as `rcatune.training.hf.HfTrainer`."""
 
@@ -230,6 +222,9 @@ class LlamaFactoryTrainer:
             return len(job.train_set), {"dataset": TRAIN_SET, "eval_dataset": VAL_SET}
         from rcatune.preferences import PreferenceWriter, lf_dataset_name
 
+        objective = instantiate(job.objective)
+        objective.require_rows(objective.rows(job.train_set, job.system_prompt),
+                               objective.rows(job.val_set, job.system_prompt))
         writer = PreferenceWriter(data_dir, tuple(job.objective.sources))
         for split, examples in (("train", job.train_set), ("val", job.val_set)):
             writer.begin(split)
@@ -238,11 +233,6 @@ class LlamaFactoryTrainer:
             writer.end(split)
         writer.finish()
         kind = job.objective.name
-        if not writer.counts["train"]["pairs"] or not writer.counts["val"]["pairs"]:
-            from rcatune.errors import DataError
-
-            raise DataError(f"objective={kind}: a split gives no preference pairs: it needs reviewed sessions whose "
-                            "root cause an expert corrected, or sessions that record false_hypotheses")
         rows = writer.counts["train"]["pairs" if kind == "dpo" else "kto_rows"]
         return rows, {"dataset": lf_dataset_name("train", kind), "eval_dataset": lf_dataset_name("val", kind)}
 
@@ -290,8 +280,11 @@ class LlamaFactoryTrainer:
         # Real tokens counted the way trainer=hf counts them (the same chat template and cut), so the two
         # backends' throughput compares like for like.
         tokenizer = load_tokenizer(job.model, base_path)
-        real = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length).tokens \
-            if job.objective.name == "sft" else _pair_tokens(job, tokenizer)
+        if job.objective.name == "sft":
+            real = tokenize(job.train_set, tokenizer, job.system_prompt, cfg.max_length).tokens
+        else:
+            objective = instantiate(job.objective)
+            real = objective.answer_tokens(objective.rows(job.train_set, job.system_prompt), tokenizer)
         epochs = float(results.get("epoch", cfg.epochs))
         trained_epochs = epochs - start_epoch
         train_seconds = float(results.get("train_runtime", wall))

@@ -1,6 +1,6 @@
 """What training optimises (`objective=`): each objective turns a `TrainingJob` into the rows a backend trains
-on and the Trainer that computes its loss. `sft` and `dpo` (TRL's DPOTrainer on preference pairs) are built by
-the same `setup`, trained by the same `fit`, saved by the same `save`."""
+on and the Trainer that computes its loss. `sft`, `dpo` and `kto` (TRL's trainers on preference rows) are built
+by the same `setup`, trained by the same `fit`, saved by the same `save`."""
 
 from __future__ import annotations
 
@@ -85,16 +85,24 @@ class Dpo:
     def answers(self, row: dict[str, Any]) -> list[str]:
         return [row["chosen"][0]["content"], row["rejected"][0]["content"]]
 
-    def data(self, job, tokenizer, cfg) -> TrainingData:
+    def require_rows(self, train: list, val: list) -> None:
+        """Refuse a split without preference rows, saying where they come from."""
         from rcatune.errors import DataError
 
-        train, val = self.rows(job.train_set, job.system_prompt), self.rows(job.val_set, job.system_prompt)
         if not train or not val:
             raise DataError(f"objective={self.config.name}: the {'train' if not train else 'validation'} split gives "
                             f"no preference pairs from {list(self.config.sources)}: it needs reviewed sessions whose "
                             "root cause an expert corrected (annotation sync) or sessions that record false_hypotheses")
-        tokens = sum(len(tokenizer(text, add_special_tokens=False)["input_ids"])
-                     for row in train for text in self.answers(row))
+
+    def answer_tokens(self, rows: list[dict[str, Any]], tokenizer) -> int:
+        """The answers' tokens of `rows` (what a preference epoch trains on, as both backends count it)."""
+        return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                   for row in rows for text in self.answers(row))
+
+    def data(self, job, tokenizer, cfg) -> TrainingData:
+        train, val = self.rows(job.train_set, job.system_prompt), self.rows(job.val_set, job.system_prompt)
+        self.require_rows(train, val)
+        tokens = self.answer_tokens(train, tokenizer)
         if self.sequential:  # read in order: shuffled here, once, by the run's seed
             import random
 
