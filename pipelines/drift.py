@@ -21,11 +21,11 @@ from steps.tracking import track_run_config
 
 @pipeline(enable_cache=False)
 def drift_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, scrub: ScrubConfig, output_dir: str,
-                   runtime: Runtime, settings: Spec, model_registry_name: str,
+                   runtime: Runtime, settings: Spec, model_registry_name: str, system_prompt: str,
                    annotation: Optional[Spec] = None) -> None:
     track_run_config(config, git)
     dataset, _report = load_data(data, scrub, output_dir, runtime)
-    _drift, drifted = check_drift(dataset, settings, model_registry_name, output_dir)
+    _drift, drifted = check_drift(dataset, settings, model_registry_name, output_dir, runtime, system_prompt)
     if annotation is not None:
         push_for_review(drifted, annotation, runtime)
 
@@ -37,6 +37,7 @@ def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
     return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data), "scrub": cfg.scrub,
             "output_dir": str(context.run_dir), "runtime": context.runtime,
             "settings": to_spec("pipeline", cfg.pipeline), "model_registry_name": cfg.model_registry_name,
+            "system_prompt": cfg.formats.system_prompt,
             "annotation": to_spec("annotation", cfg.annotation) if push else None}
 
 

@@ -30,8 +30,8 @@ def run_py(args: list[str]) -> None:
     print(f"$ run.py {' '.join(args)}", flush=True)
     result = subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(f"handwritten_loop: run.py {' '.join(args)} exited {result.returncode}: fix what it said above, "
-                 "then run this again")
+        sys.exit(f"{Path(sys.argv[0]).stem}: run.py {' '.join(args)} exited {result.returncode}: fix what it said "
+                 "above, then run this again")
 
 
 def accuracy(figures: dict, what: str) -> str:

@@ -501,3 +501,88 @@ def test_push_and_sync_killed_half_way_lose_nothing_and_count_each_sync_once(lab
     assert (resumed["review"]["annotations_read"], resumed["review"]["root_causes_corrected"],
             resumed["review"]["examples_out"]) == (2, 1, size) == (
         clean["review"]["annotations_read"], clean["review"]["root_causes_corrected"], clean["review"]["examples_out"])
+
+
+# ------------------------------------------------------------------------------------------------ issue 30
+def test_drift_past_its_threshold_pushes_exactly_the_drifted_sessions_for_review(label_studio, tmp_path):
+    """pipeline=drift with annotation=label_studio pipeline.push_for_review=true: a batch of fault families training
+    never had passes the threshold and its drifted sessions, and only those, become review tasks; a familiar batch
+    below the threshold pushes nothing."""
+    from rcatune.demo.generator import generate_sessions
+
+    held_out = {"emailMemoryLeak", "kafkaQueueProblems", "imageSlowLoad"}
+    run = tmp_path / "run"  # the layout a fine_tuning run leaves; the sessions alone are compared
+    (run / "training" / "model").mkdir(parents=True)
+    (run / "formats" / "dataset").mkdir(parents=True)
+    (run / "formats" / "dataset" / "train.jsonl").write_text("".join(
+        json.dumps(r, default=str) + "\n" for r in generate_sessions(200, seed=3) if r["scenario"] not in held_out))
+    new = list(generate_sessions(120, seed=98))
+    project = "drift review"
+    boss = admin(label_studio["url"])
+    for name, rows in (("familiar", [r for r in new if r["scenario"] not in held_out][:30]),
+                       ("shifted", [r for r in new if r["scenario"] in held_out])):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in rows))
+        summary = json.loads(_run(tmp_path / name, "pipeline=drift", f"pipeline.model_dir={run / 'training' / 'model'}",
+                                  "pipeline.model_signal=false", "pipeline.threshold=0.3", "annotation=label_studio",
+                                  "pipeline.push_for_review=true", f"annotation.project={project}", "data=jsonl",
+                                  f"data.path={tmp_path / (name + '.jsonl')}").read_text())
+        found = boss.find_project(f"{project} / root_cause")
+        tasks = set(boss.task_keys(found["id"], KEY_FIELD)) if found else set()
+        if name == "familiar":
+            assert not summary["decisions"]["drift"]["triggered"] and tasks == set(), summary["decisions"]["drift"]
+    report = json.loads((tmp_path / "shifted" / "drift" / "drift.json").read_text())
+    drifted = {s["id"] for s in report["per_session"] if s["reasons"]}
+    assert summary["decisions"]["drift"]["triggered"], summary["decisions"]["drift"]
+    assert tasks == drifted and len(drifted) > 0.5 * report["sessions"], (len(tasks), len(drifted))
+
+
+def test_a_scripted_review_round_turns_the_models_wrong_answers_into_preference_pairs(label_studio, tmp_path):
+    """scripts/review_round.py against the real server: a trained model answers new sessions, the scripted reviewer
+    (its own Label Studio user) judges each by the catalog fault, sync merges the verdicts, and the reviewed
+    dataset gives a `review` preference pair for every corrected session of the training split, the model's own
+    answer as the rejected one."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    trained = json.loads(_run(tmp_path / "model", "data.size=40", "trainer.epochs=1", *TINY_OVERRIDES).read_text())
+    round_dir, size = tmp_path / "round", 12
+    result = subprocess.run([sys.executable, "scripts/review_round.py", "--model-dir",
+                             trained["artifacts"]["export_merged"], "--size", str(size), "--seed", "5",
+                             "--max-new-tokens", "48", "--project", "scripted round", "--run-dir", str(round_dir)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((round_dir / "review_round.json").read_text())
+    verdicts = [json.loads(line) for line in (round_dir / "verdicts.jsonl").read_text().splitlines()]
+    answers = {json.loads(line)["id"]: json.loads(line) for path in (round_dir / "answers" / "evaluation").glob(
+        "answers_*_tuned.jsonl") for line in path.read_text().splitlines()}  # the data set, and the hidden phrasing
+    assert len(verdicts) == len(answers) == size and report["correct"] + report["incorrect"] == size
+    assert all((v["verdict"] == "correct") == (answers[v["id"]]["predicted_label"] == v["truth"]) for v in verdicts)
+    assert report["synced"]["validated"] == size  # every verdict validates its session, corrected or not
+    assert report["synced"]["root_causes_corrected"] == report["incorrect"]
+    boss = admin(label_studio["url"])
+    tasks = boss.export(boss.find_project("scripted round / root_cause")["id"])
+    reviewer = server.add_annotator("scripted-reviewer@rcatune.local")["id"]
+    assert len(tasks) == size and all([a["completed_by"] for a in t["annotations"]] == [reviewer] for t in tasks)
+
+    exported = {json.loads(line)["id"]: json.loads(line) for line in
+                (round_dir / "exported.jsonl").read_text().splitlines()}
+    truth = {json.loads(line)["id"]: json.loads(line) for line in
+             (round_dir / "sessions.jsonl").read_text().splitlines()}
+    prepared = json.loads(_run(tmp_path / "prepare", "pipeline=prepare", "data=annotated",
+                                 "data.split.min_examples=8", "formats.formats=[dataset,preferences]").read_text())
+    place = Path(prepared["artifacts"]["format_preferences"])
+    merged = {e["id"]: e for e in map(json.loads, (Path(prepared["artifacts"]["format_dataset"]) / "train.jsonl")
+                                      .read_text().splitlines())}
+    wrong = {v["id"] for v in verdicts if v["verdict"] == "incorrect"} & set(merged)
+    for key in wrong:  # the expert's correction trains; the model's answer is kept as what it said
+        assert merged[key]["root_cause"] == truth[key]["root_cause"]
+        assert merged[key]["corrections"]["root_cause"] == exported[key]["root_cause"]
+    pairs = [json.loads(line) for line in (place / "train_dpo.jsonl").read_text().splitlines()]
+    review = [p for p in pairs if p["source"] == "review"]
+    assert {p["example_id"] for p in review} == wrong and len(review) == len(wrong)
+    for pair in review:
+        assert exported[pair["example_id"]]["root_cause"] in pair["rejected"][-1]["content"]
+        assert truth[pair["example_id"]]["root_cause"] in pair["chosen"][-1]["content"]

@@ -305,14 +305,40 @@ def test_drift_against_a_runs_training_split_flags_fault_families_it_never_had(t
     scores = {}
     for name in ("shifted", "familiar"):
         run_py("pipeline=drift", f"pipeline.model_dir={run / 'training' / 'model'}", "data=jsonl",
-               f"data.path={tmp_path / (name + '.jsonl')}", "pipeline.threshold=0.3", "progress=false",
-               f"hydra.run.dir={tmp_path / name}")
+               f"data.path={tmp_path / (name + '.jsonl')}", "pipeline.threshold=0.3", "pipeline.model_signal=false",
+               "progress=false", f"hydra.run.dir={tmp_path / name}")
         summary = json.loads((tmp_path / name / "run_summary.json").read_text())
         assert summary["status"] == "succeeded" and Path(summary["artifacts"]["drift_report"]).exists()
         scores[name] = summary["decisions"]["drift"]
     assert scores["shifted"]["triggered"] and not scores["familiar"]["triggered"], scores
     assert scores["shifted"]["score"] > 0.6 > 0.2 > scores["familiar"]["score"], scores
     assert (run / "formats" / "dataset" / "drift_profile.json").exists()  # profiled once, then read
+
+
+def test_drift_asks_the_model_how_sure_it_is_against_its_held_out_sessions(never_killed, tmp_path):
+    """With the model (pipeline.model_signal, the default) each session also gets the model's confidence in its root
+    cause, judged against the run's validation split: that split itself is below its own median about half the time
+    and never below its minimum. A folder without weights is refused with the way round."""
+    summary = json.loads((never_killed / "run_summary.json").read_text())
+    held_out = never_killed / "formats" / "dataset" / "val.jsonl"
+    count = len(held_out.read_text().splitlines())
+    shares = {}
+    for quantile in ("p50", "max"):
+        run_py("pipeline=drift", f"pipeline.model_dir={summary['artifacts']['export_merged']}", "data=jsonl",
+               f"data.path={held_out}", f"pipeline.outlier_quantile={quantile}", "progress=false",
+               f"hydra.run.dir={tmp_path / quantile}")
+        report = json.loads((tmp_path / quantile / "drift" / "drift.json").read_text())
+        assert all(0 < s["confidence"] <= 1 for s in report["per_session"]) and len(report["per_session"]) == count
+        shares[quantile] = report["shares"]["unsure"]
+        assert "model confidence in its root cause" in (tmp_path / quantile / "drift" / "drift.md").read_text()
+    assert shares["max"] == 0 and shares["p50"] == pytest.approx(round(0.5 * (count - 1)) / count), shares
+    profile = json.loads((never_killed / "formats" / "dataset" / "drift_profile.json").read_text())
+    assert profile["confidence_sessions"] == count and profile["confidence"]["p50"] > profile["confidence"]["max"]
+    bare = tmp_path / "bare" / "training" / "model"
+    bare.mkdir(parents=True)
+    result = run_py("pipeline=drift", f"pipeline.model_dir={bare}", "data=jsonl", f"data.path={held_out}",
+                    f"hydra.run.dir={tmp_path / 'refused'}", check=False)
+    assert result.returncode == 2 and "pipeline.model_signal=false" in result.stderr
 
 
 def test_the_handwritten_loop_trains_then_scores_the_new_version_on_sessions_people_wrote(tmp_path):

@@ -46,6 +46,7 @@ class DriftPipelineConfig(PipelineConfig):
     model_dir: Optional[str] = None  # or a trained model folder (RUN_DIR/training/model): its run's training split
     threshold: float = 0.2  # the share of drifted sessions past which the report says DRIFT
     outlier_quantile: str = "p99"  # farther from the training centroid than this share of training sessions
+    model_signal: bool = True  # the model's confidence in its root cause as a signal too (loads the model once)
     push_for_review: bool = False  # with annotation=label_studio: push the drifted sessions for review when past it
 
     def __post_init__(self) -> None:
