@@ -48,8 +48,11 @@ def _check(cfg: RunConfig) -> None:
 
 
 def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
-    """Routed here from a training pipeline: say how to continue once the experts are done."""
+    """After a sync: start the retraining a drift run asked for, once its sessions are reviewed. Routed here from
+    a training pipeline: say how to continue once the experts are done."""
     if cfg.pipeline.name == "annotation":
+        if cfg.annotation.action is AnnotationAction.sync:
+            _retrain(cfg, context, summary)
         return
     kept = [o for o in context.overrides if not o.startswith(("annotation.action=", "hydra."))]
     summary.decisions["next"] = (
@@ -58,6 +61,24 @@ def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
         "which merges the reviews and trains on the result in one run; or wait in one run next time with "
         "annotation.wait=true.")
     print(summary.decisions["next"])
+
+
+def _retrain(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
+    from rcatune.annotation import retrain
+
+    saved = summary.artifacts.get(constants.ANNOTATED_DATASET, "")
+    outcome = retrain.after_sync(cfg.annotation.project, context.run_dir,
+                                 saved.rsplit(" v", 1)[1] if " v" in saved else None, context.project_root)
+    if outcome is None:
+        return
+    summary.decisions["retrain"] = outcome
+    if "started" in outcome:
+        print(f"retraining asked for by the drift run {outcome['requested_by']}: every drifted session is reviewed, "
+              f"job started on {constants.ANNOTATED_DATASET} v{outcome['dataset_version']} (pid {outcome['pid']}), "
+              f"writing to {outcome['started']} (its log: job.log there)")
+    else:
+        print(f"retraining asked for by the drift run {outcome['requested_by']} waits for {outcome['waiting_for']} "
+              f"of {outcome['of']} drifted sessions still to review; the sync after their review starts it")
 
 
 register(PipelineDefinition(

@@ -11,6 +11,7 @@ from rcatune import constants
 from rcatune.config import RunConfig, Spec, to_spec
 from rcatune.config.scrub import ScrubConfig
 from rcatune.errors import ConfigError
+from rcatune.runinfo import RunSummary
 from rcatune.runner import Output, PipelineDefinition, RunContext, register
 from rcatune.runtime import Runtime
 from steps.annotation import push_for_review
@@ -34,6 +35,9 @@ def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
     push = cfg.pipeline.push_for_review
     if push and not cfg.annotation.enabled:
         raise ConfigError("pipeline.push_for_review=true pushes to Label Studio: add annotation=label_studio")
+    if cfg.pipeline.retrain_with is not None and not push:
+        raise ConfigError("pipeline.retrain_with starts a job once the pushed sessions are reviewed: add "
+                          "pipeline.push_for_review=true annotation=label_studio")
     return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data), "scrub": cfg.scrub,
             "output_dir": str(context.run_dir), "runtime": context.runtime,
             "settings": to_spec("pipeline", cfg.pipeline), "model_registry_name": cfg.model_registry_name,
@@ -41,8 +45,28 @@ def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
             "annotation": to_spec("annotation", cfg.annotation) if push else None}
 
 
+def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
+    """Past the threshold with pipeline.retrain_with: ask for the retraining job the review's sync will start."""
+    drift = summary.decisions.get("drift", {})
+    if cfg.pipeline.retrain_with is None or not drift.get("triggered"):
+        return
+    import json
+
+    from rcatune.annotation import retrain
+
+    report = json.loads((context.run_dir / constants.DRIFT_DIR / "drift.json").read_text(encoding="utf-8"))
+    ids = [s["id"] for s in report["per_session"] if s["reasons"]]
+    retrain.request(cfg.annotation.project, list(cfg.pipeline.retrain_with), ids, str(context.run_dir),
+                    context.project_root)
+    summary.decisions["retrain"] = {"requested": len(ids), "project": cfg.annotation.project,
+                                    "overrides": list(cfg.pipeline.retrain_with)}
+    print(f"retraining asked for: once the {len(ids)} pushed sessions are reviewed, `python run.py "
+          f"pipeline=annotation annotation.action=sync annotation.project='{cfg.annotation.project}'` starts "
+          f"run.py data=annotated {' '.join(cfg.pipeline.retrain_with)}")
+
+
 register(PipelineDefinition(
-    name="drift", pipeline=drift_pipeline, inputs=_inputs,
+    name="drift", pipeline=drift_pipeline, inputs=_inputs, finish=_finish,
     outputs=(Output("track_run_config", constants.RUN_TRACKING),
              Output("load_data", constants.VALIDATED_DATASET, summarise_dataset, load=False),
              Output("check_drift", constants.DRIFT_REPORT))))

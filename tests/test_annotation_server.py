@@ -504,10 +504,14 @@ def test_push_and_sync_killed_half_way_lose_nothing_and_count_each_sync_once(lab
 
 
 # ------------------------------------------------------------------------------------------------ issue 30
-def test_drift_past_its_threshold_pushes_exactly_the_drifted_sessions_for_review(label_studio, tmp_path):
+RETRAIN = ["pipeline.retrain_with=['pipeline=prepare','data.split.min_examples=8','formats.formats=[dataset]']"]
+
+
+def test_drift_pushes_what_drifted_and_the_sync_after_its_review_starts_the_retraining(label_studio, tmp_path):
     """pipeline=drift with annotation=label_studio pipeline.push_for_review=true: a batch of fault families training
     never had passes the threshold and its drifted sessions, and only those, become review tasks; a familiar batch
-    below the threshold pushes nothing."""
+    below the threshold pushes nothing. With pipeline.retrain_with, the sync that finds the last of them reviewed
+    starts the job on that sync's reviewed dataset; a sync before that says how many it waits for."""
     from rcatune.demo.generator import generate_sessions
 
     held_out = {"emailMemoryLeak", "kafkaQueueProblems", "imageSlowLoad"}
@@ -525,7 +529,7 @@ def test_drift_past_its_threshold_pushes_exactly_the_drifted_sessions_for_review
         summary = json.loads(_run(tmp_path / name, "pipeline=drift", f"pipeline.model_dir={run / 'training' / 'model'}",
                                   "pipeline.model_signal=false", "pipeline.threshold=0.3", "annotation=label_studio",
                                   "pipeline.push_for_review=true", f"annotation.project={project}", "data=jsonl",
-                                  f"data.path={tmp_path / (name + '.jsonl')}").read_text())
+                                  f"data.path={tmp_path / (name + '.jsonl')}", *RETRAIN).read_text())
         found = boss.find_project(f"{project} / root_cause")
         tasks = set(boss.task_keys(found["id"], KEY_FIELD)) if found else set()
         if name == "familiar":
@@ -534,6 +538,28 @@ def test_drift_past_its_threshold_pushes_exactly_the_drifted_sessions_for_review
     drifted = {s["id"] for s in report["per_session"] if s["reasons"]}
     assert summary["decisions"]["drift"]["triggered"], summary["decisions"]["drift"]
     assert tasks == drifted and len(drifted) > 0.5 * report["sessions"], (len(tasks), len(drifted))
+    assert summary["decisions"]["retrain"]["requested"] == len(drifted)
+
+    keys = boss.task_keys(found["id"], KEY_FIELD)
+    last, *others = sorted(drifted)
+    for key in others:
+        boss.create_annotation(keys[key], [choice("correct")])
+    sync = ["pipeline=annotation", "annotation.action=sync", f"annotation.project={project}"]
+    early = json.loads(_run(tmp_path / "sync1", *sync).read_text())
+    assert early["decisions"]["retrain"]["waiting_for"] == 1 and early["decisions"]["retrain"]["of"] == len(drifted)
+    boss.create_annotation(keys[last], [choice("correct")])
+    done = json.loads(_run(tmp_path / "sync2", *sync).read_text())
+    started = done["decisions"]["retrain"]
+    assert done["artifacts"]["annotated_dataset"].endswith(f" v{started['dataset_version']}")
+    job_summary = Path(started["started"]) / "run_summary.json"
+    deadline = time.monotonic() + 300
+    while not job_summary.exists() and time.monotonic() < deadline:
+        time.sleep(2)
+    job = json.loads(job_summary.read_text())
+    assert job["status"] == "succeeded" and job["pipeline"] == "prepare", job.get("error")
+    assert job["counts"]["data"]["accepted"] == len(drifted) and job["data_hash"] == done["data_hash"]
+    again = json.loads(_run(tmp_path / "sync3", *sync).read_text())
+    assert "retrain" not in again["decisions"]  # started once, filed away
 
 
 def test_a_scripted_review_round_turns_the_models_wrong_answers_into_preference_pairs(label_studio, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from omegaconf import MISSING
 
@@ -48,6 +48,9 @@ class DriftPipelineConfig(PipelineConfig):
     outlier_quantile: str = "p99"  # farther from the training centroid than this share of training sessions
     model_signal: bool = True  # the model's confidence in its root cause as a signal too (loads the model once)
     push_for_review: bool = False  # with annotation=label_studio: push the drifted sessions for review when past it
+    # ... and once they are reviewed, the sync starts `run.py data=annotated data.version=N <these>` as a job
+    # (e.g. [objective=dpo,objective.start_from=production]); None: no retraining
+    retrain_with: Optional[List[str]] = None
 
     def __post_init__(self) -> None:
         require(self.model_version.isdigit() or self.model_version in STAGES, "pipeline.model_version",
