@@ -51,8 +51,19 @@ def _finish(cfg: RunConfig, context: RunContext, summary) -> None:
                            f"({serving}); see run_summary.json for its instances, or deploy again")
 
 
+def _check(cfg: RunConfig) -> None:
+    """Container images carry the merged model alone: the ONNX graph (and vLLM) are served by local processes."""
+    from rcatune.config.serving import Engine
+    from rcatune.errors import ConfigError
+
+    if cfg.serving.engine is not Engine.transformers and cfg.deployer.target != "local":
+        raise ConfigError(f"serving.engine={cfg.serving.engine.value} is deployed by deployer=local only: the "
+                          f"{cfg.deployer.target} images carry the merged model without an ONNX graph or vLLM; "
+                          "deploy there with serving.engine=transformers")
+
+
 register(PipelineDefinition(
-    name="deployment", pipeline=deployment_pipeline, inputs=_inputs, finish=_finish,
+    name="deployment", pipeline=deployment_pipeline, inputs=_inputs, finish=_finish, check=_check,
     outputs=(Output("track_run_config", constants.RUN_TRACKING),
              Output("deploy_release", constants.DEPLOYMENT),
              Output("change_deployment", constants.DEPLOYMENT),

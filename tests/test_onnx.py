@@ -11,6 +11,7 @@ import pytest
 
 from rcatune.config.method import FullMethodConfig, Quantisation
 from rcatune.demo.generator import generate_sessions
+from rcatune.deploy.records import Release
 from rcatune.inference import GenerationSettings, Generator, LoadedModel, load_folder, session_messages
 from rcatune.prompts import DEFAULT_SYSTEM_PROMPT
 from rcatune.schema import TrainingExample
@@ -169,3 +170,42 @@ def test_the_onnx_engine_refuses_a_model_without_an_onnx_export_saying_how_to_ma
                             timeout=120)
     assert result.returncode == 2 and "has no ONNX export beside it" in result.stderr
     assert "export.onnx=true" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_local_deployment_starts_the_configured_engine_and_containers_refuse_onnx(bundle, tmp_path):
+    """The local deployer runs `python -m rcatune.serving` with serve_args: with serving.engine=onnx that command
+    serves the export through its graph (the server says so in its log). Container images carry the merged model
+    alone, so deployer=docker with serving.engine=onnx is refused before anything starts."""
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from rcatune.config.serving import Engine, ServingConfig
+    from rcatune.deploy.bluegreen import serve_args
+    from rcatune.processes import free_port
+    from tests.conftest import ROOT, run_py
+
+    port = free_port("127.0.0.1")
+    release = Release(registry_name="rca", version="1", served_name="rca-v1", folder=str(bundle.merged))
+    args = serve_args(release, ServingConfig(engine=Engine.onnx), "127.0.0.1", port, release.folder)
+    log = tmp_path / "server.log"
+    with open(log, "w") as handle:
+        server = subprocess.Popen([sys.executable, "-m", "rcatune.serving", *args], cwd=ROOT, stdout=handle,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline, ready = time.monotonic() + 120, False
+        while time.monotonic() < deadline and server.poll() is None and not ready:
+            try:
+                ready = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        assert ready, log.read_text()[-2000:]
+        assert "engine onnx" in log.read_text(), log.read_text()[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    refused = run_py("pipeline=deployment", "deployer=docker", "serving.engine=onnx", "progress=false",
+                     f"hydra.run.dir={tmp_path / 'docker'}", check=False)
+    assert refused.returncode == 2 and "deployed by deployer=local only" in refused.stderr, refused.stderr[-1000:]

@@ -533,7 +533,8 @@ def serve_args(release: Release, serving: ServingConfig, host: str, port: int, m
     """`python -m rcatune.serving` arguments that serve `release` from `model_dir` with the configured caps and
     threads (`servers`: how many servers share the machine's cores: a blue/green deployment keeps two)."""
     args = ["--model", f"{release.served_name}={model_dir}", "--alias", release.registry_name, "--host", host,
-            "--port", str(port), "--no-base", "--threads", serving.threads, "--servers", str(servers)]
+            "--port", str(port), "--no-base", "--threads", serving.threads, "--servers", str(servers),
+            "--engine", serving.engine.value]
     for key in LIMITS:
         args += [f"--{key.replace('_', '-')}", str(getattr(serving, key))]
     return args

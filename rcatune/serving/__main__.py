@@ -101,7 +101,8 @@ def serve(args: argparse.Namespace) -> int:
                      onnx=config.engine is Engine.onnx)
     check_signatures(pool)  # refuse before listening, naming what differs
     names = ", ".join(m.name + (f" (over {m.parent})" if m.loaded.is_adapter else "") for m in pool)
-    print(f"rcatune serve: {names} on http://{args.host}:{args.port}/v1 ({threads} threads)", flush=True)
+    print(f"rcatune serve: {names} on http://{args.host}:{args.port}/v1 ({threads} threads, engine "
+          f"{config.engine.value})", flush=True)
     app = create_app(pool, config, aliases={alias: pool[0].name for alias in aliases}, token=token, threads=threads)
     run_server(app, args.host, args.port, config.header_timeout_s)
     return 0
