@@ -66,9 +66,11 @@ def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
 def _retrain(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
     from rcatune.annotation import retrain
 
-    saved = summary.artifacts.get(constants.ANNOTATED_DATASET, "")
-    outcome = retrain.after_sync(cfg.annotation.project, context.run_dir,
-                                 saved.rsplit(" v", 1)[1] if " v" in saved else None, context.project_root)
+    saved = summary.artifacts.get(constants.ANNOTATED_DATASET)  # "<name> v<N>": what this sync saved
+    if saved is None:
+        return
+    outcome = retrain.after_sync(cfg.annotation.project, context.run_dir, saved.rsplit(" v", 1)[1],
+                                 context.project_root)
     if outcome is None:
         return
     summary.decisions["retrain"] = outcome

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from zenml import pipeline
@@ -31,13 +32,21 @@ def drift_pipeline(config: dict[str, Any], git: dict[str, Any], data: Spec, scru
         push_for_review(drifted, annotation, runtime)
 
 
-def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
+def _check(cfg: RunConfig) -> None:
     push = cfg.pipeline.push_for_review
     if push and not cfg.annotation.enabled:
         raise ConfigError("pipeline.push_for_review=true pushes to Label Studio: add annotation=label_studio")
-    if cfg.pipeline.retrain_with is not None and not push:
-        raise ConfigError("pipeline.retrain_with starts a job once the pushed sessions are reviewed: add "
-                          "pipeline.push_for_review=true annotation=label_studio")
+    if cfg.pipeline.retrain_with is not None:
+        if not push:
+            raise ConfigError("pipeline.retrain_with starts a job once the pushed sessions are reviewed: add "
+                              "pipeline.push_for_review=true annotation=label_studio")
+        from rcatune.annotation import retrain
+
+        retrain.check(list(cfg.pipeline.retrain_with), Path(__file__).resolve().parents[1])
+
+
+def _inputs(cfg: RunConfig, context: RunContext) -> dict[str, Any]:
+    push = cfg.pipeline.push_for_review
     return {"config": context.resolved, "git": context.git, "data": to_spec("data", cfg.data), "scrub": cfg.scrub,
             "output_dir": str(context.run_dir), "runtime": context.runtime,
             "settings": to_spec("pipeline", cfg.pipeline), "model_registry_name": cfg.model_registry_name,
@@ -50,14 +59,12 @@ def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
     drift = summary.decisions.get("drift", {})
     if cfg.pipeline.retrain_with is None or not drift.get("triggered"):
         return
-    import json
-
     from rcatune.annotation import retrain
+    from rcatune.drift import DriftReport
 
-    report = json.loads((context.run_dir / constants.DRIFT_DIR / "drift.json").read_text(encoding="utf-8"))
-    ids = [s["id"] for s in report["per_session"] if s["reasons"]]
-    retrain.request(cfg.annotation.project, list(cfg.pipeline.retrain_with), ids, str(context.run_dir),
-                    context.project_root)
+    report = (context.run_dir / constants.DRIFT_DIR / "drift.json").read_text(encoding="utf-8")
+    ids = DriftReport.model_validate_json(report).drifted_ids()
+    retrain.request(cfg.annotation.project, list(cfg.pipeline.retrain_with), ids, str(context.run_dir))
     summary.decisions["retrain"] = {"requested": len(ids), "project": cfg.annotation.project,
                                     "overrides": list(cfg.pipeline.retrain_with)}
     print(f"retraining asked for: once the {len(ids)} pushed sessions are reviewed, `python run.py "
@@ -66,7 +73,7 @@ def _finish(cfg: RunConfig, context: RunContext, summary: RunSummary) -> None:
 
 
 register(PipelineDefinition(
-    name="drift", pipeline=drift_pipeline, inputs=_inputs, finish=_finish,
+    name="drift", pipeline=drift_pipeline, inputs=_inputs, check=_check, finish=_finish,
     outputs=(Output("track_run_config", constants.RUN_TRACKING),
              Output("load_data", constants.VALIDATED_DATASET, summarise_dataset, load=False),
              Output("check_drift", constants.DRIFT_REPORT))))

@@ -13,7 +13,8 @@ The score is the share of new sessions that drifted; past `threshold` the report
 `write_report` writes `drift.md` and `drift.png`: the distance distributions side by side, and the unseen
 services. `pipeline=drift` runs it against a registered version's training split and, with
 `pipeline.push_for_review=true`, pushes the drifted sessions to the review projects when the score passes the
-threshold. Not yet here: a retraining job started after the review's sync.
+threshold; with `pipeline.retrain_with`, the sync after their review starts a retraining job
+(`rcatune.annotation.retrain`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 CONFIDENCE_TOKENS = 12  # the root cause's first tokens: the fault and where it is
+ROOT_CAUSE = "Root Cause:"  # how every answer rcatune trains on begins (rcatune.prompts.render_output)
 
 
 def model_confidence(loaded, examples: list[TrainingExample], system_prompt: str, batch: int = 8,
@@ -85,9 +87,6 @@ def model_confidence(loaded, examples: list[TrainingExample], system_prompt: str
     finally:
         tokenizer.padding_side = side
     return scores
-
-
-ROOT_CAUSE = "Root Cause:"  # how every answer rcatune trains on begins (rcatune.prompts.render_output)
 
 
 class DriftProfile(BaseModel):

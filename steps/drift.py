@@ -13,6 +13,7 @@ from rcatune.config import Spec
 from rcatune.drift import DriftReport, compare, model_confidence, reference_profile, write_report
 from rcatune.errors import ConfigError
 from rcatune.inference import load_folder
+from rcatune.models import holds_model
 from rcatune.registry.versions import registry_folder
 from rcatune.runtime import Runtime
 from rcatune.schema import TrainingDataset
@@ -33,7 +34,7 @@ def check_drift(dataset: TrainingDataset, pipeline: Spec, model_registry_name: s
         else registry_folder(model_registry_name, settings.model_version)
     loaded = confidence = None
     if settings.model_signal:
-        if not any((Path(folder) / name).exists() for name in ("config.json", "adapter_config.json")):
+        if not holds_model(folder):
             raise ConfigError(f"{folder} holds no model to ask for its confidence: point at a trained model, or set "
                               "pipeline.model_signal=false to compare the sessions alone")
         loaded = load_folder(folder, runtime)

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from rcatune import constants
 from rcatune.annotation.pushed import record_dir
 from rcatune.errors import ConfigError
 
@@ -41,10 +42,16 @@ def compose_job(overrides: list[str], run_dir: Path, project_root: Path) -> Path
     return path
 
 
-def request(project: str, overrides: list[str], ids: list[str], drift_run: str, project_root: Path) -> dict[str, Any]:
-    """Ask for a retraining job once `ids` are reviewed (the overrides are checked now, not at sync time)."""
-    checked = Path(drift_run) / "retrain_check"
-    compose_job(["data=annotated", *overrides], checked, project_root)
+def check(overrides: list[str], project_root: Path) -> None:
+    """Refuse overrides that do not compose into a job, before a drift run pushes anything."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        compose_job(["data=annotated", *overrides], Path(folder), project_root)
+
+
+def request(project: str, overrides: list[str], ids: list[str], drift_run: str) -> dict[str, Any]:
+    """Ask for a retraining job once `ids` are reviewed (`check` the overrides first)."""
     entry = {"overrides": overrides, "ids": ids, "drift_run": drift_run,
              "requested_at": datetime.now(timezone.utc).isoformat()}
     folder = record_dir(project)
@@ -53,7 +60,7 @@ def request(project: str, overrides: list[str], ids: list[str], drift_run: str, 
     return entry
 
 
-def after_sync(project: str, run_dir: Path, dataset_version: Optional[str], project_root: Path) -> Optional[dict]:
+def after_sync(project: str, run_dir: Path, dataset_version: str, project_root: Path) -> Optional[dict]:
     """What the sync in `run_dir` means for a waiting request: None (no request), the sessions still waited for,
     or the job it started."""
     folder = record_dir(project)
@@ -61,11 +68,12 @@ def after_sync(project: str, run_dir: Path, dataset_version: Optional[str], proj
     if not path.exists():
         return None
     entry = json.loads(path.read_text(encoding="utf-8"))
-    reviewed = set(json.loads((run_dir / "annotation" / "review_report.json").read_text(encoding="utf-8"))["dropped"])
-    with open(run_dir / "annotation" / "merged.jsonl", encoding="utf-8") as handle:
+    review = run_dir / constants.ANNOTATION_DIR
+    reviewed = set(json.loads((review / "review_report.json").read_text(encoding="utf-8"))["dropped"])
+    with open(review / "merged.jsonl", encoding="utf-8") as handle:
         reviewed |= {row["id"] for row in map(json.loads, handle) if row.get("human_validated")}
     waiting = [i for i in entry["ids"] if i not in reviewed]
-    if waiting or dataset_version is None:
+    if waiting:
         return {"waiting_for": len(waiting), "of": len(entry["ids"]), "requested_by": entry["drift_run"]}
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     job_dir = _runs_dir() / "retrain" / stamp
@@ -77,8 +85,8 @@ def after_sync(project: str, run_dir: Path, dataset_version: Optional[str], proj
                                    start_new_session=True, env=dict(os.environ))
     started = {**entry, "job": str(job), "run_dir": str(job_dir), "pid": process.pid, "dataset_version":
                dataset_version, "started_at": datetime.now(timezone.utc).isoformat(), "synced_by": str(run_dir)}
-    path.replace(folder / f"retrain_started_{stamp}.json")
     (folder / f"retrain_started_{stamp}.json").write_text(json.dumps(started, indent=1), encoding="utf-8")
+    path.unlink()
     return {"started": str(job_dir), "pid": process.pid, "dataset_version": dataset_version,
             "requested_by": entry["drift_run"]}
 

@@ -49,7 +49,7 @@ class DriftPipelineConfig(PipelineConfig):
     model_signal: bool = True  # the model's confidence in its root cause as a signal too (loads the model once)
     push_for_review: bool = False  # with annotation=label_studio: push the drifted sessions for review when past it
     # ... and once they are reviewed, the sync starts `run.py data=annotated data.version=N <these>` as a job
-    # (e.g. [objective=dpo,objective.start_from=production]); None: no retraining
+    # (e.g. "pipeline.retrain_with=['objective=dpo','objective.start_from=production']"); None: no retraining
     retrain_with: Optional[List[str]] = None
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from rcatune.deploy.base import DeploymentError
 from rcatune.deploy.bluegreen import SERVERS, BlueGreenDeployer, Instance, child_env, serve_args
 from rcatune.deploy.records import Release
+from rcatune.models import holds_model
 from rcatune.processes import alive, free_port, spawn, stop_group
 
 
@@ -18,7 +19,7 @@ class LocalDeployer(BlueGreenDeployer):
 
     def start_instance(self, release: Release) -> Instance:
         folder = Path(release.folder)
-        if not (folder / "config.json").exists() and not (folder / "adapter_config.json").exists():
+        if not holds_model(folder):
             raise DeploymentError(f"v{release.version}: its export {release.folder} is missing or holds no model; "
                                   "re-run its fine_tuning pipeline, or deploy another version")
         port = free_port(self.config.host)

@@ -6,6 +6,13 @@ from __future__ import annotations
 from rcatune.config.model import ModelConfig, PackagedModelConfig, TinyModelConfig
 
 
+def holds_model(folder) -> bool:
+    """Whether a folder holds a model to load: full weights (config.json) or an adapter (adapter_config.json)."""
+    from pathlib import Path
+
+    return any((Path(folder) / name).exists() for name in ("config.json", "adapter_config.json"))
+
+
 def model_path(cfg: ModelConfig) -> str:
     """A folder or hub id for `from_pretrained`: the tiny model is built once under the state folder (then loaded
     like any checkout); any other is its `name_or_path`."""

@@ -20,6 +20,7 @@ from rcatune.config.model import ModelConfig
 from rcatune.errors import ConfigError
 from rcatune.inference import LoadedModel, PromptSignature, load_folder
 from rcatune.inference.loading import read_description
+from rcatune.models import holds_model
 from rcatune.runtime import Runtime
 from rcatune.serving.engine import ServedModel
 
@@ -37,7 +38,7 @@ def parse_source(text: str) -> ModelSource:
     """'NAME=FOLDER' (or a bare folder, named after it)."""
     name, _, folder = text.rpartition("=")
     path = Path(folder).expanduser()
-    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+    if not holds_model(path):
         raise ConfigError(f"{folder!r} holds no model (no config.json or adapter_config.json): point at a "
                           "trained model or an export (RUN_DIR/export/merged, RUN_DIR/training/model)")
     return ModelSource(name or path.name, path.resolve())
