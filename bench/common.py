@@ -87,11 +87,14 @@ def zenml_step_times(run_name: str) -> dict[str, tuple[Any, Any]]:
 
 
 def interleave(contenders: list[str], repeats: int, measure: Callable[[str, int], dict[str, Any]],
-               echo: bool = True) -> list[dict[str, Any]]:
-    """A B C A B C ...: each round runs every contender once, so drift in the machine hits all alike."""
+               echo: bool = True, once: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """A B C A B C ...: each round runs every contender once, so drift in the machine hits all alike; those in
+    `once` (reference rows no goal reads) run in the first round only."""
     runs = []
     for round_ in range(repeats):
         for name in contenders:
+            if round_ and name in once:
+                continue
             if echo:
                 print(f"  round {round_ + 1}/{repeats}: {name} ...", flush=True)
             figures = measure(name, round_)

@@ -69,11 +69,25 @@ def current_rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def warm_pyarrow() -> None:
+    """Load pyarrow and parse one row the way the HuggingFace writer does (`rcatune.formats.tabular`): library
+    code and its tables, the same whatever the size of the data."""
+    import io
+
+    from pyarrow import json as arrow_json
+
+    from rcatune.formats.tabular import hf_schema
+
+    row = b'{"id": "x", "system": "s", "instruction": "i", "input": "x", "output": "o", "messages": []}\n'
+    arrow_json.read_json(io.BytesIO(row), parse_options=arrow_json.ParseOptions(explicit_schema=hf_schema()))
+
+
 def worker(name: str, data: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if name.startswith("rcatune"):
         import rcatune.formats  # noqa: F401  (imports first: their memory is not the data's)
         import rcatune.validation  # noqa: F401
+        warm_pyarrow()
     baseline = current_rss_mb()
     figures = work_rcatune(data, out) if name.startswith("rcatune") else work_floor(data, out)
     figures["peak_rss_mb"] = peak_rss_mb()

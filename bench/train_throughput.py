@@ -1,7 +1,8 @@
 """Training throughput and memory: rcatune (trainer=hf), rcatune packed, LLaMA-Factory as shipped (gradient
 checkpointing on) and with gradient checkpointing off, and a plain
 transformers + peft baseline that pads every batch to the max length, on the same model, data,
-hyper-parameters and sequence length. Runs interleave (A B C D A B C D ...); each run is a fresh process.
+hyper-parameters and sequence length. Runs interleave (A B C D A B C D ...; the packed row and the baseline, which
+no goal reads, in the first round only); each run is a fresh process.
 
     python bench/train_throughput.py [--smoke] [--repeats 2] [--method lora|full]
 
@@ -39,6 +40,9 @@ from bench.common import (  # noqa: E402
 )
 
 CONTENDERS = ["rcatune", "rcatune_packed", "llamafactory", "llamafactory_no_gc", "baseline"]
+# reference rows no goal reads, run in the first round only: the plain baseline alone took 175 s of each round's
+# 394 (`--repeats-all` runs them every round)
+ONCE = frozenset({"rcatune_packed", "baseline"})
 KEYS = ["tokens_per_second", "mfu", "train_seconds", "process_wall_seconds", "peak_rss_mb", "eval_loss"]
 SYSTEM = "You are an SRE assistant."
 
@@ -232,12 +236,19 @@ def available(contenders: list[str]) -> tuple[list[str], dict[str, str]]:
     return [c for c in contenders if c not in skipped], skipped
 
 
+def _once_note(contenders: list[str], once: frozenset[str], repeats: int) -> str:
+    ran_once = sorted(c for c in contenders if c in once)
+    return f", {' and '.join(ran_once)} once" if repeats > 1 and ran_once else ""
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round (CI)")
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 2; 1 with --smoke)")
     parser.add_argument("--method", choices=["lora", "full"], default="lora")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--repeats-all", action="store_true",
+                        help=f"run {', '.join(sorted(ONCE))} every round too (default: the first round only)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
@@ -270,9 +281,11 @@ def main(argv: list[str] | None = None) -> dict:
         figures["mfu"] = round(figures["tokens_per_second"] * per_token / (peaks[threads] * 1e9), 4)
         return figures
 
-    runs = interleave(contenders, repeats, measured)
+    once = frozenset() if args.repeats_all else ONCE
+    runs = interleave(contenders, repeats, measured, once=once)
     per = medians(runs, KEYS)
     result = {"inputs": {**size, "method": args.method, "repeats": repeats, "contenders": contenders,
+                         "once": sorted(once & set(contenders)),
                          "skipped": skipped, "threads": threads},
               "matmul_peak_gflops_by_threads": peaks, "model_flops": {**flops, "per_real_token": round(per_token)},
               "runs": runs, "medians": per,
@@ -281,7 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [[name, f.get("tokens_per_second"), f"{100 * f.get('mfu', 0):.1f}%", f.get("train_seconds"),
              f.get("process_wall_seconds"), f.get("peak_rss_mb"), f.get("eval_loss")] for name, f in per.items()]
     table = [f"Training throughput ({args.method}, {size['n_train']} examples, max length {size['max_length']}, "
-             f"hidden {size['hidden']} x {size['layers']} layers; medians of {repeats})", ""]
+             f"hidden {size['hidden']} x {size['layers']} layers; medians of {repeats}"
+             f"{_once_note(contenders, once, repeats)})", ""]
     table += markdown_table(["contender", "real tokens/s", "MFU", "train s", "process s", "peak RSS MB", "eval loss"],
                             rows)
     table += ["", "Ratios of real tokens/s: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Annotated, Any, Iterable, Optional
 
@@ -49,6 +50,25 @@ Timestamp = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 ServiceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
+
+# one set of field names per combination seen (TrainingExample._time_range_ordered)
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+# Sessions of one system repeat the same topologies and critical paths (18 distinct path lists and 5,000
+# topologies in 30,000 generated sessions): examples with equal ones share one object, as they share their field
+# names. A frozen example's containers are read-only (change one with `model_copy(update=...)`). At most
+# SHARED_LIMIT values are remembered, so data where each is new costs a few MB at most.
+_SHARED_VALUES: dict[tuple, Any] = {}
+SHARED_LIMIT = 4096
+
+
+def _shared(key: tuple, value: Any) -> Any:
+    """The object already kept for `key`, else `value` (kept while there is room)."""
+    kept = _SHARED_VALUES.get(key)
+    if kept is not None:
+        return kept
+    if len(_SHARED_VALUES) < SHARED_LIMIT:
+        _SHARED_VALUES[key] = value
+    return value
 
 # left out of the JSON when unset
 OPTIONAL_LABELS = ("scenario", "incident_id", "phrasing", "quality_ratings", "query_issues")
@@ -110,19 +130,36 @@ class TrainingExample(BaseModel):
             return tuple(value)
         return value
 
+    @field_validator("telemetry_context", "corrections")
+    @classmethod
+    def _shared_keys(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        # the same few keys in every session ("summary", "logs", ...): one string each, not one per session
+        # (pydantic already shares the service names; 20 MB at 100k sessions)
+        return {sys.intern(key): item for key, item in value.items()} if value else value
+
     @field_validator("critical_paths")
     @classmethod
     def _paths_not_empty(cls, value: list[list[str]]) -> list[list[str]]:
         for index, path in enumerate(value):
             if not path:
                 raise ValueError(f"path {index} is empty")
-        return value
+        return _shared(("paths", tuple(map(tuple, value))), value)
+
+    @field_validator("service_topology")
+    @classmethod
+    def _shared_topology(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        return _shared(("topology", tuple((name, tuple(calls)) for name, calls in value.items())), value)
 
     @model_validator(mode="after")
     def _time_range_ordered(self) -> "TrainingExample":
         start, end = self.time_range
         if end <= start:
             raise ValueError(f"time_range end ({end.isoformat()}) is not after its start ({start.isoformat()})")
+        # Every example of a source sets the same fields, and pydantic gives each instance a set of their names
+        # (2.2 kB, more than a quarter of an example's memory). The model is frozen, so nothing adds to that set
+        # in place (a `model_copy(update=...)` updates its own copy): examples with the same fields share one.
+        fields_set = self.__pydantic_fields_set__
+        object.__setattr__(self, "__pydantic_fields_set__", _FIELDS_SETS.setdefault(frozenset(fields_set), fields_set))
         return self
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -324,20 +324,46 @@ class Scrubber:
                            by_detector=dict(self.by_detector), key_source=key_source)
 
 
+class ExampleScrub:
+    """Scrub one example at a time with `config` (a `rcatune.config.scrub.ScrubConfig`), counting as it goes:
+    handed to validation as its transform, each session is scrubbed as it is accepted, so no unscrubbed copy of
+    a dataset is held beside the scrubbed one. Open it with `scrub_stream`."""
+
+    def __init__(self, config, state: Optional[Path] = None) -> None:
+        self.records, self.changed, self.scrubber, self.key_source = 0, 0, None, None
+        if config.enabled:
+            key, self.key_source = load_key(config.key_file, state)
+            self.scrubber = Scrubber(key=key, allow=frozenset(config.allow),
+                                     allow_patterns=tuple(re.compile(p) for p in config.allow_patterns),
+                                     deny=tuple(config.deny))
+
+    def __call__(self, example: TrainingExample) -> TrainingExample:
+        self.records += 1
+        if self.scrubber is None:
+            return example
+        scrubbed = self.scrubber.example(example)
+        self.changed += scrubbed != example
+        return scrubbed
+
+    def report(self) -> ScrubReport:
+        if self.scrubber is None:
+            return ScrubReport(enabled=False, records=self.records)
+        return self.scrubber.report(self.records, self.changed, self.key_source)
+
+
+@contextmanager
+def scrub_stream(config, state: Optional[Path] = None) -> Iterator[ExampleScrub]:
+    """An `ExampleScrub` for `config`, with detect-secrets configured while it is open (when in use)."""
+    scrub = ExampleScrub(config, state)
+    with detect_secrets_scanner() if scrub.scrubber and config.detect_secrets else nullcontext() as scan:
+        if scrub.scrubber is not None:
+            scrub.scrubber.scan = scan
+        yield scrub
+
+
 def scrub_examples(examples: Iterable[TrainingExample], config, state: Optional[Path] = None,
                    ) -> tuple[list[TrainingExample], ScrubReport]:
     """Scrub every example with `config` (a `rcatune.config.scrub.ScrubConfig`)."""
-    examples = list(examples)
-    if not config.enabled:
-        return examples, ScrubReport(enabled=False, records=len(examples))
-    key, source = load_key(config.key_file, state)
-    scrubber = Scrubber(key=key, allow=frozenset(config.allow),
-                        allow_patterns=tuple(re.compile(p) for p in config.allow_patterns), deny=tuple(config.deny))
-    out, changed = [], 0
-    with detect_secrets_scanner() if config.detect_secrets else nullcontext() as scan:
-        scrubber.scan = scan
-        for example in examples:
-            scrubbed = scrubber.example(example)
-            changed += scrubbed != example
-            out.append(scrubbed)
-    return out, scrubber.report(len(out), changed, source)
+    with scrub_stream(config, state) as scrub:
+        out = [scrub(example) for example in examples]
+    return out, scrub.report()

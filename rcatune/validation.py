@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -123,9 +124,11 @@ class Quarantine:
             self.staged.replace(self.path)
 
 
-def validate_records(records: Iterable[RawRecord], source: str, quarantine_path: Path,
-                     progress: bool = True) -> tuple[list[TrainingExample], ValidationReport]:
-    """Validate every record; rejected ones go to the quarantine file with where and why."""
+def validate_records(records: Iterable[RawRecord], source: str, quarantine_path: Path, progress: bool = True,
+                     transform: Optional[Callable[[TrainingExample], TrainingExample]] = None,
+                     ) -> tuple[list[TrainingExample], ValidationReport]:
+    """Validate every record; rejected ones go to the quarantine file with where and why. `transform` (the
+    scrubber) is applied to each accepted example as it is accepted."""
     report = ValidationReport(source=source, quarantine_path=str(quarantine_path))
     reasons: Counter[str] = Counter()
     accepted: list[TrainingExample] = []
@@ -141,8 +144,8 @@ def validate_records(records: Iterable[RawRecord], source: str, quarantine_path:
                 reasons[problems[0][1]] += 1
                 quarantine.add(record, problems)
                 continue
-            accepted.append(example)
             first_seen[example.id] = record.location
+            accepted.append(transform(example) if transform is not None else example)
     finally:
         quarantine.close()
         shown.close()
@@ -186,12 +189,13 @@ def check_report(report: ValidationReport, max_rejected_fraction: float) -> None
 
 def load_examples(source: Source, quarantine_path: Path, max_rejected_fraction: float, progress: bool = True,
                   limit: Optional[int] = None, report_path: Optional[Path] = None,
+                  transform: Optional[Callable[[TrainingExample], TrainingExample]] = None,
                   ) -> tuple[list[TrainingExample], ValidationReport]:
     """Read (the first `limit` records of) a source, validate them, print the counts, write the report
     (before refusing, so a failed run still has it), and apply `check_report`."""
     records = source.records() if limit is None else islice(source.records(), limit)
     described = source.describe() + (f", first {limit}" if limit is not None else "")
-    examples, report = validate_records(records, described, quarantine_path, progress)
+    examples, report = validate_records(records, described, quarantine_path, progress, transform)
     if report_path is not None:
         atomic.write_text(report_path, report.model_dump_json(indent=2))
     for line in report.lines():
@@ -207,13 +211,15 @@ def load_source(data, out_dir: Path, progress: bool = True, scrub=None):
     from rcatune.config import build
     from rcatune.constants import QUARANTINE_FILE, VALIDATION_REPORT_FILE
     from rcatune.schema import TrainingDataset
-    from rcatune.scrub import scrub_examples
+    from rcatune.scrub import scrub_stream
 
     report_path = out_dir / VALIDATION_REPORT_FILE
-    examples, report = load_examples(build(data.source_spec()), out_dir / QUARANTINE_FILE, data.max_rejected_fraction,
-                                     progress, data.limit, report_path)
-    if scrub is not None:
-        examples, scrubbed = scrub_examples(examples, scrub)
+    # scrubbed as each record is accepted: the unscrubbed sessions are never held together
+    with scrub_stream(scrub) if scrub is not None else nullcontext() as scrubbing:
+        examples, report = load_examples(build(data.source_spec()), out_dir / QUARANTINE_FILE,
+                                         data.max_rejected_fraction, progress, data.limit, report_path, scrubbing)
+    if scrubbing is not None:
+        scrubbed = scrubbing.report()
         report.scrub = scrubbed
         atomic.write_text(report_path, report.model_dump_json(indent=2))
         for line in scrubbed.lines():

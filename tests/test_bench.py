@@ -24,6 +24,10 @@ def test_interleaving_medians_and_ratios():
     per = medians(runs, ["x"])
     assert per == {"a": {"x": 3.0}, "b": {"x": 2.0}}
     assert ratios(per, "a", "x") == {"a/b": 1.5}
+    calls.clear()
+    once = interleave(["a", "b"], 3, lambda name, r: calls.append(name) or {"x": 1.0}, echo=False,
+                      once=frozenset({"b"}))
+    assert calls == ["a", "b", "a", "a"] and [r["round"] for r in once if r["contender"] == "b"] == [1]
 
 
 def test_smoke_benchmarks_write_json_and_tables(tmp_path):

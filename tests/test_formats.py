@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,47 @@ def test_hf_dataset_dict_reloads(exported):
     assert loaded["validation"]["output"] == [p.output for p in prompts["val"]]
     assert loaded["train"]["id"] == [e.id for e in splits.train]
     assert loaded["test"][0]["messages"] == to_messages(prompts["test"][0])
+
+
+def test_hf_layout_is_what_datasets_writes(exported):
+    """The writer lays the dataset out itself (no `save_to_disk`): its features and state match what `datasets`
+    derives from the same Arrow file, and the loaded split is memory-mapped, not copied."""
+    from datasets import Dataset, Features, load_from_disk
+
+    from rcatune.formats.tabular import HF_DATA_FILE, HF_FEATURES, hf_schema
+
+    assert Features.from_arrow_schema(hf_schema()).to_dict() == HF_FEATURES
+    splits, bundle, _ = exported
+    folder = Path(bundle.paths["hf"]) / "train"
+    loaded = load_from_disk(str(folder))
+    assert loaded.cache_files == [{"filename": str(folder / HF_DATA_FILE)}]
+    reference = Dataset.from_file(str(folder / HF_DATA_FILE))
+    assert loaded.features == reference.features and loaded.num_rows == reference.num_rows == len(splits.train)
+    state = json.loads((folder / "state.json").read_text())
+    assert len(state["_fingerprint"]) == 16 and state["_data_files"] == [{"filename": HF_DATA_FILE}]
+
+
+def test_writing_every_format_leaves_pandas_unimported(tmp_path):
+    """pyarrow's Python-object conversions import pandas (45 MB resident, a fifth of the data path's peak at 100k
+    sessions); the HuggingFace writer goes through Arrow's JSON reader instead."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path\n"
+            "from rcatune.demo.generator import generate_sessions\n"
+            "from rcatune.formats import Format, export_formats\n"
+            "from rcatune.prompts import DEFAULT_SYSTEM_PROMPT\n"
+            "from rcatune.schema import TrainingExample\n"
+            "from rcatune.split import SplitSpec, split_examples\n"
+            "examples = [TrainingExample.model_validate(r) for r in generate_sessions(40, seed=3)]\n"
+            "export_formats(split_examples(examples, SplitSpec(min_examples=10)), Path(sys.argv[1]), list(Format),"
+            " DEFAULT_SYSTEM_PROMPT)\n"
+            "print('pandas' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "formats")], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "formats" / "hf" / "train" / "state.json").exists()
 
 
 def _read_llama_factory(folder, name):

@@ -279,3 +279,21 @@ def test_standalone_credentials_reach_no_exported_format(tmp_path):
     assert any(p.suffix == ".arrow" for p in files)
     leaked = [(value, str(p)) for p in files for value in values if value.encode() in p.read_bytes()]
     assert not leaked
+
+
+def test_a_source_is_scrubbed_as_it_is_validated(key, tmp_path):
+    """`load_source` scrubs each session as validation accepts it (never holding the unscrubbed dataset): the
+    same sessions and report as scrubbing the validated list, with the rejected record quarantined."""
+    from rcatune.config.data import JsonlDataConfig
+    from rcatune.validation import load_source
+
+    examples, planted, _ = _plant()
+    path = tmp_path / "sessions.jsonl"
+    path.write_text("".join(json.dumps(e.to_json_dict()) + "\n" for e in examples) + '{"id": "broken"}\n')
+    dataset, report = load_source(JsonlDataConfig(path=str(path), max_rejected_fraction=0.5), tmp_path / "out",
+                                  progress=False, scrub=ScrubConfig())
+    expected, scrubbed = scrub_examples(examples, ScrubConfig())
+    assert dataset.examples == expected and not [value for value in planted if value in _dump(dataset.examples)]
+    assert (report.read, report.accepted, report.rejected) == (21, 20, 1)
+    assert report.scrub == scrubbed and report.scrub.records == 20
+    assert json.loads((tmp_path / "out" / "validation_report.json").read_text())["scrub"]["records_changed"] == 11
