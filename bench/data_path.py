@@ -70,16 +70,12 @@ def current_rss_mb() -> float:
 
 
 def warm_pyarrow() -> None:
-    """Load pyarrow and parse one row the way the HuggingFace writer does (`rcatune.formats.tabular`): library
-    code and its tables, the same whatever the size of the data."""
-    import io
+    """Load pyarrow and parse one row the way the HuggingFace writer does: library code and its tables, the same
+    whatever the size of the data."""
+    from rcatune.formats.tabular import arrow_rows, hf_schema, json_lines
 
-    from pyarrow import json as arrow_json
-
-    from rcatune.formats.tabular import hf_schema
-
-    row = b'{"id": "x", "system": "s", "instruction": "i", "input": "x", "output": "o", "messages": []}\n'
-    arrow_json.read_json(io.BytesIO(row), parse_options=arrow_json.ParseOptions(explicit_schema=hf_schema()))
+    arrow_rows(json_lines(['{"id": "x", "system": "s", "instruction": "i", "input": "x", "output": "o", '
+                           '"messages": []}']), hf_schema())
 
 
 def worker(name: str, data: Path, out: Path) -> None:

@@ -71,10 +71,11 @@ class HfDatasetWriter:
     def begin(self, split: str) -> None:
         import pyarrow as pa
 
-        folder = self.place / HF_NAMES[split]
-        folder.mkdir()
+        self.folder = self.place / HF_NAMES[split]
+        self.folder.mkdir()
         self.splits.append(split)
-        self.sink = pa.OSFile(str(folder / HF_DATA_FILE), "wb")
+        self.digest = hashlib.blake2b(digest_size=8)  # the split's fingerprint, over its rows as they go by
+        self.sink = pa.OSFile(str(self.folder / HF_DATA_FILE), "wb")
         self.writer = pa.ipc.new_stream(self.sink, self.schema)
 
     def add(self, split: str, example, prompt: Prompt) -> None:
@@ -85,18 +86,10 @@ class HfDatasetWriter:
             self._flush()
 
     def _flush(self) -> None:
-        """The rows so far, as JSON lines parsed by Arrow's own reader against the schema: as fast as
-        `RecordBatch.from_pylist` here, and unlike it (and `pa.array`) it does not import pandas (45 MB)."""
-        import io
-
-        from pyarrow import json as arrow_json
-
         if self.rows:
-            data = ("\n".join(self.rows) + "\n").encode()
-            table = arrow_json.read_json(
-                io.BytesIO(data), read_options=arrow_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
-                parse_options=arrow_json.ParseOptions(explicit_schema=self.schema, unexpected_field_behavior="error"))
-            for batch in table.to_batches():
+            data = json_lines(self.rows)
+            self.digest.update(data)
+            for batch in arrow_rows(data, self.schema).to_batches():
                 self.writer.write_batch(batch)
             self.rows = []
 
@@ -105,13 +98,13 @@ class HfDatasetWriter:
         self.writer.close()
         self.sink.close()
         self.writer = None
-        folder = self.place / HF_NAMES[split]
-        state = {"_data_files": [{"filename": HF_DATA_FILE}], "_fingerprint": _file_digest(folder / HF_DATA_FILE),
+        # 16 hex digits, as `datasets` writes its fingerprints
+        state = {"_data_files": [{"filename": HF_DATA_FILE}], "_fingerprint": self.digest.hexdigest(),
                  "_format_columns": None, "_format_kwargs": {}, "_format_type": None, "_output_all_columns": False,
                  "_split": None}
         info = {"citation": "", "description": "", "features": HF_FEATURES, "homepage": "", "license": ""}
-        (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
-        (folder / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (self.folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+        (self.folder / "dataset_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
     def finish(self) -> None:
         """`dataset_dict.json`, the list of splits `load_from_disk` reads."""
@@ -124,11 +117,18 @@ class HfDatasetWriter:
             self.sink.close()
 
 
-def _file_digest(path: Path) -> str:
-    """The split's fingerprint (16 hex digits, as `datasets` writes them): a hash of its Arrow file, read in
-    blocks."""
-    digest = hashlib.blake2b(digest_size=8)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+
+def json_lines(rows: list[str]) -> bytes:
+    return ("\n".join(rows) + "\n").encode()
+
+
+def arrow_rows(data: bytes, schema):
+    """JSON lines as an Arrow table of `schema`, parsed by Arrow's own reader: as fast as
+    `RecordBatch.from_pylist` here, and unlike it (and `pa.array`) it does not import pandas (45 MB)."""
+    import io
+
+    from pyarrow import json as arrow_json
+
+    return arrow_json.read_json(
+        io.BytesIO(data), read_options=arrow_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        parse_options=arrow_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"))
